@@ -1,0 +1,173 @@
+//! Photosync's image identity: what a file is, computed from the picture itself.
+//!
+//! [`identify_file`] reads a file once and returns its [`Identity`]: a feature [`Identifier`]
+//! that survives renames, metadata edits, re-encoding, resizing and orientation tags, the BLAKE3
+//! [`Digest`] of its bytes, and its size and format. [`compare`] tells two identities apart in
+//! one of three ways: the same bytes, the same picture in a different file, or different.
+//!
+//! This crate reads files and nothing else: no network, no database, no async runtime.
+
+mod decode;
+mod error;
+mod features;
+mod group;
+mod heif;
+mod identifier;
+mod index;
+
+use std::fmt;
+use std::path::Path;
+
+pub use decode::{Format, Limits};
+pub use error::IdentifyError;
+pub use group::{group, Group, Member};
+pub use identifier::{
+    Distance, Identifier, ParseIdentifierError, Thresholds, FEATURE_BITS, SAME_PICTURE, VERSION,
+};
+pub use index::BkTree;
+
+/// BLAKE3 of a file's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+/// Everything known about one image file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub identifier: Identifier,
+    pub digest: Digest,
+    /// Upright size in pixels, after the orientation tag is applied.
+    pub width: u32,
+    pub height: u32,
+    pub format: Format,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+impl Identity {
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+}
+
+/// How two images relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// Identical bytes.
+    SameBytes,
+    /// A different file of the same picture (re-encoded, resized, converted, re-tagged...).
+    SamePicture(Distance),
+    /// Different pictures, however alike.
+    Different(Distance),
+}
+
+impl Match {
+    pub fn is_same(&self) -> bool {
+        !matches!(self, Match::Different(_))
+    }
+}
+
+/// Compares two identities with the crate's one "same picture" rule.
+pub fn compare(a: &Identity, b: &Identity) -> Match {
+    if a.digest == b.digest {
+        return Match::SameBytes;
+    }
+    let d = a.identifier.distance(&b.identifier);
+    if d.is_same_picture() {
+        Match::SamePicture(d)
+    } else {
+        Match::Different(d)
+    }
+}
+
+/// Reads `path` once, then digests and identifies the bytes.
+pub fn identify_file(path: &Path, limits: &Limits) -> Result<Identity, IdentifyError> {
+    let size = std::fs::metadata(path)?.len();
+    if size > limits.max_file_bytes {
+        return Err(IdentifyError::FileTooLarge {
+            size,
+            max: limits.max_file_bytes,
+        });
+    }
+    let bytes = read_at_most(path, limits.max_file_bytes)?;
+    identify_bytes(&bytes, limits)
+}
+
+/// Reads the file, refusing it if it grew past `max` since its size was checked.
+fn read_at_most(path: &Path, max: u64) -> Result<Vec<u8>, IdentifyError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(IdentifyError::FileTooLarge {
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Digests and identifies an image already in memory.
+pub fn identify_bytes(bytes: &[u8], limits: &Limits) -> Result<Identity, IdentifyError> {
+    if bytes.is_empty() {
+        return Err(IdentifyError::Empty);
+    }
+    // Hash while the bytes are hot in cache; the decode reads the same buffer.
+    let digest = Digest::of(bytes);
+    let decoded = decode::decode(bytes, limits)?;
+    let identifier = features::identifier(&decoded.pixels, decoded.width, decoded.height);
+    tracing::trace!(%digest, %identifier, format = %decoded.format, "identified");
+    Ok(Identity {
+        identifier,
+        digest,
+        width: decoded.width,
+        height: decoded.height,
+        format: decoded.format,
+        bytes: bytes.len() as u64,
+    })
+}
+
+/// Identifies many files on a bounded pool of `threads` workers (0: one per core). Each worker
+/// holds at most one file and one decode at a time, so memory stays bounded however many files
+/// there are. Results come back in input order.
+pub fn identify_all<P: AsRef<Path> + Sync>(
+    paths: &[P],
+    limits: &Limits,
+    threads: usize,
+) -> Vec<Result<Identity, IdentifyError>> {
+    use rayon::prelude::*;
+    let run = || {
+        paths
+            .par_iter()
+            .map(|p| identify_file(p.as_ref(), limits))
+            .collect()
+    };
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(run),
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread pool; identifying on the caller's thread");
+            paths
+                .iter()
+                .map(|p| identify_file(p.as_ref(), limits))
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Test-only helpers: the real photos committed under `tests/photos`, the "same picture" copies
+//! made from them, and the bad inputs every reader of files must survive.
+//!
+//! Copies are generated, not committed, so the test set stays small and every transform is
+//! visible in code.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use image::{DynamicImage, ImageFormat, RgbImage};
+
+/// The folder of committed test photos (see its LICENSES.md).
+pub fn photos_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/photos")
+}
+
+/// Pairs of photos that are alike but different shots: they must never be "same picture".
+pub const HARD_NEGATIVES: &[(&str, &str, &str)] = &[
+    (
+        "motorcycle-left.jpg",
+        "motorcycle-right.jpg",
+        "stereo pair (Middlebury 2014)",
+    ),
+    (
+        "burst-pan-0.jpg",
+        "burst-pan-1.jpg",
+        "two frames of a 4 % camera pan",
+    ),
+];
+
+/// Every committed photo, by file name, sorted.
+pub fn photos() -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(photos_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A transform that keeps the picture but changes the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    /// Decoded and encoded again as a baseline JPEG at quality 75.
+    Reencode75,
+    /// Resized to half width and height, JPEG quality 90.
+    HalfSize,
+    /// The original bytes with an EXIF block added (camera, date, orientation 1).
+    Tagged,
+    /// The original bytes with every APPn metadata segment removed.
+    Stripped,
+    /// Converted to PNG.
+    Png,
+    /// Pixels rotated in storage, with the EXIF orientation tag (6, 3 or 8) that undoes it.
+    Rotated(u16),
+    /// Re-encoded as a progressive JPEG at quality 85.
+    Progressive,
+}
+
+pub const COPIES: &[Copy] = &[
+    Copy::Reencode75,
+    Copy::HalfSize,
+    Copy::Tagged,
+    Copy::Stripped,
+    Copy::Png,
+    Copy::Rotated(6),
+    Copy::Rotated(3),
+    Copy::Rotated(8),
+    Copy::Progressive,
+];
+
+pub fn decode(bytes: &[u8]) -> RgbImage {
+    image::load_from_memory(bytes).unwrap().into_rgb8()
+}
+
+/// Encodes RGB pixels as JPEG, optionally progressive and with an APP1 EXIF block.
+pub fn jpeg(pixels: &RgbImage, quality: u8, progressive: bool, exif: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
+    enc.set_progressive(progressive);
+    if let Some(exif) = exif {
+        enc.add_app_segment(1, exif).unwrap();
+    }
+    let (w, h) = pixels.dimensions();
+    enc.encode(
+        pixels.as_raw(),
+        u16::try_from(w).unwrap(),
+        u16::try_from(h).unwrap(),
+        jpeg_encoder::ColorType::Rgb,
+    )
+    .unwrap();
+    out
+}
+
+/// An APP1 EXIF payload with an orientation tag and a camera model string.
+pub fn exif_block(orientation: u16) -> Vec<u8> {
+    let model = b"Photosync Test Camera\0";
+    let mut e = b"Exif\0\0II*\0".to_vec();
+    e.extend(8u32.to_le_bytes()); // IFD0 offset
+    e.extend(2u16.to_le_bytes()); // two entries
+                                  // Model (0x0110), ASCII, stored after the IFD
+    let model_offset = 8 + 2 + 2 * 12 + 4;
+    e.extend(0x0110u16.to_le_bytes());
+    e.extend(2u16.to_le_bytes());
+    e.extend((model.len() as u32).to_le_bytes());
+    e.extend((model_offset as u32).to_le_bytes());
+    // Orientation (0x0112), SHORT
+    e.extend(0x0112u16.to_le_bytes());
+    e.extend(3u16.to_le_bytes());
+    e.extend(1u32.to_le_bytes());
+    e.extend(orientation.to_le_bytes());
+    e.extend([0, 0]);
+    e.extend(0u32.to_le_bytes()); // no next IFD
+    e.extend(model);
+    e
+}
+
+/// JPEG segments as (marker, whole segment bytes) up to the start of scan; then the rest.
+fn jpeg_segments(bytes: &[u8]) -> (Vec<(u8, &[u8])>, &[u8]) {
+    assert_eq!(&bytes[..2], &[0xFF, 0xD8], "not a JPEG");
+    let mut segs = Vec::new();
+    let mut at = 2;
+    loop {
+        assert_eq!(bytes[at], 0xFF);
+        let marker = bytes[at + 1];
+        if marker == 0xDA {
+            return (segs, &bytes[at..]);
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        segs.push((marker, &bytes[at..at + 2 + len]));
+        at += 2 + len;
+    }
+}
+
+/// Rebuilds a JPEG keeping the segments `keep` accepts, with `insert` placed after SOI.
+fn rebuild_jpeg(bytes: &[u8], insert: &[u8], keep: impl Fn(u8) -> bool) -> Vec<u8> {
+    let (segs, rest) = jpeg_segments(bytes);
+    let mut out = vec![0xFF, 0xD8];
+    out.extend(insert);
+    for (marker, seg) in segs {
+        if keep(marker) {
+            out.extend(seg);
+        }
+    }
+    out.extend(rest);
+    out
+}
+
+fn app1(payload: &[u8]) -> Vec<u8> {
+    let mut seg = vec![0xFF, 0xE1];
+    seg.extend(u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
+    seg.extend(payload);
+    seg
+}
+
+pub fn make_copy(original: &[u8], copy: Copy) -> Vec<u8> {
+    match copy {
+        Copy::Reencode75 => jpeg(&decode(original), 75, false, None),
+        Copy::Progressive => jpeg(&decode(original), 85, true, None),
+        Copy::HalfSize => {
+            let img = decode(original);
+            let half = image::imageops::resize(
+                &img,
+                img.width() / 2,
+                img.height() / 2,
+                image::imageops::FilterType::Lanczos3,
+            );
+            jpeg(&half, 90, false, None)
+        }
+        Copy::Tagged => rebuild_jpeg(original, &app1(&exif_block(1)), |m| m != 0xE1),
+        Copy::Stripped => rebuild_jpeg(original, &[], |m| !(0xE1..=0xEF).contains(&m)),
+        Copy::Png => {
+            let mut out = Vec::new();
+            DynamicImage::ImageRgb8(decode(original))
+                .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+                .unwrap();
+            out
+        }
+        Copy::Rotated(orientation) => {
+            let upright = decode(original);
+            // Store the pixels so that applying `orientation` brings them upright again.
+            let stored = match orientation {
+                6 => image::imageops::rotate270(&upright),
+                3 => image::imageops::rotate180(&upright),
+                8 => image::imageops::rotate90(&upright),
+                o => panic!("orientation {o} not generated"),
+            };
+            jpeg(&stored, 92, false, Some(&exif_block(orientation)))
+        }
+    }
+}
+
+/// Encodes `pixels` in another container format.
+pub fn encode_as(pixels: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    DynamicImage::ImageRgb8(pixels.clone())
+        .write_to(&mut Cursor::new(&mut out), format)
+        .unwrap();
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// A PNG whose header claims `width` × `height` pixels, followed by a tiny, bogus data chunk:
+/// a decompression bomb as far as a decoder that trusts headers is concerned.
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend(u32::try_from(data.len()).unwrap().to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A different shot made from a photo: the picture a moment later, as a burst would take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NearShot {
+    /// The camera panned by this many percent of the width (both frames cropped to 90 %).
+    Pan(u32),
+    /// Exposure bracketing: one stop brighter.
+    PlusOneStop,
+}
+
+pub const NEAR_SHOTS: &[NearShot] = &[NearShot::Pan(2), NearShot::Pan(4), NearShot::PlusOneStop];
+
+/// Two frames of a burst derived from one photo: (first frame, second frame), both JPEG.
+pub fn near_shot_pair(original: &[u8], shot: NearShot) -> (Vec<u8>, Vec<u8>) {
+    let img = decode(original);
+    let (w, h) = img.dimensions();
+    match shot {
+        NearShot::Pan(percent) => {
+            let cw = w * 9 / 10;
+            let dx = w * percent / 100;
+            let a = image::imageops::crop_imm(&img, 0, 0, cw, h).to_image();
+            let b = image::imageops::crop_imm(&img, dx, 0, cw, h).to_image();
+            (jpeg(&a, 90, false, None), jpeg(&b, 90, false, None))
+        }
+        NearShot::PlusOneStop => {
+            let mut bright = img.clone();
+            for p in bright.pixels_mut() {
+                for c in &mut p.0 {
+                    // double the linear light, in the sRGB gamma of the stored values
+                    let lin = (f32::from(*c) / 255.0).powf(2.2) * 2.0;
+                    *c = (lin.min(1.0).powf(1.0 / 2.2) * 255.0).round() as u8;
+                }
+            }
+            (jpeg(&img, 90, false, None), jpeg(&bright, 90, false, None))
+        }
+    }
+}
