@@ -33,3 +33,21 @@ pub enum IdentifyError {
         reason: String,
     },
 }
+
+impl IdentifyError {
+    /// A stable, machine-readable name for the kind of failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentifyError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                "permission_denied"
+            }
+            IdentifyError::Io(_) => "io",
+            IdentifyError::Empty => "empty",
+            IdentifyError::FileTooLarge { .. } => "file_too_large",
+            IdentifyError::NotAnImage => "not_an_image",
+            IdentifyError::Unsupported(_) => "unsupported_format",
+            IdentifyError::TooManyPixels { .. } => "too_many_pixels",
+            IdentifyError::Corrupt { .. } => "corrupt",
+        }
+    }
+}
