@@ -14,7 +14,8 @@ pub struct Member {
     pub relation: Option<Match>,
 }
 
-/// Images that are copies of one another. The first member has the most pixels.
+/// Images that are copies of one another. The first member has the most pixels (the first
+/// given among equals).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub members: Vec<Member>,
@@ -70,13 +71,7 @@ pub fn group(items: &[Identity]) -> Vec<Group> {
         .into_values()
         .filter(|s| s.len() > 1)
         .map(|mut s| {
-            s.sort_by_key(|&i| {
-                (
-                    std::cmp::Reverse(items[i].pixels()),
-                    std::cmp::Reverse(items[i].bytes),
-                    i,
-                )
-            });
+            s.sort_by_key(|&i| (std::cmp::Reverse(items[i].pixels()), i));
             let best = s[0];
             let members = s
                 .iter()

@@ -258,3 +258,21 @@ fn many_files_in_parallel_come_back_in_order() {
         }
     }
 }
+
+#[cfg(feature = "heif")]
+#[test]
+fn heic_from_a_phone_format_is_the_same_picture() {
+    // tests/photos/ladybird.heic: `heif-enc -q 50 ladybird.jpg` (libheif 1.15, x265)
+    let heic = id(&photo("ladybird.heic"));
+    assert_eq!(heic.format, Format::Heif);
+    let jpg = id(&photo("ladybird.jpg"));
+    assert_eq!((heic.width, heic.height), (jpg.width, jpg.height));
+    assert!(
+        matches!(compare(&jpg, &heic), Match::SamePicture(_)),
+        "{:?}",
+        compare(&jpg, &heic)
+    );
+    let mut truncated = photo("ladybird.heic");
+    truncated.truncate(truncated.len() / 2);
+    assert_eq!(err(&truncated).code(), "corrupt");
+}
