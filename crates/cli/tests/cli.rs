@@ -1,5 +1,7 @@
 //! The `photosync` binary, run as a user would run it, on real photos and bad files.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,13 +1,14 @@
 //! Format sniffing and reduced-size decoding.
 //!
 //! Formats are recognised by their bytes, never by the file name. JPEG — the format of nearly
-//! every camera photo — is decoded at reduced scale inside the decoder (DCT-domain scaling): a
-//! 12-megapixel photo comes out at about 500×375, so the full-size pixels are never allocated.
+//! every camera photo — is decoded by libjpeg-turbo at reduced scale inside the decoder
+//! (DCT-domain scaling): a 12-megapixel photo comes out at 500×375, so the full-size pixels are
+//! never allocated.
 //! Other formats go through the `image` crate with allocation limits checked against the header
 //! before any pixel buffer exists.
 
 use std::fmt;
-use std::io::{self, Cursor, Read};
+use std::io::Cursor;
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage};
@@ -125,10 +126,15 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyE
     }
 }
 
-pub(crate) fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(), IdentifyError> {
+pub(crate) fn check_pixels(
+    format: Format,
+    width: u64,
+    height: u64,
+    limits: &Limits,
+) -> Result<(), IdentifyError> {
     if width == 0 || height == 0 {
         return Err(IdentifyError::Corrupt {
-            format: "image",
+            format: format.name(),
             reason: format!("header declares a {width}x{height} image"),
         });
     }
@@ -142,84 +148,62 @@ pub(crate) fn check_pixels(width: u64, height: u64, limits: &Limits) -> Result<(
     Ok(())
 }
 
-/// Records whether the decoder tried to read past the end of the file: a JPEG decoder pads a
-/// truncated scan with zeros and reports success, so this is how truncation is noticed.
-struct EofTracker<'a> {
-    inner: &'a [u8],
-    hit_eof: bool,
-}
-
-impl Read for EofTracker<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.hit_eof = true;
-        }
-        Ok(n)
-    }
-}
-
 fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyError> {
-    let corrupt = |e: jpeg_decoder::Error| IdentifyError::Corrupt {
+    let corrupt = |e: turbojpeg::Error| IdentifyError::Corrupt {
         format: "jpeg",
         reason: e.to_string(),
     };
-    let mut source = EofTracker {
-        inner: bytes,
-        hit_eof: false,
+    let mut decompressor = turbojpeg::Decompressor::new().map_err(corrupt)?;
+    let header = match decompressor.read_header(bytes) {
+        Ok(h) => h,
+        // Chroma layouts TurboJPEG's API has no name for: let the image crate try.
+        Err(turbojpeg::Error::BadSubsamp(_)) => {
+            return decode_with_image(bytes, Format::Jpeg, limits)
+        }
+        Err(e) => return Err(corrupt(e)),
     };
-    let mut decoder = jpeg_decoder::Decoder::new(&mut source);
-    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
-    decoder.read_info().map_err(corrupt)?;
-    let info = decoder.info().ok_or_else(|| IdentifyError::Corrupt {
-        format: "jpeg",
-        reason: "no frame header".into(),
-    })?;
-    let (full_w, full_h) = (u32::from(info.width), u32::from(info.height));
-    check_pixels(full_w.into(), full_h.into(), limits)?;
-
-    // Ask for the smallest DCT scale (1/8, 1/4, 1/2 or 1) whose short side stays at or above
-    // MIN_DECODED_SIDE.
-    let short = full_w.min(full_h);
-    let (req_w, req_h) = if short > MIN_DECODED_SIDE {
-        (
-            (u64::from(full_w) * u64::from(MIN_DECODED_SIDE)).div_ceil(u64::from(short)),
-            (u64::from(full_h) * u64::from(MIN_DECODED_SIDE)).div_ceil(u64::from(short)),
-        )
-    } else {
-        (full_w.into(), full_h.into())
-    };
-    let (w, h) = decoder
-        .scale(
-            u16::try_from(req_w).unwrap_or(u16::MAX),
-            u16::try_from(req_h).unwrap_or(u16::MAX),
-        )
-        .map_err(corrupt)?;
-    let raw = decoder.decode().map_err(corrupt)?;
-    let orientation = decoder
-        .exif_data()
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
-    let pixel_format = decoder
-        .info()
-        .map(|i| i.pixel_format)
-        .unwrap_or(info.pixel_format);
-    drop(decoder);
-    if source.hit_eof {
-        return Err(IdentifyError::Corrupt {
-            format: "jpeg",
-            reason: "truncated: the file ends inside the image data".into(),
-        });
+    let (full_w, full_h) = (header.width, header.height);
+    check_pixels(Format::Jpeg, full_w as u64, full_h as u64, limits)?;
+    if matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    ) {
+        // TurboJPEG cannot convert CMYK to RGB; these are rare (print workflows).
+        return decode_with_image(bytes, Format::Jpeg, limits);
     }
 
-    let (w, h) = (u32::from(w), u32::from(h));
-    let rgb = jpeg_to_rgb(raw, pixel_format, w, h).ok_or_else(|| IdentifyError::Corrupt {
-        format: "jpeg",
-        reason: "decoder returned fewer pixels than the header declares".into(),
+    // The smallest DCT scale (1/8, 1/4, 1/2 or 1) whose short side stays at or above
+    // MIN_DECODED_SIDE: a 12 MP photo decodes to 500×375, and only DC coefficients are used.
+    let short = full_w.min(full_h);
+    let eighths = [1, 2, 4, 8]
+        .into_iter()
+        .find(|k| short * k / 8 >= MIN_DECODED_SIDE as usize)
+        .unwrap_or(8);
+    let (w, h) = (
+        (full_w * eighths).div_ceil(8),
+        (full_h * eighths).div_ceil(8),
+    );
+    let mut image = turbojpeg::Image {
+        pixels: vec![0u8; w * h * 3],
+        width: w,
+        pitch: w * 3,
+        height: h,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    // Truncated and corrupt data come back as errors ("Premature end of JPEG file").
+    decompressor
+        .decompress(bytes, image.as_deref_mut())
+        .map_err(corrupt)?;
+    let rgb = RgbImage::from_raw(w as u32, h as u32, image.pixels).ok_or_else(|| {
+        IdentifyError::Corrupt {
+            format: "jpeg",
+            reason: "decoder returned fewer pixels than the header declares".into(),
+        }
     })?;
+    let orientation = jpeg_orientation(bytes).unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::ImageRgb8(rgb);
     image.apply_orientation(orientation);
-    let (width, height) = upright_size(full_w, full_h, orientation);
+    let (width, height) = upright_size(full_w as u32, full_h as u32, orientation);
     Ok(Decoded {
         pixels: image.into_rgb8(),
         width,
@@ -228,34 +212,24 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyError> 
     })
 }
 
-fn jpeg_to_rgb(
-    raw: Vec<u8>,
-    format: jpeg_decoder::PixelFormat,
-    w: u32,
-    h: u32,
-) -> Option<RgbImage> {
-    use jpeg_decoder::PixelFormat;
-    let n = w as usize * h as usize;
-    let rgb: Vec<u8> = match format {
-        PixelFormat::RGB24 => raw,
-        PixelFormat::L8 => raw.iter().take(n).flat_map(|&l| [l, l, l]).collect(),
-        // Big-endian 16-bit luminance: keep the high byte.
-        PixelFormat::L16 => raw
-            .chunks_exact(2)
-            .take(n)
-            .flat_map(|p| [p[0], p[0], p[0]])
-            .collect(),
-        // jpeg-decoder hands back Adobe-style inverted CMYK.
-        PixelFormat::CMYK32 => raw
-            .chunks_exact(4)
-            .take(n)
-            .flat_map(|p| {
-                let k = u16::from(p[3]);
-                [0, 1, 2].map(|i| ((u16::from(p[i]) * k) / 255) as u8)
-            })
-            .collect(),
-    };
-    RgbImage::from_raw(w, h, rgb)
+/// The EXIF orientation tag of a JPEG, read from its APP1 segment before the scan starts.
+fn jpeg_orientation(bytes: &[u8]) -> Option<Orientation> {
+    let mut at = 2;
+    while at + 4 <= bytes.len() && bytes[at] == 0xFF {
+        let marker = bytes[at + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        let segment = bytes.get(at + 4..at + 2 + len)?;
+        if marker == 0xE1 {
+            if let Some(tiff) = segment.strip_prefix(b"Exif\0\0") {
+                return Orientation::from_exif_chunk(tiff);
+            }
+        }
+        at += 2 + len;
+    }
+    None
 }
 
 fn upright_size(w: u32, h: u32, orientation: Orientation) -> (u32, u32) {
@@ -279,7 +253,8 @@ fn decode_with_image(
         Format::Gif => ImageFormat::Gif,
         Format::Tiff => ImageFormat::Tiff,
         Format::Bmp => ImageFormat::Bmp,
-        Format::Jpeg | Format::Heif => unreachable!("decoded elsewhere"),
+        Format::Jpeg => ImageFormat::Jpeg,
+        Format::Heif => unreachable!("decoded by libheif"),
     };
     let map_err = |e: image::ImageError| match e {
         image::ImageError::Limits(l) => IdentifyError::Corrupt {
@@ -304,7 +279,7 @@ fn decode_with_image(
     reader.limits(image_limits);
     let mut decoder = reader.into_decoder().map_err(map_err)?;
     let (full_w, full_h) = decoder.dimensions();
-    check_pixels(full_w.into(), full_h.into(), limits)?;
+    check_pixels(format, full_w.into(), full_h.into(), limits)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(map_err)?;
     image.apply_orientation(orientation);

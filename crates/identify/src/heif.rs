@@ -28,6 +28,7 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyE
     let stored_w = u32::try_from(handle.ispe_width()).unwrap_or(0);
     let stored_h = u32::try_from(handle.ispe_height()).unwrap_or(0);
     check_pixels(
+        Format::Heif,
         handle.width().max(stored_w).into(),
         handle.height().max(stored_h).into(),
         limits,

@@ -297,3 +297,68 @@ pub fn near_shot_pair(original: &[u8], shot: NearShot) -> (Vec<u8>, Vec<u8>) {
         }
     }
 }
+
+/// What a set of identifiers looks like on the committed photos: every copy against its
+/// original, every pair of distinct photos, the hard negatives and the generated near shots.
+/// Generic over the identifier, so the tests and the benchmark measure the same thing.
+#[derive(Debug)]
+pub struct Separation<D> {
+    pub photos: usize,
+    /// (distance, "photo copy"), for every photo and every copy in [`COPIES`].
+    pub copies: Vec<(D, String)>,
+    /// (distance, "a vs b"), for every pair of distinct photos that is not a hard negative.
+    pub distinct: Vec<(D, String)>,
+    /// (distance, description), one per [`HARD_NEGATIVES`] entry.
+    pub hard: Vec<(D, String)>,
+    /// (distance, "photo shot"), for every photo and every [`NEAR_SHOTS`] entry.
+    pub near_shots: Vec<(D, String)>,
+}
+
+pub fn measure_separation<I, D>(
+    identify: impl Fn(&[u8]) -> I,
+    distance: impl Fn(&I, &I) -> D,
+) -> Separation<D> {
+    let photos = photos();
+    let originals: Vec<(String, I)> = photos
+        .iter()
+        .map(|(n, b)| (n.clone(), identify(b)))
+        .collect();
+    let mut copies = Vec::new();
+    let mut near_shots = Vec::new();
+    for ((name, bytes), (_, original)) in photos.iter().zip(&originals) {
+        for &copy in COPIES {
+            let c = identify(&make_copy(bytes, copy));
+            copies.push((distance(original, &c), format!("{name} {copy:?}")));
+        }
+        for &shot in NEAR_SHOTS {
+            let (a, b) = near_shot_pair(bytes, shot);
+            let d = distance(&identify(&a), &identify(&b));
+            near_shots.push((d, format!("{name} {shot:?}")));
+        }
+    }
+    let is_hard = |a: &str, b: &str| {
+        HARD_NEGATIVES
+            .iter()
+            .any(|(x, y, _)| (a == *x && b == *y) || (a == *y && b == *x))
+    };
+    let mut distinct = Vec::new();
+    for (i, (na, a)) in originals.iter().enumerate() {
+        for (nb, b) in &originals[i + 1..] {
+            if !is_hard(na, nb) {
+                distinct.push((distance(a, b), format!("{na} vs {nb}")));
+            }
+        }
+    }
+    let find = |n: &str| &originals.iter().find(|(x, _)| x == n).unwrap().1;
+    let hard = HARD_NEGATIVES
+        .iter()
+        .map(|(a, b, why)| (distance(find(a), find(b)), (*why).to_owned()))
+        .collect();
+    Separation {
+        photos: photos.len(),
+        copies,
+        distinct,
+        hard,
+        near_shots,
+    }
+}
