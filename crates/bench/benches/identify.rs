@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 use photosync_identify::{compare, identify_bytes, identify_file, Limits, FEATURE_BITS};
 use photosync_testkit::{
-    jpeg, make_copy, measure_separation, near_shot_pair, photos, COPIES, NEAR_SHOTS,
+    make_copy, measure_separation, near_shot_pair, photos, COPIES, NEAR_SHOTS,
 };
 
 const SOURCE: &str = "usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg";
@@ -140,7 +140,8 @@ fn photosync_binary(target: &Path) -> PathBuf {
 }
 
 /// Runs a command to completion; returns (wall time, peak resident set size in bytes, stderr).
-#[allow(unsafe_code)] // wait4 is the one call that reports a child's own peak RSS
+// wait4 is the one call that reports a child's own peak RSS; the child is reaped by it.
+#[allow(unsafe_code, clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command) -> (Duration, u64, String) {
     use std::process::Stdio;
     let start = Instant::now();

@@ -183,6 +183,11 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyError> 
         (full_w * eighths).div_ceil(8),
         (full_h * eighths).div_ceil(8),
     );
+    let dc_only = if eighths == 1 {
+        dc_scans_only(bytes)
+    } else {
+        None
+    };
     let mut image = turbojpeg::Image {
         pixels: vec![0u8; w * h * 3],
         width: w,
@@ -192,7 +197,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyError> 
     };
     // Truncated and corrupt data come back as errors ("Premature end of JPEG file").
     decompressor
-        .decompress(bytes, image.as_deref_mut())
+        .decompress(dc_only.as_deref().unwrap_or(bytes), image.as_deref_mut())
         .map_err(corrupt)?;
     let rgb = RgbImage::from_raw(w as u32, h as u32, image.pixels).ok_or_else(|| {
         IdentifyError::Corrupt {
@@ -210,6 +215,66 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyError> 
         height,
         format: Format::Jpeg,
     })
+}
+
+/// A progressive JPEG rebuilt from its DC scans alone, or `None` for any other JPEG.
+///
+/// At 1/8 scale each output pixel is one block's DC coefficient, and a progressive JPEG keeps
+/// DC in scans of its own, so the AC scans (most of the file) need not be entropy-decoded at
+/// all. (libjpeg-turbo then smooths the DC-only blocks slightly; the identifier averages that
+/// away, see the tests.) Only a file whose markers are intact through EOI qualifies: anything odd falls back to
+/// the full decode, which reports truncation and corruption.
+fn dc_scans_only(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len() / 4);
+    out.extend_from_slice(bytes.get(..2)?);
+    let mut at = 2;
+    let mut progressive = false;
+    loop {
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        match marker {
+            0xFF => at += 1, // fill byte
+            0xD9 => break,   // EOI
+            0x01 | 0xD0..=0xD7 => at += 2,
+            _ => {
+                let len = usize::from(u16::from_be_bytes([
+                    *bytes.get(at + 2)?,
+                    *bytes.get(at + 3)?,
+                ]));
+                let header_end = at + 2 + len;
+                let header = bytes.get(at..header_end)?;
+                progressive |= marker == 0xC2;
+                if marker != 0xDA {
+                    out.extend_from_slice(header);
+                    at = header_end;
+                    continue;
+                }
+                // SOS: Ns, Ns × (id, tables), Ss, Se, Ah/Al; then entropy-coded data up to the
+                // next marker that is neither a stuffed 0xFF00 nor a restart marker.
+                let ns = usize::from(*header.get(4)?);
+                let ss = *header.get(5 + 2 * ns)?;
+                let mut p = header_end;
+                loop {
+                    p += memchr::memchr(0xFF, bytes.get(p..)?)?;
+                    match *bytes.get(p + 1)? {
+                        0x00 | 0xD0..=0xD7 => p += 2,
+                        _ => break,
+                    }
+                }
+                if ss == 0 {
+                    out.extend_from_slice(&bytes[at..p]);
+                }
+                at = p;
+            }
+        }
+    }
+    if !progressive {
+        return None;
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    Some(out)
 }
 
 /// The EXIF orientation tag of a JPEG, read from its APP1 segment before the scan starts.
@@ -290,4 +355,85 @@ fn decode_with_image(
         height,
         format,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real photo at 1600×1200, as a progressive JPEG.
+    fn progressive_jpeg() -> Vec<u8> {
+        let photo =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/photos/wood.jpg");
+        let img = image::open(photo).unwrap().into_rgb8();
+        let img = image::imageops::resize(&img, 1600, 1200, image::imageops::FilterType::Triangle);
+        let mut out = Vec::new();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+        enc.encode_image(&img).unwrap();
+        // The image crate writes baseline; rebuild as progressive through libjpeg-turbo.
+        let mut t = turbojpeg::Transformer::new().unwrap();
+        let tr = turbojpeg::Transform {
+            progressive: true,
+            ..Default::default()
+        };
+        t.transform_to_owned(&tr, &out).unwrap().to_vec()
+    }
+
+    #[test]
+    fn dc_scans_give_nearly_the_same_pixels_at_one_eighth() {
+        let jpg = progressive_jpeg();
+        let dc = dc_scans_only(&jpg).expect("progressive file qualifies");
+        assert!(
+            dc.len() < jpg.len() / 2,
+            "AC scans dropped: {} of {}",
+            dc.len(),
+            jpg.len()
+        );
+        let decode = |b: &[u8]| {
+            let mut d = turbojpeg::Decompressor::new().unwrap();
+            let mut img = turbojpeg::Image {
+                pixels: vec![0u8; 200 * 150 * 3],
+                width: 200,
+                pitch: 600,
+                height: 150,
+                format: turbojpeg::PixelFormat::RGB,
+            };
+            d.decompress(b, img.as_deref_mut()).unwrap();
+            img.pixels
+        };
+        let (full, fast) = (decode(&jpg), decode(&dc));
+        let worst = full
+            .iter()
+            .zip(&fast)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        let mean = full
+            .iter()
+            .zip(&fast)
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / full.len() as f64;
+        // libjpeg-turbo smooths blocks whose AC coefficients never arrived, which nudges the
+        // DC-only decode a little; the identifier works on a 64×64 average of it.
+        assert!(
+            mean < 1.0 && worst <= 24,
+            "pixels differ by {mean} on average, {worst} at most"
+        );
+    }
+
+    #[test]
+    fn baseline_and_damaged_files_take_the_full_path() {
+        let jpg = progressive_jpeg();
+        assert!(
+            dc_scans_only(&jpg[..jpg.len() - 100]).is_none(),
+            "truncated"
+        );
+        let mut baseline = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut baseline)
+            .encode_image(&RgbImage::new(64, 64))
+            .unwrap();
+        assert!(dc_scans_only(&baseline).is_none());
+        assert!(dc_scans_only(b"\xFF\xD8\xFF").is_none());
+    }
 }

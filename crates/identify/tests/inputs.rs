@@ -278,3 +278,21 @@ fn heic_from_a_phone_format_is_the_same_picture() {
     truncated.truncate(truncated.len() / 2);
     assert_eq!(err(&truncated).code(), "corrupt");
 }
+
+#[test]
+fn camera_sized_progressive_and_baseline_copies_agree() {
+    // Large enough for the 1/8-scale decode, where progressive files are read from their DC
+    // scans only.
+    let img = image::imageops::resize(
+        &decode(&photo("elephants.jpg")),
+        3200,
+        1800,
+        image::imageops::FilterType::Triangle,
+    );
+    let base = id(&jpeg(&img, 92, false, None));
+    let prog = id(&jpeg(&img, 92, true, None));
+    match compare(&base, &prog) {
+        Match::SamePicture(d) => assert!(d.total() <= 8, "{d}"),
+        other => panic!("{other:?}"),
+    }
+}
