@@ -24,7 +24,7 @@ pub use group::{group, Group, Member};
 pub use identifier::{
     Distance, Identifier, ParseIdentifierError, Thresholds, FEATURE_BITS, SAME_PICTURE, VERSION,
 };
-pub use index::BkTree;
+pub use index::{BkTree, MultiIndex};
 
 /// BLAKE3 of a file's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

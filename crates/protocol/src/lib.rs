@@ -1,0 +1,155 @@
+//! The wire between Photosync clients and the server: tus header names, the `Upload-Metadata`
+//! keys, and the JSON bodies of the detection, listing and error endpoints.
+//!
+//! Only this crate and the shells (server handlers, CLI, desktop app) know about JSON.
+
+mod metadata;
+
+pub use metadata::{Metadata, MetadataError};
+
+use serde::{Deserialize, Serialize};
+
+/// tus 1.0.0 header names and values.
+pub mod tus {
+    pub const VERSION: &str = "1.0.0";
+    pub const RESUMABLE: &str = "tus-resumable";
+    pub const VERSION_HEADER: &str = "tus-version";
+    pub const EXTENSION: &str = "tus-extension";
+    pub const MAX_SIZE: &str = "tus-max-size";
+    pub const CHECKSUM_ALGORITHM: &str = "tus-checksum-algorithm";
+    pub const UPLOAD_OFFSET: &str = "upload-offset";
+    pub const UPLOAD_LENGTH: &str = "upload-length";
+    pub const UPLOAD_METADATA: &str = "upload-metadata";
+    pub const UPLOAD_EXPIRES: &str = "upload-expires";
+    pub const UPLOAD_CHECKSUM: &str = "upload-checksum";
+    pub const OFFSET_CONTENT_TYPE: &str = "application/offset+octet-stream";
+    pub const EXTENSIONS: &str = "creation,creation-with-upload,expiration,checksum,termination";
+    /// sha1 is mandatory in the checksum extension; blake3 is the fast one.
+    pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256,blake3";
+    /// Status for a part whose checksum does not match (checksum extension).
+    pub const CHECKSUM_MISMATCH: u16 = 460;
+}
+
+/// `Upload-Metadata` keys a Photosync client sends with each upload.
+pub mod meta {
+    /// The file name, without folders.
+    pub const NAME: &str = "filename";
+    /// BLAKE3 of the whole file, 64 hex digits. Required: the server verifies it on completion.
+    pub const DIGEST: &str = "digest";
+    /// The image identifier (`v1:...`), when the file is an image.
+    pub const IDENTIFIER: &str = "identifier";
+    /// The file's size in bytes.
+    pub const SIZE: &str = "size";
+    /// Modification time, seconds since the Unix epoch.
+    pub const MTIME: &str = "mtime";
+}
+
+/// Paths of the HTTP API.
+pub mod path {
+    pub const UPLOADS: &str = "/files/";
+    pub const DETECT: &str = "/api/v1/detect";
+    pub const IMAGES: &str = "/api/v1/images";
+}
+
+/// Most images one detection request may carry.
+pub const DETECT_MAX_BATCH: usize = 10_000;
+
+/// `POST /api/v1/detect`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectRequest {
+    pub images: Vec<DetectQuery>,
+}
+
+/// One image asked about: its digest, and its identifier when it is an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectQuery {
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectResponse {
+    /// One answer per query, in the order asked.
+    pub results: Vec<DetectResult>,
+}
+
+/// What the server holds for one queried image, for the asking user only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum DetectResult {
+    /// Nothing like it.
+    Absent,
+    /// This exact file.
+    SameBytes { image: ImageInfo },
+    /// Another file of the same picture.
+    SamePicture {
+        image: ImageInfo,
+        distance: Distance,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distance {
+    pub total: u32,
+    pub luma: u32,
+    pub texture: u32,
+    pub colour: u32,
+}
+
+/// An image the server holds for a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub id: i64,
+    pub name: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
+    /// Seconds since the Unix epoch.
+    pub uploaded_at: i64,
+}
+
+/// `GET /api/v1/images?after=ID&limit=N`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageList {
+    pub images: Vec<ImageInfo>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+}
+
+/// Every error body: a stable machine-readable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_results_are_tagged() {
+        let r = DetectResponse {
+            results: vec![DetectResult::Absent],
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"results":[{"status":"absent"}]}"#
+        );
+        let q: DetectRequest = serde_json::from_str(
+            r#"{"images":[{"digest":"ab"},{"digest":"cd","identifier":"v1:0"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(q.images[0].identifier, None);
+        assert_eq!(q.images[1].identifier.as_deref(), Some("v1:0"));
+    }
+}
