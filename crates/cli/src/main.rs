@@ -47,13 +47,7 @@ enum Command {
 
 /// Exit status: 0 when something was read, 1 when nothing could be, 2 for a wrong argument.
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    photosync_cli::init_logging("warn");
     let cli = Cli::parse();
     let limits = Limits::default();
     let (json, paths, similar) = match cli.command {

@@ -1,0 +1,12 @@
+//! What the `photosync` and `photosync-server` binaries share.
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `default`).
+pub fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,164 @@
+//! `photosync-server`: argument parsing over the server library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use photosync_server::{new_token, token_hash, AppState, Config, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "photosync-server",
+    version,
+    about = "The server your photos are backed up to"
+)]
+struct Cli {
+    /// Where the database and the photos live [default: the platform's data directory]
+    #[arg(long, global = true, env = "PHOTOSYNC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the tus upload endpoint and the API.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "PHOTOSYNC_LISTEN")]
+        listen: String,
+        /// Largest upload accepted, in bytes.
+        #[arg(long, default_value_t = 4 << 30, env = "PHOTOSYNC_MAX_UPLOAD_SIZE")]
+        max_upload_size: u64,
+        /// Seconds a request body may send nothing before it is cut.
+        #[arg(long, default_value_t = 30, env = "PHOTOSYNC_IDLE_TIMEOUT")]
+        idle_timeout: u64,
+        /// Hours an unfinished upload is kept after its last part.
+        #[arg(long, default_value_t = 24, env = "PHOTOSYNC_UPLOAD_TTL_HOURS")]
+        upload_ttl_hours: u64,
+    },
+    /// Manage the users who may back up here.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user and print their token (shown once).
+    Add { name: String },
+    /// List users with their image counts.
+    List,
+    /// Remove a user and their records.
+    Remove { name: String },
+}
+
+fn data_dir(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| {
+        directories::ProjectDirs::from("", "", "photosync-server")
+            .map(|d| d.data_dir().to_path_buf())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    photosync_cli::init_logging("info");
+    let cli = Cli::parse();
+    let Some(dir) = data_dir(cli.data_dir) else {
+        tracing::error!("no data directory: pass --data-dir");
+        return ExitCode::from(2);
+    };
+    let config = match &cli.command {
+        Command::Serve {
+            max_upload_size,
+            idle_timeout,
+            upload_ttl_hours,
+            ..
+        } => Config {
+            max_upload_size: *max_upload_size,
+            idle_timeout: Duration::from_secs(*idle_timeout),
+            upload_ttl: Duration::from_secs(upload_ttl_hours * 3600),
+            ..Config::default()
+        },
+        Command::User(_) => Config::default(),
+    };
+    let state = match AppState::embedded(&dir, config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot open the data directory");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { listen, .. } => match tokio::net::TcpListener::bind(&listen).await {
+            Ok(listener) => {
+                photosync_server::serve(listener, state, shutdown_signal(), Duration::from_secs(30))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("cannot listen on {listen}: {e}")),
+        },
+        Command::User(UserCommand::Add { name }) => {
+            let token = new_token();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            match state
+                .store
+                .create_user(&name, &token_hash(&token), now)
+                .await
+            {
+                Ok(_) => {
+                    #[allow(clippy::print_stdout)] // the token is the command's output
+                    {
+                        println!("{token}");
+                    }
+                    Ok(())
+                }
+                Err(StoreError::UserExists(n)) => Err(format!("a user named {n:?} already exists")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Command::User(UserCommand::List) => state
+            .store
+            .list_users()
+            .await
+            .map_err(|e| e.to_string())
+            .map(|users| {
+                #[allow(clippy::print_stdout)]
+                for u in users {
+                    println!("{}\t{} images", u.name, u.images);
+                }
+            }),
+        Command::User(UserCommand::Remove { name }) => match state.store.remove_user(&name).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!("no user named {name:?}")),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Per-user near-match index for detection, kept in step with the store.
+//!
+//! Each user's identifiers live in a [`MultiIndex`], built from the store on first use and
+//! topped up with rows newer than the last one seen before every lookup, so images published
+//! by another server instance are found too. A lookup only ever touches the asking user's index.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use photosync_identify::{Distance, Identifier, MultiIndex};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::store::{Result, Store, UserId};
+
+#[derive(Debug, Default)]
+struct UserIndex {
+    last_id: i64,
+    index: MultiIndex<i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct DetectIndex {
+    users: Mutex<HashMap<UserId, Arc<RwLock<UserIndex>>>>,
+}
+
+impl DetectIndex {
+    async fn user(&self, user: UserId) -> Arc<RwLock<UserIndex>> {
+        self.users
+            .lock()
+            .await
+            .entry(user)
+            .or_insert_with(|| {
+                Arc::new(RwLock::new(UserIndex {
+                    last_id: 0,
+                    index: MultiIndex::new(),
+                }))
+            })
+            .clone()
+    }
+
+    /// Brings the user's index up to date with the store.
+    pub async fn refresh(&self, store: &dyn Store, user: UserId) -> Result<()> {
+        let entry = self.user(user).await;
+        let mut idx = entry.write().await;
+        let rows = store.identifiers_since(user, idx.last_id).await?;
+        for (id, text) in rows {
+            idx.last_id = idx.last_id.max(id);
+            match text.parse::<Identifier>() {
+                Ok(identifier) => idx.index.insert(identifier, id),
+                // Identifiers of another version cannot be compared; they only match by bytes.
+                Err(e) => tracing::debug!(image = id, error = %e, "identifier not indexed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The nearest same-picture image of `user` for each identifier (None: no match).
+    pub async fn nearest(
+        &self,
+        user: UserId,
+        ids: &[Option<Identifier>],
+    ) -> Vec<Option<(i64, Distance)>> {
+        let entry = self.user(user).await;
+        let idx = entry.read().await;
+        ids.iter()
+            .map(|id| {
+                let id = id.as_ref()?;
+                idx.index
+                    .same_picture(id)
+                    .first()
+                    .map(|(image, d)| (**image, *d))
+            })
+            .collect()
+    }
+}
