@@ -64,6 +64,10 @@ impl IntoResponse for ApiError {
         // Every answer, errors included, says which tus version it speaks.
         r.headers_mut()
             .insert(tus::RESUMABLE, HeaderValue::from_static(tus::VERSION));
+        if self.status == StatusCode::PRECONDITION_FAILED {
+            r.headers_mut()
+                .insert(tus::VERSION_HEADER, HeaderValue::from_static(tus::VERSION));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -65,26 +65,17 @@ fn number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
         .map_err(|_| ApiError::bad_request("malformed_header", format!("{name} is too large")))
 }
 
-fn check_resumable(headers: &HeaderMap) -> Result<(), Response> {
-    match single(headers, tus::RESUMABLE) {
-        Ok(Some(tus::VERSION)) => Ok(()),
-        Err(e) => Err(e.into_response()),
-        Ok(other) => {
-            let mut r = ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "unsupported_version",
-                format!(
-                    "Tus-Resumable {other:?} is not supported; use {}",
-                    tus::VERSION
-                ),
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header(tus::VERSION_HEADER),
-                HeaderValue::from_static(tus::VERSION),
-            );
-            Err(r)
-        }
+fn check_resumable(headers: &HeaderMap) -> Result<(), ApiError> {
+    match single(headers, tus::RESUMABLE)? {
+        Some(tus::VERSION) => Ok(()),
+        other => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "unsupported_version",
+            format!(
+                "Tus-Resumable {other:?} is not supported; use {}",
+                tus::VERSION
+            ),
+        )),
     }
 }
 
@@ -194,8 +185,8 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_resumable(&headers) {
-        return r;
+    if let Err(e) = check_resumable(&headers) {
+        return e.into_response();
     }
     match create_upload(&state, user, &headers, body).await {
         Ok(r) => r,
@@ -362,8 +353,8 @@ pub async fn head(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_resumable(&headers) {
-        return r;
+    if let Err(e) = check_resumable(&headers) {
+        return e.into_response();
     }
     let result = async {
         let upload = live_upload(&state, user.0, &id).await?;
@@ -416,8 +407,8 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_resumable(&headers) {
-        return r;
+    if let Err(e) = check_resumable(&headers) {
+        return e.into_response();
     }
     match patch_upload(&state, user, &id, &headers, body).await {
         Ok(r) => r,
@@ -671,8 +662,8 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_resumable(&headers) {
-        return r;
+    if let Err(e) = check_resumable(&headers) {
+        return e.into_response();
     }
     let result = async {
         let upload = live_upload(&state, user.0, &id).await?;

@@ -1,0 +1,951 @@
+//! The router driven in-process with `oneshot`, over the real SQLite store and blob folder.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, Response, StatusCode};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use photosync_protocol::{tus, Metadata};
+use photosync_server::{router, token_hash, AppState, Config};
+use tower::ServiceExt;
+
+struct Server {
+    app: Router,
+    state: AppState,
+    _dir: tempfile::TempDir,
+    alice: String,
+    bob: String,
+}
+
+async fn server_with(config: Config) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::embedded(dir.path(), config).unwrap();
+    let (alice, bob) = ("psk_alice_token".to_owned(), "psk_bob_token".to_owned());
+    state
+        .store
+        .create_user("alice", &token_hash(&alice), 0)
+        .await
+        .unwrap();
+    state
+        .store
+        .create_user("bob", &token_hash(&bob), 0)
+        .await
+        .unwrap();
+    Server {
+        app: router(state.clone()),
+        state,
+        _dir: dir,
+        alice,
+        bob,
+    }
+}
+
+async fn server() -> Server {
+    server_with(Config::default()).await
+}
+
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(photosync_testkit::photos_dir().join(name)).unwrap()
+}
+
+fn digest(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+fn metadata(name: &str, bytes: &[u8]) -> String {
+    let mut m = Metadata::default();
+    m.insert("filename", name);
+    m.insert("digest", digest(bytes));
+    m.encode()
+}
+
+async fn body_json(r: Response<Body>) -> serde_json::Value {
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 24).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+}
+
+fn header<'a>(r: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+impl Server {
+    async fn send(&self, req: Request<Body>) -> Response<Body> {
+        self.app.clone().oneshot(req).await.unwrap()
+    }
+
+    fn req(&self, method: Method, uri: &str, token: &str) -> axum::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header(tus::RESUMABLE, tus::VERSION)
+    }
+
+    async fn create(&self, token: &str, length: usize, meta: &str) -> Response<Body> {
+        self.send(
+            self.req(Method::POST, "/files/", token)
+                .header(tus::UPLOAD_LENGTH, length.to_string())
+                .header(tus::UPLOAD_METADATA, meta)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Creates an upload and returns its path.
+    async fn start(&self, token: &str, name: &str, bytes: &[u8]) -> String {
+        let r = self
+            .create(token, bytes.len(), &metadata(name, bytes))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", body_json(r).await);
+        header(&r, "location").unwrap().to_owned()
+    }
+
+    async fn patch(&self, token: &str, loc: &str, offset: u64, part: &[u8]) -> Response<Body> {
+        self.send(
+            self.req(Method::PATCH, loc, token)
+                .header("content-type", tus::OFFSET_CONTENT_TYPE)
+                .header(tus::UPLOAD_OFFSET, offset.to_string())
+                .body(Body::from(part.to_vec()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn head(&self, token: &str, loc: &str) -> Response<Body> {
+        self.send(
+            self.req(Method::HEAD, loc, token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn offset(&self, token: &str, loc: &str) -> u64 {
+        let r = self.head(token, loc).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        header(&r, tus::UPLOAD_OFFSET).unwrap().parse().unwrap()
+    }
+
+    async fn upload(&self, token: &str, name: &str, bytes: &[u8]) -> Response<Body> {
+        let loc = self.start(token, name, bytes).await;
+        self.patch(token, &loc, 0, bytes).await
+    }
+
+    async fn images(&self, token: &str) -> Vec<serde_json::Value> {
+        let r = self
+            .send(
+                self.req(Method::GET, "/api/v1/images", token)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        body_json(r).await["images"].as_array().unwrap().clone()
+    }
+
+    async fn detect(&self, token: &str, body: serde_json::Value) -> Response<Body> {
+        self.send(
+            self.req(Method::POST, "/api/v1/detect", token)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn options_advertises_the_protocol() {
+    let s = server().await;
+    let r = s
+        .send(
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/files/")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, tus::VERSION_HEADER), Some("1.0.0"));
+    assert_eq!(header(&r, tus::MAX_SIZE), Some("4294967296"));
+    let ext = header(&r, tus::EXTENSION).unwrap();
+    for e in [
+        "creation",
+        "creation-with-upload",
+        "expiration",
+        "checksum",
+        "termination",
+    ] {
+        assert!(ext.split(',').any(|x| x == e), "{e}");
+    }
+    assert!(header(&r, tus::CHECKSUM_ALGORITHM)
+        .unwrap()
+        .contains("sha1"));
+}
+
+#[tokio::test]
+async fn whole_upload_in_parts_then_detect_list_and_download() {
+    let s = server().await;
+    let bytes = photo("garden.jpg");
+    let loc = s.start(&s.alice, "garden.jpg", &bytes).await;
+    let head = s.head(&s.alice, &loc).await;
+    assert_eq!(header(&head, tus::UPLOAD_OFFSET), Some("0"));
+    assert_eq!(header(&head, "cache-control"), Some("no-store"));
+    assert!(header(&head, tus::UPLOAD_EXPIRES).is_some());
+
+    let mut offset = 0;
+    for size in [1000, 7, 20_000, usize::MAX] {
+        let end = (offset + size.min(bytes.len())).min(bytes.len());
+        let r = s
+            .patch(&s.alice, &loc, offset as u64, &bytes[offset..end])
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(header(&r, tus::UPLOAD_OFFSET).unwrap(), end.to_string());
+        // Not an image until the last byte is in and verified.
+        assert_eq!(
+            s.images(&s.alice).await.len(),
+            usize::from(end == bytes.len())
+        );
+        offset = end;
+    }
+    let images = s.images(&s.alice).await;
+    assert_eq!(images[0]["name"], "garden.jpg");
+    assert_eq!(images[0]["digest"], digest(&bytes));
+    assert_eq!(images[0]["width"], 800);
+    assert!(images[0]["identifier"].as_str().unwrap().starts_with("v1:"));
+
+    let id = images[0]["id"].as_i64().unwrap();
+    let r = s
+        .send(
+            s.req(
+                Method::GET,
+                &format!("/api/v1/images/{id}/content"),
+                &s.alice,
+            )
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-type"), Some("image/jpeg"));
+    let got = axum::body::to_bytes(r.into_body(), 1 << 24).await.unwrap();
+    assert_eq!(got.as_ref(), bytes.as_slice());
+
+    // Detect: same bytes, a re-encoded copy (same picture), and something absent.
+    let copy = photosync_testkit::make_copy(&bytes, photosync_testkit::Copy::Reencode75);
+    let copy_id = photosync_identify::identify_bytes(&copy, &Default::default()).unwrap();
+    let other =
+        photosync_identify::identify_bytes(&photo("dune.jpg"), &Default::default()).unwrap();
+    let r = s
+        .detect(
+            &s.alice,
+            serde_json::json!({"images": [
+                {"digest": digest(&bytes)},
+                {"digest": copy_id.digest.to_string(), "identifier": copy_id.identifier.to_string()},
+                {"digest": other.digest.to_string(), "identifier": other.identifier.to_string()},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let results = body_json(r).await["results"].as_array().unwrap().clone();
+    assert_eq!(results[0]["status"], "same_bytes");
+    assert_eq!(results[1]["status"], "same_picture");
+    assert_eq!(results[1]["image"]["name"], "garden.jpg");
+    assert!(results[1]["distance"]["total"].as_u64().unwrap() <= 48);
+    assert_eq!(results[2]["status"], "absent");
+
+    // A PATCH to the finished upload changes nothing.
+    let r = s.patch(&s.alice, &loc, bytes.len() as u64, b"x").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(r).await["code"], "upload_finished");
+    assert_eq!(s.offset(&s.alice, &loc).await, bytes.len() as u64);
+}
+
+#[tokio::test]
+async fn creation_with_upload_stores_the_whole_file() {
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    let r = s
+        .send(
+            s.req(Method::POST, "/files/", &s.alice)
+                .header(tus::UPLOAD_LENGTH, bytes.len().to_string())
+                .header(tus::UPLOAD_METADATA, metadata("aqua.jpg", &bytes))
+                .header("content-type", tus::OFFSET_CONTENT_TYPE)
+                .body(Body::from(bytes.clone()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&r, tus::UPLOAD_OFFSET).unwrap(),
+        bytes.len().to_string()
+    );
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+}
+
+#[tokio::test]
+async fn missing_or_wrong_tokens_get_401_and_nothing_else() {
+    let s = server().await;
+    let loc = s.start(&s.alice, "a.jpg", b"abc").await;
+    for token in [
+        None,
+        Some("Bearer psk_nope"),
+        Some("Basic YWxpY2U6eA=="),
+        Some("Bearer "),
+    ] {
+        for (method, uri) in [
+            (Method::POST, "/files/"),
+            (Method::HEAD, loc.as_str()),
+            (Method::PATCH, loc.as_str()),
+            (Method::DELETE, loc.as_str()),
+            (Method::GET, "/api/v1/images"),
+            (Method::POST, "/api/v1/detect"),
+        ] {
+            let mut b = Request::builder()
+                .method(method.clone())
+                .uri(uri)
+                .header(tus::RESUMABLE, tus::VERSION);
+            if let Some(t) = token {
+                b = b.header("authorization", t);
+            }
+            let r = s.send(b.body(Body::empty()).unwrap()).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} {token:?}"
+            );
+            assert!(header(&r, tus::UPLOAD_OFFSET).is_none());
+        }
+    }
+    // Two Authorization headers are not a way in either.
+    let r = s
+        .send(
+            Request::builder()
+                .uri("/api/v1/images")
+                .header("authorization", format!("Bearer {}", s.alice))
+                .header("authorization", "Bearer psk_nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.offset(&s.alice, &loc).await, 0, "nothing changed");
+}
+
+#[tokio::test]
+async fn users_never_see_each_other() {
+    let s = server().await;
+    let bytes = photo("wood.jpg");
+    let loc = s.start(&s.alice, "wood.jpg", &bytes).await;
+    // Bob cannot see, write or delete Alice's upload: it does not exist for him.
+    assert_eq!(s.head(&s.bob, &loc).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.patch(&s.bob, &loc, 0, &bytes).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let del = s
+        .send(
+            s.req(Method::DELETE, &loc, &s.bob)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(del.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.patch(&s.alice, &loc, 0, &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let id = photosync_identify::identify_bytes(&bytes, &Default::default()).unwrap();
+    let r = s
+        .detect(&s.bob, serde_json::json!({"images": [{"digest": id.digest.to_string(), "identifier": id.identifier.to_string()}]}))
+        .await;
+    assert_eq!(body_json(r).await["results"][0]["status"], "absent");
+    assert!(s.images(&s.bob).await.is_empty());
+    let image = s.images(&s.alice).await[0]["id"].as_i64().unwrap();
+    for uri in [
+        format!("/api/v1/images/{image}"),
+        format!("/api/v1/images/{image}/content"),
+    ] {
+        let r = s
+            .send(
+                s.req(Method::GET, &uri, &s.bob)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    // Bob uploading the same photo gets his own record.
+    assert_eq!(
+        s.upload(&s.bob, "mine.jpg", &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.images(&s.bob).await[0]["name"], "mine.jpg");
+}
+
+#[tokio::test]
+async fn unsupported_or_missing_tus_version_gets_412() {
+    let s = server().await;
+    for v in [None, Some("0.2.2"), Some("1.0.0, 1.0.0")] {
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri("/files/")
+            .header("authorization", format!("Bearer {}", s.alice))
+            .header(tus::UPLOAD_LENGTH, "3");
+        if let Some(v) = v {
+            b = b.header(tus::RESUMABLE, v);
+        }
+        let r = s.send(b.body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED, "{v:?}");
+        assert_eq!(header(&r, tus::VERSION_HEADER), Some("1.0.0"));
+    }
+}
+
+#[tokio::test]
+async fn malformed_creation_requests_get_4xx_and_create_nothing() {
+    let s = server_with(Config {
+        max_upload_size: 1000,
+        ..Config::default()
+    })
+    .await;
+    let good = metadata("a.jpg", b"abc");
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no length",
+            vec![(tus::UPLOAD_METADATA, good.clone())],
+            StatusCode::BAD_REQUEST,
+            "missing_length",
+        ),
+        (
+            "negative",
+            vec![
+                (tus::UPLOAD_LENGTH, "-3".into()),
+                (tus::UPLOAD_METADATA, good.clone()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "malformed_header",
+        ),
+        (
+            "not a number",
+            vec![
+                (tus::UPLOAD_LENGTH, "3a".into()),
+                (tus::UPLOAD_METADATA, good.clone()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "malformed_header",
+        ),
+        (
+            "huge",
+            vec![
+                (tus::UPLOAD_LENGTH, "99999999999999999999999".into()),
+                (tus::UPLOAD_METADATA, good.clone()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "malformed_header",
+        ),
+        (
+            "over max",
+            vec![
+                (tus::UPLOAD_LENGTH, "1001".into()),
+                (tus::UPLOAD_METADATA, good.clone()),
+            ],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            "duplicate length",
+            vec![
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (tus::UPLOAD_METADATA, good.clone()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "duplicate_header",
+        ),
+        (
+            "not base64",
+            vec![
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (tus::UPLOAD_METADATA, format!("{good},filename !!!")),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_metadata",
+        ),
+        (
+            "no digest",
+            vec![
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (
+                    tus::UPLOAD_METADATA,
+                    format!("filename {}", STANDARD.encode("a.jpg")),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+            "missing_digest",
+        ),
+        (
+            "path in name",
+            vec![
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (
+                    tus::UPLOAD_METADATA,
+                    format!(
+                        "filename {},digest {}",
+                        STANDARD.encode("../etc/passwd"),
+                        STANDARD.encode(digest(b"abc"))
+                    ),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_filename",
+        ),
+        (
+            "dot dot",
+            vec![
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (
+                    tus::UPLOAD_METADATA,
+                    format!(
+                        "filename {},digest {}",
+                        STANDARD.encode(".."),
+                        STANDARD.encode(digest(b"abc"))
+                    ),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_filename",
+        ),
+        (
+            "bad identifier",
+            vec![
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (
+                    tus::UPLOAD_METADATA,
+                    format!("{good},identifier {}", STANDARD.encode("v1:zz")),
+                ),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_identifier",
+        ),
+        (
+            "deferred",
+            vec![
+                ("upload-defer-length", "1".into()),
+                (tus::UPLOAD_METADATA, good.clone()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "defer_length_unsupported",
+        ),
+    ];
+    for (what, headers, status, code) in cases {
+        let mut b = s.req(Method::POST, "/files/", &s.alice);
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        let r = s.send(b.body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status(), status, "{what}");
+        assert_eq!(body_json(r).await["code"], code, "{what}");
+    }
+    let uploads = s.state.store.expired_uploads(i64::MAX).await.unwrap();
+    assert!(uploads.is_empty(), "nothing was created");
+}
+
+#[tokio::test]
+async fn malformed_patches_get_4xx_and_change_nothing() {
+    let s = server().await;
+    let bytes = photo("storm.jpg");
+    let loc = s.start(&s.alice, "storm.jpg", &bytes).await;
+    assert_eq!(
+        s.patch(&s.alice, &loc, 0, &bytes[..100]).await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    let wrong_offset = s.patch(&s.alice, &loc, 50, &bytes[50..200]).await;
+    assert_eq!(wrong_offset.status(), StatusCode::CONFLICT);
+    assert_eq!(header(&wrong_offset, tus::UPLOAD_OFFSET), Some("100"));
+
+    let send = |headers: Vec<(&'static str, String)>, part: Vec<u8>| {
+        let mut b = s.req(Method::PATCH, &loc, &s.alice);
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        s.send(b.body(Body::from(part)).unwrap())
+    };
+    let ct = ("content-type", tus::OFFSET_CONTENT_TYPE.to_owned());
+    let r = send(
+        vec![
+            ("content-type", "application/json".into()),
+            (tus::UPLOAD_OFFSET, "100".into()),
+        ],
+        bytes[100..200].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    for bad in ["-100", "1e2", "", "100, 100"] {
+        let r = send(
+            vec![ct.clone(), (tus::UPLOAD_OFFSET, bad.into())],
+            bytes[100..200].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "offset {bad:?}");
+    }
+    let r = send(vec![ct.clone()], bytes[100..200].to_vec()).await;
+    assert_eq!(body_json(r).await["code"], "missing_offset");
+    let r = send(
+        vec![
+            ct.clone(),
+            (tus::UPLOAD_OFFSET, "100".into()),
+            (tus::UPLOAD_OFFSET, "100".into()),
+        ],
+        vec![1],
+    )
+    .await;
+    assert_eq!(body_json(r).await["code"], "duplicate_header");
+
+    // Checksums: wrong value 460, unknown algorithm or malformed 400, and the part is gone.
+    let part = &bytes[100..300];
+    let sha1 = {
+        use sha1::Digest;
+        STANDARD.encode(sha1::Sha1::digest(part))
+    };
+    let r = send(
+        vec![
+            ct.clone(),
+            (tus::UPLOAD_OFFSET, "100".into()),
+            (tus::UPLOAD_CHECKSUM, format!("sha1 {sha1}")),
+        ],
+        bytes[101..301].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 460);
+    assert_eq!(body_json(r).await["code"], "checksum_mismatch");
+    for (value, code) in [
+        ("md5 AAAA", "unsupported_checksum"),
+        ("sha1", "malformed_checksum"),
+        ("sha1 ***", "malformed_checksum"),
+        ("sha1 AAAA", "malformed_checksum"),
+    ] {
+        let r = send(
+            vec![
+                ct.clone(),
+                (tus::UPLOAD_OFFSET, "100".into()),
+                (tus::UPLOAD_CHECKSUM, value.into()),
+            ],
+            part.to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{value}");
+        assert_eq!(body_json(r).await["code"], code, "{value}");
+    }
+    // A body longer than what is left of Upload-Length.
+    let mut too_long = bytes[100..].to_vec();
+    too_long.push(0);
+    let r = s.patch(&s.alice, &loc, 100, &too_long).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(s.offset(&s.alice, &loc).await, 100, "nothing changed");
+
+    // The right checksums are accepted, each algorithm in turn.
+    let sha256 = {
+        use sha2::Digest;
+        STANDARD.encode(sha2::Sha256::digest(&bytes[300..400]))
+    };
+    let b3 = STANDARD.encode(blake3::hash(&bytes[400..]).as_bytes());
+    let r = send(
+        vec![
+            ct.clone(),
+            (tus::UPLOAD_OFFSET, "100".into()),
+            (tus::UPLOAD_CHECKSUM, format!("sha1 {sha1}")),
+        ],
+        part.to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = send(
+        vec![
+            ct.clone(),
+            (tus::UPLOAD_OFFSET, "300".into()),
+            (tus::UPLOAD_CHECKSUM, format!("sha256 {sha256}")),
+        ],
+        bytes[300..400].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = send(
+        vec![
+            ct,
+            (tus::UPLOAD_OFFSET, "400".into()),
+            (tus::UPLOAD_CHECKSUM, format!("blake3 {b3}")),
+        ],
+        bytes[400..].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let stored = s.images(&s.alice).await;
+    assert_eq!(stored[0]["digest"], digest(&bytes));
+}
+
+#[tokio::test]
+async fn a_file_that_does_not_match_its_digest_is_discarded() {
+    let s = server().await;
+    let bytes = photo("dune.jpg");
+    let mut other = bytes.clone();
+    other[5000] ^= 1;
+    let loc = s.start(&s.alice, "dune.jpg", &bytes).await;
+    let r = s.patch(&s.alice, &loc, 0, &other).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body_json(r).await["code"], "digest_mismatch");
+    assert_eq!(s.head(&s.alice, &loc).await.status(), StatusCode::NOT_FOUND);
+    assert!(s.images(&s.alice).await.is_empty());
+}
+
+#[tokio::test]
+async fn termination_removes_the_upload() {
+    let s = server().await;
+    let bytes = photo("dune.jpg");
+    let loc = s.start(&s.alice, "dune.jpg", &bytes).await;
+    s.patch(&s.alice, &loc, 0, &bytes[..1000]).await;
+    let r = s
+        .send(
+            s.req(Method::DELETE, &loc, &s.alice)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.head(&s.alice, &loc).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.patch(&s.alice, &loc, 1000, &bytes[1000..]).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let parts = std::fs::read_dir(s._dir.path().join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(parts, 0);
+}
+
+#[tokio::test]
+async fn expired_uploads_answer_410_and_are_swept() {
+    let s = server_with(Config {
+        upload_ttl: Duration::from_secs(0),
+        ..Config::default()
+    })
+    .await;
+    let loc = s.start(&s.alice, "a.jpg", b"abcdef").await;
+    let loc2 = s.start(&s.alice, "b.jpg", b"ghijkl").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(s.head(&s.alice, &loc).await.status(), StatusCode::GONE);
+    assert_eq!(
+        s.head(&s.alice, &loc).await.status(),
+        StatusCode::NOT_FOUND,
+        "cleaned up"
+    );
+    assert_eq!(
+        s.state.store.expired_uploads(i64::MAX).await.unwrap().len(),
+        1
+    );
+    photosync_server::spawn_sweeper(s.state.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(s
+        .state
+        .store
+        .expired_uploads(i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.patch(&s.alice, &loc2, 0, b"ghijkl").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_second_writer_gets_423_while_the_first_holds_the_upload() {
+    let s = server_with(Config {
+        idle_timeout: Duration::from_secs(2),
+        ..Config::default()
+    })
+    .await;
+    let bytes = photo("aqua.jpg");
+    let loc = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    // The first PATCH streams slowly through a channel.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let first = s.send(
+        s.req(Method::PATCH, &loc, &s.alice)
+            .header("content-type", tus::OFFSET_CONTENT_TYPE)
+            .header(tus::UPLOAD_OFFSET, "0")
+            .body(body)
+            .unwrap(),
+    );
+    let second = async {
+        tx.send(Ok(bytes[..1000].to_vec())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = s.patch(&s.alice, &loc, 0, &bytes).await;
+        tx.send(Ok(bytes[1000..].to_vec())).await.unwrap();
+        drop(tx);
+        r
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(second.status(), StatusCode::LOCKED);
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_idle_body_is_cut_and_a_checksummed_part_discarded() {
+    let s = server_with(Config {
+        idle_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
+    let bytes = photo("aqua.jpg");
+    let loc = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    for checksum in [true, false] {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+        tx.send(Ok(bytes[..500].to_vec())).await.unwrap();
+        let mut b = s
+            .req(Method::PATCH, &loc, &s.alice)
+            .header("content-type", tus::OFFSET_CONTENT_TYPE)
+            .header(tus::UPLOAD_OFFSET, "0");
+        if checksum {
+            let sum = {
+                use sha1::Digest;
+                STANDARD.encode(sha1::Sha1::digest(&bytes[..1000]))
+            };
+            b = b.header(tus::UPLOAD_CHECKSUM, format!("sha1 {sum}"));
+        }
+        let r = s
+            .send(b.body(Body::from_stream(tokio_stream_from(rx))).unwrap())
+            .await;
+        drop(tx);
+        if checksum {
+            assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+            assert_eq!(
+                s.offset(&s.alice, &loc).await,
+                0,
+                "checksummed part discarded"
+            );
+        } else {
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            assert_eq!(header(&r, tus::UPLOAD_OFFSET), Some("500"));
+        }
+    }
+    // Without a checksum, what arrived is kept, as tus allows.
+    assert_eq!(s.offset(&s.alice, &loc).await, 500);
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn detect_refuses_malformed_bodies() {
+    let s = server().await;
+    let raw = |body: String, ct: &str| {
+        s.send(
+            s.req(Method::POST, "/api/v1/detect", &s.alice)
+                .header("content-type", ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+    };
+    let r = raw("{not json".into(), "application/json").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(r).await["code"], "invalid_json");
+    let r = raw("{}".into(), "text/plain").await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = raw("x".repeat(5 << 20), "application/json").await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let d = digest(b"x");
+    let many: Vec<_> = (0..10_001)
+        .map(|_| serde_json::json!({"digest": d}))
+        .collect();
+    let r = s
+        .detect(&s.alice, serde_json::json!({ "images": many }))
+        .await;
+    assert_eq!(body_json(r).await["code"], "batch_too_large");
+    let r = s
+        .detect(&s.alice, serde_json::json!({"images": [{"digest": "abc"}]}))
+        .await;
+    assert_eq!(body_json(r).await["code"], "invalid_digest");
+    let r = s
+        .detect(
+            &s.alice,
+            serde_json::json!({"images": [{"digest": d, "identifier": "v1:abc"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(r).await["code"], "invalid_identifier");
+    // A full batch of absent images is answered in order.
+    let full: Vec<_> = (0..10_000u32)
+        .map(|i| serde_json::json!({"digest": digest(&i.to_le_bytes())}))
+        .collect();
+    let r = s
+        .detect(&s.alice, serde_json::json!({ "images": full }))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        body_json(r).await["results"].as_array().unwrap().len(),
+        10_000
+    );
+}
+
+#[tokio::test]
+async fn images_are_listed_in_pages() {
+    let s = server().await;
+    for i in 0..5u8 {
+        let bytes = vec![i; 100];
+        assert_eq!(
+            s.upload(&s.alice, &format!("{i}.bin"), &bytes)
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let mut after = 0;
+    let mut names = Vec::new();
+    loop {
+        let r = s
+            .send(
+                s.req(
+                    Method::GET,
+                    &format!("/api/v1/images?limit=2&after={after}"),
+                    &s.alice,
+                )
+                .body(Body::empty())
+                .unwrap(),
+            )
+            .await;
+        let page = body_json(r).await;
+        for i in page["images"].as_array().unwrap() {
+            names.push(i["name"].as_str().unwrap().to_owned());
+            assert!(
+                i.get("identifier").is_none(),
+                "not an image, so no identifier"
+            );
+        }
+        match page["next"].as_i64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(names, ["0.bin", "1.bin", "2.bin", "3.bin", "4.bin"]);
+    let r = s
+        .send(
+            s.req(Method::GET, "/api/v1/images?limit=abc", &s.alice)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
