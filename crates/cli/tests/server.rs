@@ -1,0 +1,425 @@
+//! The real `photosync-server` process on loopback: a standard tus client (tuspy), a crash in
+//! the middle of an upload, 32 concurrent clients, user management and shutdown.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use photosync_protocol::{tus, Metadata};
+
+const BIN: &str = env!("CARGO_BIN_EXE_photosync-server");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn add_user(dir: &Path, name: &str) -> String {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["user", "add", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(photosync_testkit::photos_dir().join(name)).unwrap()
+}
+
+fn digest(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+async fn create(c: &reqwest::Client, s: &str, token: &str, name: &str, bytes: &[u8]) -> String {
+    let mut m = Metadata::default();
+    m.insert("filename", name);
+    m.insert("digest", digest(bytes));
+    let r = c
+        .post(format!("{s}/files/"))
+        .bearer_auth(token)
+        .header(tus::RESUMABLE, tus::VERSION)
+        .header(tus::UPLOAD_LENGTH, bytes.len())
+        .header(tus::UPLOAD_METADATA, m.encode())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    format!("{s}{}", r.headers()["location"].to_str().unwrap())
+}
+
+async fn patch(
+    c: &reqwest::Client,
+    loc: &str,
+    token: &str,
+    offset: usize,
+    body: reqwest::Body,
+) -> reqwest::Result<reqwest::Response> {
+    c.patch(loc)
+        .bearer_auth(token)
+        .header(tus::RESUMABLE, tus::VERSION)
+        .header("content-type", tus::OFFSET_CONTENT_TYPE)
+        .header(tus::UPLOAD_OFFSET, offset)
+        .body(body)
+        .send()
+        .await
+}
+
+async fn head_offset(c: &reqwest::Client, loc: &str, token: &str) -> usize {
+    let r = c
+        .head(loc)
+        .bearer_auth(token)
+        .header(tus::RESUMABLE, tus::VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()[tus::UPLOAD_OFFSET]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn images(c: &reqwest::Client, s: &str, token: &str) -> Vec<serde_json::Value> {
+    let r = c
+        .get(format!("{s}/api/v1/images?limit=1000"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    v["images"].as_array().unwrap().clone()
+}
+
+async fn download(c: &reqwest::Client, s: &str, token: &str, id: i64) -> Vec<u8> {
+    let r = c
+        .get(format!("{s}/api/v1/images/{id}/content"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// A Python virtual environment with tuspy, made once per target directory.
+fn tuspy_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tuspy-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".ready");
+    if !ready.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        );
+        let ok = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "tuspy==1.1.0"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "pip install tuspy failed");
+        std::fs::write(&ready, b"").unwrap();
+    }
+    python
+}
+
+const TUSPY_SCRIPT: &str = r#"
+import sys
+from tusclient import client
+url, token, path, digest = sys.argv[1:5]
+c = client.TusClient(url + "/files/", headers={"Authorization": "Bearer " + token})
+u = c.uploader(path, chunk_size=1000, upload_checksum=True,
+               metadata={"filename": "from-tuspy.jpg", "digest": digest})
+sizes = [1000, 4096, 333, 65536, 7, 20000]
+i = 0
+while u.offset < u.get_file_size():
+    u.chunk_size = sizes[i % len(sizes)]  # a different size for every chunk
+    u.upload_chunk()
+    i += 1
+print(i)
+"#;
+
+#[tokio::test]
+async fn tuspy_uploads_unchanged_and_the_bytes_are_identical() {
+    let python = tuspy_python();
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_user(dir.path(), "alice");
+    let server = Server::start(dir.path(), &[]);
+    let original = photosync_testkit::photos_dir().join("panther-chameleon-female.jpg");
+    let bytes = std::fs::read(&original).unwrap();
+    let out = Command::new(python)
+        .args(["-c", TUSPY_SCRIPT, &server.url, &token])
+        .arg(&original)
+        .arg(digest(&bytes))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tuspy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chunks: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        chunks > 6,
+        "several chunk sizes were used ({chunks} chunks)"
+    );
+
+    let c = client();
+    let list = images(&c, &server.url, &token).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["name"], "from-tuspy.jpg");
+    let got = download(&c, &server.url, &token, list[0]["id"].as_i64().unwrap()).await;
+    assert!(got == bytes, "stored bytes differ from the original");
+}
+
+#[tokio::test]
+async fn a_crash_mid_upload_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_user(dir.path(), "alice");
+    let idle = ["--idle-timeout", "1"];
+    let mut server = Server::start(dir.path(), &idle);
+    let c = client();
+    let bytes = photo("cincinnati-bridge.jpg");
+    let loc = create(&c, &server.url, &token, "bridge.jpg", &bytes).await;
+    let id = loc.rsplit('/').next().unwrap().to_owned();
+
+    // The first part is acknowledged.
+    let acked = 40_000;
+    let r = patch(&c, &loc, &token, 0, bytes[..acked].to_vec().into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // The second part is in flight when the server is killed.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
+    let body =
+        reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let in_flight = tokio::spawn({
+        let (c, loc, token) = (c.clone(), loc.clone(), token.clone());
+        async move { patch(&c, &loc, &token, acked, body).await }
+    });
+    tx.send(Ok(bytes[acked..acked + 30_000].to_vec()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill(); // SIGKILL
+    let _ = in_flight.await.unwrap();
+    drop(tx);
+
+    let part = dir.path().join("uploads").join(format!("{id}.part"));
+    let stored = std::fs::metadata(&part).unwrap().len() as usize;
+
+    // Nothing partial is visible as an image, before or after the restart.
+    let server = Server::start(dir.path(), &idle);
+    let loc = format!("{}/files/{id}", server.url);
+    assert!(images(&c, &server.url, &token).await.is_empty());
+    let offset = head_offset(&c, &loc, &token).await;
+    assert!(
+        offset >= acked,
+        "offset {offset} below the acknowledged {acked}"
+    );
+    assert!(
+        offset <= stored,
+        "offset {offset} beyond the {stored} bytes stored"
+    );
+
+    // Resume from where the server stands; the dead request's lease lapses within seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = patch(&c, &loc, &token, offset, bytes[offset..].to_vec().into())
+            .await
+            .unwrap();
+        if r.status() == 423 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        assert_eq!(r.status(), 204);
+        break;
+    }
+    let list = images(&c, &server.url, &token).await;
+    assert_eq!(list.len(), 1);
+    let got = download(&c, &server.url, &token, list[0]["id"].as_i64().unwrap()).await;
+    assert!(got == bytes, "the resumed file differs");
+}
+
+#[tokio::test]
+async fn thirty_two_clients_at_once_store_every_photo_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_user(dir.path(), "alice");
+    let server = Server::start(dir.path(), &[]);
+    let names = [
+        "aqua.jpg",
+        "garden.jpg",
+        "wood.jpg",
+        "dune.jpg",
+        "storm.jpg",
+        "coffee.jpg",
+        "rocket.jpg",
+        "moon.jpg",
+    ];
+    let photos: Vec<Vec<u8>> = names.iter().map(|n| photo(n)).collect();
+    let c = client();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let (c, url, token) = (c.clone(), server.url.clone(), token.clone());
+            let bytes = photos[i % photos.len()].clone();
+            let name = format!("{i}-{}", names[i % names.len()]);
+            tokio::spawn(async move {
+                let loc = create(&c, &url, &token, &name, &bytes).await;
+                let half = bytes.len() / 2;
+                let r = patch(&c, &loc, &token, 0, bytes[..half].to_vec().into())
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 204);
+                let r = patch(&c, &loc, &token, half, bytes[half..].to_vec().into())
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap(),
+            204,
+            "every upload gets its success response"
+        );
+    }
+    let list = images(&c, &server.url, &token).await;
+    assert_eq!(list.len(), names.len(), "each distinct photo recorded once");
+    for img in &list {
+        let got = download(&c, &server.url, &token, img["id"].as_i64().unwrap()).await;
+        assert_eq!(digest(&got), img["digest"].as_str().unwrap());
+    }
+    let blobs: usize = std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(blobs, names.len(), "each blob stored once");
+}
+
+#[tokio::test]
+async fn users_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_user(dir.path(), "alice");
+    assert!(token.starts_with("psk_") && token.len() > 40);
+    let again = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["user", "add", "alice"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let list = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("alice\t0 images"));
+    // The token is stored only as a hash.
+    let db = std::fs::read(dir.path().join("photosync.db")).unwrap();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
+
+    let server = Server::start(dir.path(), &[]);
+    let c = client();
+    let ok = c
+        .get(format!("{}/api/v1/images", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let removed = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["user", "remove", "alice"])
+        .status()
+        .unwrap();
+    assert!(removed.success());
+    let gone = c
+        .get(format!("{}/api/v1/images", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 401);
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let ok = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
