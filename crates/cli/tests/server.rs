@@ -3,70 +3,29 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use photosync_protocol::{tus, Metadata};
+use photosync_testkit::ServerProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_photosync-server");
 
-struct Server {
-    child: Child,
-    url: String,
+fn bin() -> &'static Path {
+    Path::new(BIN)
 }
+
+struct Server;
 
 impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
-            if let Some(rest) = line.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Server {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+    fn start(dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start(bin(), dir, extra)
     }
 }
 
 fn add_user(dir: &Path, name: &str) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["user", "add", name])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    photosync_testkit::add_user(bin(), dir, name)
 }
 
 fn photo(name: &str) -> Vec<u8> {

@@ -43,14 +43,20 @@ impl DetectIndex {
         let entry = self.user(user).await;
         let mut idx = entry.write().await;
         let rows = store.identifiers_since(user, idx.last_id).await?;
-        for (id, text) in rows {
-            idx.last_id = idx.last_id.max(id);
-            match text.parse::<Identifier>() {
-                Ok(identifier) => idx.index.insert(identifier, id),
-                // Identifiers of another version cannot be compared; they only match by bytes.
-                Err(e) => tracing::debug!(image = id, error = %e, "identifier not indexed"),
-            }
+        if let Some((last, _)) = rows.last() {
+            idx.last_id = *last;
         }
+        let parsed = rows
+            .into_iter()
+            .filter_map(|(id, text)| match text.parse::<Identifier>() {
+                Ok(identifier) => Some((identifier, id)),
+                // Identifiers of another version cannot be compared; they only match by bytes.
+                Err(e) => {
+                    tracing::debug!(image = id, error = %e, "identifier not indexed");
+                    None
+                }
+            });
+        idx.index.extend(parsed);
         Ok(())
     }
 

@@ -57,6 +57,7 @@ pub struct AppState {
     pub blobs: Arc<dyn Blobs>,
     pub config: Arc<Config>,
     index: Arc<index::DetectIndex>,
+    identify_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -66,6 +67,9 @@ impl AppState {
             blobs,
             config: Arc::new(config),
             index: Arc::default(),
+            identify_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         }
     }
 

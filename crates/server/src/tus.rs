@@ -587,55 +587,23 @@ async fn finish_if_complete(
     if upload.offset != upload.length || upload.image_id.is_some() {
         return Ok(None);
     }
-    let limits = Limits::default();
-    let small = upload.length <= limits.max_file_bytes;
-    let bytes = if small {
-        match state.blobs.read_upload(&upload.id).await {
-            Ok(b) => Some(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
+    match state.blobs.upload_digest(&upload.id).await {
+        Ok(d) if d.to_hex().as_str() != upload.digest => {
+            state.blobs.discard(&upload.id).await?;
+            state.store.delete_upload(&upload.id).await?;
+            tracing::warn!(upload = %upload.id, "digest mismatch; upload discarded");
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "digest_mismatch",
+                "the file's BLAKE3 does not match the declared digest; the upload was discarded",
+            ));
         }
-    } else {
-        None
-    };
-    let digest = match &bytes {
-        Some(b) => Some(blake3::hash(b)),
-        None if small => None, // part file already published before a crash
-        None => match state.blobs.upload_digest(&upload.id).await {
-            Ok(d) => Some(d),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        },
-    };
-    let (identity, published) = match (digest, bytes) {
-        (Some(d), bytes) => {
-            if d.to_hex().as_str() != upload.digest {
-                state.blobs.discard(&upload.id).await?;
-                state.store.delete_upload(&upload.id).await?;
-                tracing::warn!(upload = %upload.id, "digest mismatch; upload discarded");
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "digest_mismatch",
-                    "the file's BLAKE3 does not match the declared digest; the upload was discarded",
-                ));
-            }
-            let identity = match bytes {
-                Some(b) => tokio::task::spawn_blocking(move || identify_bytes(&b, &limits).ok())
-                    .await
-                    .map_err(ApiError::internal)?,
-                None => None,
-            };
-            (identity, false)
-        }
-        (None, _) => {
-            // The part is gone: it must have been published already; the blob must exist.
-            state.blobs.open(&upload.digest).await?;
-            (None, true)
-        }
-    };
-    if !published {
-        state.blobs.publish(&upload.id, &upload.digest).await?;
+        Ok(_) => state.blobs.publish(&upload.id, &upload.digest).await?,
+        // No part file: it was published just before a crash; the blob must be there.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
     }
+    let identity = identify_blob(state, &upload.digest, upload.length).await?;
     let image = state
         .store
         .insert_image(&NewImage {
@@ -654,6 +622,31 @@ async fn finish_if_complete(
     state.store.finish_upload(&upload.id, image.id).await?;
     tracing::info!(upload = %upload.id, image = image.id, "upload complete");
     Ok(Some(image))
+}
+
+/// The server's own identity of a published blob (None for videos and other non-images).
+/// At most one identification per core runs at once, so memory stays bounded however many
+/// uploads finish together.
+async fn identify_blob(
+    state: &AppState,
+    digest: &str,
+    length: u64,
+) -> Result<Option<photosync_identify::Identity>, ApiError> {
+    let limits = Limits::default();
+    if length > limits.max_file_bytes {
+        return Ok(None);
+    }
+    let _permit = state
+        .identify_permits
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let (_, mut reader) = state.blobs.open(digest).await?;
+    let mut bytes = Vec::with_capacity(length as usize);
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes).await?;
+    tokio::task::spawn_blocking(move || identify_bytes(&bytes, &limits).ok())
+        .await
+        .map_err(ApiError::internal)
 }
 
 pub async fn delete(
