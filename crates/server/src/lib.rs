@@ -108,7 +108,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/images/{id}", get(api::image_info))
         .route("/api/v1/images/{id}/content", get(api::download))
         .fallback(|| async { error::ApiError::not_found() })
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO),
+                )
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
         .with_state(state)
 }
 
