@@ -1,0 +1,179 @@
+//! Sizes upload parts from the measured rate, so each part takes about a target duration.
+//!
+//! After each part the sizer takes its throughput, timed up to the server's response (a
+//! written body is not a delivered one), smooths it, and proposes `rate × target` for the next
+//! part, clamped to `[min, max]`. Growth per step is capped (the Nextcloud client's failure: one
+//! fast part makes the next one huge and it breaks on a 100 MB proxy limit; the default maximum
+//! stays under that), while shrinking is immediate, and a failed part cuts the size to a quarter.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SizerConfig {
+    pub min: u64,
+    pub max: u64,
+    pub initial: u64,
+    /// How long a part should take.
+    pub target: Duration,
+    /// The next part is at most this many times the last one.
+    pub max_growth: f64,
+    /// Weight of the newest measurement in the smoothed rate (0..=1).
+    pub smoothing: f64,
+}
+
+impl Default for SizerConfig {
+    fn default() -> Self {
+        SizerConfig {
+            min: 256 << 10,
+            // Under the 100 MB request limit of common proxies, with room for headers.
+            max: 64 << 20,
+            initial: 1 << 20,
+            target: Duration::from_secs(4),
+            max_growth: 2.0,
+            smoothing: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PartSizer {
+    config: SizerConfig,
+    /// Smoothed bytes per second, once a part has been measured.
+    rate: Option<f64>,
+    next: u64,
+}
+
+impl PartSizer {
+    /// Starts from `remembered` (the last good size for this server) or the configured initial.
+    pub fn new(config: SizerConfig, remembered: Option<u64>) -> PartSizer {
+        let start = remembered.unwrap_or(config.initial);
+        PartSizer {
+            next: start.clamp(config.min, config.max),
+            config,
+            rate: None,
+        }
+    }
+
+    /// The size to use for the next part.
+    pub fn next_size(&self) -> u64 {
+        self.next
+    }
+
+    /// The smoothed rate in bytes per second, if any part was measured.
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// A part of `bytes` was acknowledged `elapsed` after its first byte was sent.
+    pub fn record(&mut self, bytes: u64, elapsed: Duration) {
+        if bytes == 0 {
+            return;
+        }
+        let secs = elapsed.as_secs_f64().max(1e-6);
+        let measured = bytes as f64 / secs;
+        let a = self.config.smoothing.clamp(0.0, 1.0);
+        let rate = match self.rate {
+            // Falling rates are believed at once: a slow link must not be fed big parts.
+            Some(r) if measured < r => measured,
+            Some(r) => a * measured + (1.0 - a) * r,
+            None => measured,
+        };
+        self.rate = Some(rate);
+        let wanted = rate * self.config.target.as_secs_f64();
+        let cap = self.next as f64 * self.config.max_growth.max(1.0);
+        let proposed = wanted.min(cap);
+        self.next = (proposed as u64).clamp(self.config.min, self.config.max);
+    }
+
+    /// A part failed (connection cut, timeout): the next one is a quarter of the size.
+    pub fn record_failure(&mut self) {
+        self.next = (self.next / 4).clamp(self.config.min, self.config.max);
+        self.rate = self.rate.map(|r| r / 4.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> SizerConfig {
+        SizerConfig::default()
+    }
+
+    /// The time a part of `bytes` takes at `rate` bytes/s with `overhead` per part.
+    fn duration(bytes: u64, rate: f64, overhead: f64) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / rate + overhead)
+    }
+
+    proptest! {
+        #[test]
+        fn never_leaves_bounds_and_never_grows_past_the_cap(
+            steps in proptest::collection::vec((1u64..200_000_000, 1u64..60_000, any::<bool>()), 1..200),
+            remembered in proptest::option::of(0u64..u64::MAX / 2),
+        ) {
+            let c = config();
+            let mut s = PartSizer::new(c, remembered);
+            prop_assert!((c.min..=c.max).contains(&s.next_size()));
+            for (bytes, millis, fail) in steps {
+                let before = s.next_size();
+                if fail {
+                    s.record_failure();
+                    prop_assert!(s.next_size() <= before);
+                } else {
+                    s.record(bytes, Duration::from_millis(millis));
+                    prop_assert!(s.next_size() as f64 <= (before as f64 * c.max_growth).max(c.min as f64));
+                }
+                prop_assert!((c.min..=c.max).contains(&s.next_size()));
+            }
+        }
+
+        #[test]
+        fn converges_to_the_target_for_any_steady_rate(
+            rate in 20_000.0f64..200_000_000.0,
+            overhead_ms in 0u64..200,
+        ) {
+            let c = config();
+            let overhead = overhead_ms as f64 / 1000.0;
+            let mut s = PartSizer::new(c, None);
+            for _ in 0..40 {
+                let size = s.next_size();
+                s.record(size, duration(size, rate, overhead));
+            }
+            let size = s.next_size();
+            let took = duration(size, rate, overhead).as_secs_f64();
+            let target = c.target.as_secs_f64();
+            if size > c.min && size < c.max {
+                // Within 5 % of the target: the measured rate includes the per-part overhead.
+                prop_assert!((took - target).abs() <= 0.05 * target, "took {took} s for {size} B");
+            } else if size == c.max {
+                prop_assert!(took <= target * 1.05);
+            } else {
+                prop_assert!(took >= target * 0.95);
+            }
+        }
+    }
+
+    #[test]
+    fn shrinks_at_once_when_the_rate_falls() {
+        let mut s = PartSizer::new(config(), Some(32 << 20));
+        s.record(32 << 20, Duration::from_secs(4)); // 8 MiB/s
+        assert_eq!(s.next_size(), 32 << 20);
+        s.record(32 << 20, Duration::from_secs(40)); // ten times slower
+        assert_eq!(s.next_size(), (32 << 20) / 10);
+    }
+
+    #[test]
+    fn one_fast_part_cannot_make_a_giant_next_part() {
+        let mut s = PartSizer::new(config(), None);
+        s.record(1 << 20, Duration::from_millis(1)); // 1 GB/s for a moment
+        assert_eq!(s.next_size(), 2 << 20, "growth capped at 2x");
+    }
+
+    #[test]
+    fn failure_quarters_the_size() {
+        let mut s = PartSizer::new(config(), Some(16 << 20));
+        s.record_failure();
+        assert_eq!(s.next_size(), 4 << 20);
+    }
+}
