@@ -51,6 +51,9 @@ pub mod path {
     pub const IMAGES: &str = "/api/v1/images";
 }
 
+/// Response header naming the stored image once an upload is complete (final PATCH, HEAD).
+pub const IMAGE_ID_HEADER: &str = "photosync-image-id";
+
 /// Most images one detection request may carry.
 pub const DETECT_MAX_BATCH: usize = 10_000;
 
@@ -130,6 +133,17 @@ pub struct ImageList {
 pub struct ApiError {
     pub code: String,
     pub message: String,
+}
+
+/// Encodes a wire body as JSON, so that clients need not know the format.
+pub fn to_json<T: Serialize>(body: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail.
+    serde_json::to_vec(body).unwrap_or_default()
+}
+
+/// Decodes a JSON wire body.
+pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
 #[cfg(test)]

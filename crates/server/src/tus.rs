@@ -23,6 +23,9 @@ use crate::error::ApiError;
 use crate::store::{NewImage, Upload};
 use crate::{now, AppState};
 
+/// On the final PATCH response and on HEAD of a finished upload: the stored image's id.
+const IMAGE_ID: &str = photosync_protocol::IMAGE_ID_HEADER;
+
 fn header(name: &'static str) -> HeaderName {
     HeaderName::from_static(name)
 }
@@ -358,13 +361,14 @@ pub async fn head(
     }
     let result = async {
         let upload = live_upload(&state, user.0, &id).await?;
+        let mut image_id = upload.image_id;
         if upload.offset == upload.length && upload.image_id.is_none() {
             // All bytes arrived but completion was cut short (a crash): finish it now, so a
             // full offset always means a stored image.
             if let Ok(holder) = lock(&state, &upload).await {
                 let r = finish_if_complete(&state, &upload).await;
                 unlock(&state, &upload, &holder).await;
-                r?;
+                image_id = r?.map(|i| i.id);
             }
         }
         let mut h = HeaderMap::new();
@@ -374,6 +378,9 @@ pub async fn head(
         );
         h.insert(header(tus::UPLOAD_OFFSET), value(upload.offset));
         h.insert(header(tus::UPLOAD_LENGTH), value(upload.length));
+        if let Some(id) = image_id {
+            h.insert(header(IMAGE_ID), value(id));
+        }
         if !upload.metadata.is_empty() {
             h.insert(header(tus::UPLOAD_METADATA), value(&upload.metadata));
         }
@@ -467,13 +474,17 @@ async fn patch_upload(
             offset: new_offset,
             ..upload.clone()
         };
-        finish_if_complete(state, &advanced).await?;
-        Ok::<_, ApiError>(new_offset)
+        let image = finish_if_complete(state, &advanced).await?;
+        Ok::<_, ApiError>((new_offset, image))
     }
     .await;
     unlock(state, &upload, &holder).await;
-    let new_offset = result?;
+    let (new_offset, image) = result?;
     let mut h = HeaderMap::new();
+    if let Some(image) = image {
+        // The client records this id in its sync list.
+        h.insert(header(IMAGE_ID), value(image.id));
+    }
     h.insert(
         header(tus::RESUMABLE),
         HeaderValue::from_static(tus::VERSION),

@@ -1,0 +1,242 @@
+//! The server's HTTP API as the engine uses it: batched detection and a tus 1.0.0 client.
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use photosync_protocol::{
+    from_json, path, to_json, tus, ApiError, DetectQuery, DetectRequest, DetectResponse,
+    DetectResult, Metadata, DETECT_MAX_BATCH, IMAGE_ID_HEADER,
+};
+
+/// Where to sync to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    pub token: String,
+}
+
+impl ServerConfig {
+    /// The key the sync list is kept under: one list per server and account.
+    pub fn key(&self) -> String {
+        let account = blake3::hash(self.token.as_bytes()).to_hex();
+        format!("{}#{}", self.url.trim_end_matches('/'), &account[..16])
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    #[error("server answered {status} {code}: {message}")]
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Worth trying again after a pause.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Network(_) => true,
+            ClientError::Http { status, .. } => matches!(status, 408 | 423 | 429 | 500..=599),
+            ClientError::Protocol(_) => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+fn network(e: reqwest::Error) -> ClientError {
+    ClientError::Network(e.to_string())
+}
+
+/// A part the server acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartAck {
+    pub offset: u64,
+    /// Time from sending the part to the server's response.
+    pub elapsed: Duration,
+    /// Set on the final part: the stored image's id.
+    pub image_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    server: ServerConfig,
+}
+
+async fn error_of(r: reqwest::Response) -> ClientError {
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap_or_default();
+    match from_json::<ApiError>(&body) {
+        Ok(e) => ClientError::Http {
+            status,
+            code: e.code,
+            message: e.message,
+        },
+        Err(_) => ClientError::Http {
+            status,
+            code: "unknown".into(),
+            message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+        },
+    }
+}
+
+fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
+    r.headers().get(name)?.to_str().ok()?.parse().ok()
+}
+
+impl Client {
+    pub fn new(server: ServerConfig) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // A part is timed up to the response; a stalled one must not hang the queue.
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .map_err(network)?;
+        Ok(Client { http, server })
+    }
+
+    pub fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url.trim_end_matches('/'))
+    }
+
+    /// Asks which of `queries` the server holds, in batches of at most 10,000.
+    pub async fn detect(&self, queries: &[DetectQuery]) -> Result<Vec<DetectResult>, ClientError> {
+        let mut out = Vec::with_capacity(queries.len());
+        for batch in queries.chunks(DETECT_MAX_BATCH) {
+            let body = to_json(&DetectRequest {
+                images: batch.to_vec(),
+            });
+            let r = self
+                .http
+                .post(self.url(path::DETECT))
+                .bearer_auth(&self.server.token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(network)?;
+            if !r.status().is_success() {
+                return Err(error_of(r).await);
+            }
+            let bytes = r.bytes().await.map_err(network)?;
+            let resp: DetectResponse =
+                from_json(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            if resp.results.len() != batch.len() {
+                return Err(ClientError::Protocol(format!(
+                    "{} answers for {} questions",
+                    resp.results.len(),
+                    batch.len()
+                )));
+            }
+            out.extend(resp.results);
+        }
+        Ok(out)
+    }
+
+    /// Creates an upload; returns its URL.
+    pub async fn create_upload(
+        &self,
+        length: u64,
+        metadata: &Metadata,
+    ) -> Result<String, ClientError> {
+        let r = self
+            .http
+            .post(self.url(path::UPLOADS))
+            .bearer_auth(&self.server.token)
+            .header(tus::RESUMABLE, tus::VERSION)
+            .header(tus::UPLOAD_LENGTH, length)
+            .header(tus::UPLOAD_METADATA, metadata.encode())
+            .send()
+            .await
+            .map_err(network)?;
+        if r.status().as_u16() != 201 {
+            return Err(error_of(r).await);
+        }
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Protocol("201 without Location".into()))?;
+        Ok(
+            if location.starts_with("http://") || location.starts_with("https://") {
+                location.to_owned()
+            } else {
+                self.url(location)
+            },
+        )
+    }
+
+    /// Where the upload stands on the server (HEAD), and its image id once finished.
+    pub async fn offset(&self, url: &str) -> Result<(u64, Option<i64>), ClientError> {
+        let r = self
+            .http
+            .head(url)
+            .bearer_auth(&self.server.token)
+            .header(tus::RESUMABLE, tus::VERSION)
+            .send()
+            .await
+            .map_err(network)?;
+        if !r.status().is_success() {
+            return Err(ClientError::Http {
+                status: r.status().as_u16(),
+                code: "head_failed".into(),
+                message: format!("HEAD {url}"),
+            });
+        }
+        let offset = header_u64(&r, tus::UPLOAD_OFFSET)
+            .ok_or_else(|| ClientError::Protocol("HEAD without Upload-Offset".into()))?;
+        Ok((offset, header_u64(&r, IMAGE_ID_HEADER).map(|i| i as i64)))
+    }
+
+    /// Sends one part with a BLAKE3 checksum; the time runs until the server's response.
+    pub async fn send_part(
+        &self,
+        url: &str,
+        offset: u64,
+        part: Vec<u8>,
+    ) -> Result<PartAck, ClientError> {
+        let sum = STANDARD.encode(blake3::hash(&part).as_bytes());
+        let start = Instant::now();
+        let r = self
+            .http
+            .patch(url)
+            .bearer_auth(&self.server.token)
+            .header(tus::RESUMABLE, tus::VERSION)
+            .header("content-type", tus::OFFSET_CONTENT_TYPE)
+            .header(tus::UPLOAD_OFFSET, offset)
+            .header(tus::UPLOAD_CHECKSUM, format!("blake3 {sum}"))
+            .body(part)
+            .send()
+            .await
+            .map_err(network)?;
+        let elapsed = start.elapsed();
+        if r.status().as_u16() != 204 {
+            return Err(error_of(r).await);
+        }
+        let offset = header_u64(&r, tus::UPLOAD_OFFSET)
+            .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))?;
+        Ok(PartAck {
+            offset,
+            elapsed,
+            image_id: header_u64(&r, IMAGE_ID_HEADER).map(|i| i as i64),
+        })
+    }
+}

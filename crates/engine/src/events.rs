@@ -1,0 +1,84 @@
+//! The typed stream of per-file events that the CLI, the desktop app and the tests all consume.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// How the server holds a picture the local file also shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnServer {
+    /// The exact bytes.
+    SameBytes { remote_id: i64, name: String },
+    /// Another file of the same picture.
+    SamePicture {
+        remote_id: i64,
+        name: String,
+        distance: u32,
+        /// Pixels of the server's copy and of the local file.
+        remote_pixels: Option<u64>,
+        local_pixels: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Discovered {
+        path: PathBuf,
+    },
+    Identifying {
+        path: PathBuf,
+    },
+    /// The sync list already holds these bytes: nothing to ask the server.
+    AlreadySynced {
+        path: PathBuf,
+    },
+    /// The server holds it; nothing will be uploaded.
+    OnServer {
+        path: PathBuf,
+        how: OnServer,
+    },
+    Queued {
+        path: PathBuf,
+        bytes: u64,
+    },
+    Uploading {
+        path: PathBuf,
+        sent: u64,
+        total: u64,
+        /// Smoothed bytes per second.
+        rate: f64,
+        part_size: u64,
+    },
+    Uploaded {
+        path: PathBuf,
+        remote_id: i64,
+    },
+    Skipped {
+        path: PathBuf,
+        reason: String,
+    },
+    Failed {
+        path: PathBuf,
+        reason: String,
+        next_retry: Option<SystemTime>,
+    },
+}
+
+impl Event {
+    pub fn path(&self) -> &PathBuf {
+        match self {
+            Event::Discovered { path }
+            | Event::Identifying { path }
+            | Event::AlreadySynced { path }
+            | Event::OnServer { path, .. }
+            | Event::Queued { path, .. }
+            | Event::Uploading { path, .. }
+            | Event::Uploaded { path, .. }
+            | Event::Skipped { path, .. }
+            | Event::Failed { path, .. } => path,
+        }
+    }
+}
+
+/// Where events go: a plain callback, so shells and tests need no particular runtime.
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;

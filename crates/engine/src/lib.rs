@@ -1,0 +1,18 @@
+//! The sync engine: keeps photo folders backed up to a Photosync server.
+//!
+//! For every file, in this order: identify it (or reuse what the file table knew, when size and
+//! mtime are unchanged); look it up in the local sync list; ask the server about the rest in
+//! batched detection requests; upload what the server lacks in parts sized from the measured
+//! rate; write the sync list only after the server's success response. Progress is a stream of
+//! typed [`Event`]s. The engine knows nothing of tauri, axum or JSON.
+
+pub mod client;
+pub mod events;
+pub mod state;
+mod sync;
+mod upload;
+
+pub use client::{Client, ClientError, ServerConfig};
+pub use events::{Event, EventSink, OnServer};
+pub use state::State;
+pub use sync::{Engine, Options, Summary};

@@ -1,0 +1,380 @@
+//! Local state in SQLite (WAL): the file table, the sync list, and uploads in progress.
+//!
+//! - **files:** what each path was when last read (size, mtime) and what it is (identifier,
+//!   digest), so an unchanged file is never read again.
+//! - **synced:** the sync list. A digest is written here only after the server's success
+//!   response for its upload, or after the server said it holds those bytes.
+//! - **pending:** upload URLs and acknowledged offsets, so an interrupted upload resumes where
+//!   the server says it stands, even after a restart.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+#[error("local state: {0}")]
+pub struct StateError(String);
+
+impl From<rusqlite::Error> for StateError {
+    fn from(e: rusqlite::Error) -> Self {
+        StateError(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+/// What a path held when it was last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub digest: String,
+    pub identifier: Option<String>,
+    pub pixels: Option<u64>,
+}
+
+/// One entry of the sync list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedRecord {
+    pub digest: String,
+    pub identifier: Option<String>,
+    pub remote_id: i64,
+    /// Why it counts as synced: "uploaded" or "on_server".
+    pub how: String,
+    pub at: i64,
+}
+
+/// An upload the server has accepted but not finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub digest: String,
+    pub url: String,
+    pub length: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS files (
+    path BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    identifier TEXT,
+    pixels INTEGER
+);
+CREATE INDEX IF NOT EXISTS files_digest ON files(digest);
+CREATE TABLE IF NOT EXISTS synced (
+    server TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    identifier TEXT,
+    remote_id INTEGER NOT NULL,
+    how TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (server, digest)
+);
+CREATE TABLE IF NOT EXISTS pending (
+    server TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    url TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    offset_acked INTEGER NOT NULL,
+    PRIMARY KEY (server, digest)
+);
+CREATE TABLE IF NOT EXISTS skips (
+    path BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+fn path_key(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<State> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StateError(e.to_string()))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(State {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&conn)?)
+    }
+
+    pub fn file(&self, path: &Path) -> Result<Option<FileRecord>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT size, mtime_ns, digest, identifier, pixels FROM files WHERE path = ?1",
+                [path_key(path)],
+                |r| {
+                    Ok(FileRecord {
+                        size: r.get::<_, i64>(0)? as u64,
+                        mtime_ns: r.get(1)?,
+                        digest: r.get(2)?,
+                        identifier: r.get(3)?,
+                        pixels: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    pub fn put_file(&self, path: &Path, f: &FileRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO files (path, size, mtime_ns, digest, identifier, pixels)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (path) DO UPDATE SET size = ?2, mtime_ns = ?3, digest = ?4,
+                     identifier = ?5, pixels = ?6",
+                params![
+                    path_key(path),
+                    f.size as i64,
+                    f.mtime_ns,
+                    f.digest,
+                    f.identifier,
+                    f.pixels.map(|p| p as i64)
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Why the file at `path` was skipped, if it still has this size and mtime.
+    pub fn skip_reason(&self, path: &Path, size: u64, mtime_ns: i64) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT reason FROM skips WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3",
+                params![path_key(path), size as i64, mtime_ns],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub fn put_skip(&self, path: &Path, size: u64, mtime_ns: i64, reason: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO skips (path, size, mtime_ns, reason) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET size = ?2, mtime_ns = ?3, reason = ?4",
+                params![path_key(path), size as i64, mtime_ns, reason],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Local paths known to hold `digest`.
+    pub fn paths_of(&self, digest: &str) -> Result<Vec<PathBuf>> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT path FROM files WHERE digest = ?1 ORDER BY path")?;
+            let rows = s.query_map([digest], |r| {
+                let bytes: Vec<u8> = r.get(0)?;
+                Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)))
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn synced(&self, server: &str, digest: &str) -> Result<Option<SyncedRecord>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT digest, identifier, remote_id, how, at FROM synced
+                 WHERE server = ?1 AND digest = ?2",
+                params![server, digest],
+                |r| {
+                    Ok(SyncedRecord {
+                        digest: r.get(0)?,
+                        identifier: r.get(1)?,
+                        remote_id: r.get(2)?,
+                        how: r.get(3)?,
+                        at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Records a digest as held by the server. Call only after the server said so.
+    pub fn mark_synced(&self, server: &str, rec: &SyncedRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO synced (server, digest, identifier, remote_id, how, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (server, digest) DO UPDATE SET identifier = ?3, remote_id = ?4,
+                     how = ?5, at = ?6",
+                params![
+                    server,
+                    rec.digest,
+                    rec.identifier,
+                    rec.remote_id,
+                    rec.how,
+                    rec.at
+                ],
+            )?;
+            c.execute(
+                "DELETE FROM pending WHERE server = ?1 AND digest = ?2",
+                params![server, rec.digest],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn synced_count(&self, server: &str) -> Result<u64> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM synced WHERE server = ?1",
+                [server],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+        })
+    }
+
+    /// Forgets the sync list for `server`, so the next sync asks the server again.
+    pub fn forget_synced(&self, server: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM synced WHERE server = ?1", [server])?;
+            Ok(())
+        })
+    }
+
+    pub fn pending(&self, server: &str, digest: &str) -> Result<Option<Pending>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT digest, url, length, offset_acked FROM pending
+                 WHERE server = ?1 AND digest = ?2",
+                params![server, digest],
+                |r| {
+                    Ok(Pending {
+                        digest: r.get(0)?,
+                        url: r.get(1)?,
+                        length: r.get::<_, i64>(2)? as u64,
+                        offset: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    pub fn put_pending(&self, server: &str, p: &Pending) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO pending (server, digest, url, length, offset_acked)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (server, digest) DO UPDATE SET url = ?3, length = ?4,
+                     offset_acked = ?5",
+                params![server, p.digest, p.url, p.length as i64, p.offset as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn drop_pending(&self, server: &str, digest: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM pending WHERE server = ?1 AND digest = ?2",
+                params![server, digest],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    pub fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"/photos/caf\xe9.jpg"));
+        {
+            let s = State::open(&db).unwrap();
+            let f = FileRecord {
+                size: 10,
+                mtime_ns: 5,
+                digest: "ab".into(),
+                identifier: Some("v1:x".into()),
+                pixels: Some(100),
+            };
+            s.put_file(&odd, &f).unwrap();
+            s.put_pending(
+                "srv",
+                &Pending {
+                    digest: "ab".into(),
+                    url: "http://x/files/1".into(),
+                    length: 10,
+                    offset: 4,
+                },
+            )
+            .unwrap();
+        }
+        let s = State::open(&db).unwrap();
+        assert_eq!(s.file(&odd).unwrap().unwrap().size, 10);
+        assert_eq!(s.paths_of("ab").unwrap(), vec![odd]);
+        assert_eq!(s.pending("srv", "ab").unwrap().unwrap().offset, 4);
+        assert!(s.synced("srv", "ab").unwrap().is_none());
+        s.mark_synced(
+            "srv",
+            &SyncedRecord {
+                digest: "ab".into(),
+                identifier: None,
+                remote_id: 7,
+                how: "uploaded".into(),
+                at: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.synced("srv", "ab").unwrap().unwrap().remote_id, 7);
+        assert!(
+            s.pending("srv", "ab").unwrap().is_none(),
+            "done uploads leave pending"
+        );
+        assert!(s.synced("other", "ab").unwrap().is_none(), "per server");
+    }
+}

@@ -1,0 +1,463 @@
+//! The pipeline: walk, identify (or reuse), sync list, batched detection, decisions, uploads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use photosync_identify::{identify_file, IdentifyError, Limits};
+use photosync_part_sizer::{PartSizer, SizerConfig};
+use photosync_protocol::{DetectQuery, DetectResult};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::client::{Client, ServerConfig};
+use crate::events::{Event, EventSink, OnServer};
+use crate::state::{FileRecord, State, SyncedRecord};
+use crate::upload::{self, mtime_ns, Job};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server: ServerConfig,
+    /// The local state database (sync list, file table, pending uploads).
+    pub state_path: PathBuf,
+    /// Uploads at once.
+    pub concurrency: usize,
+    /// Files identified at once (0: one per core).
+    pub identify_threads: usize,
+    /// Upload bytes per second, if limited.
+    pub bandwidth_limit: Option<u64>,
+    /// Upload same-picture copies even when the server's copy is as large.
+    pub upload_all_copies: bool,
+    pub sizer: SizerConfig,
+    /// Attempts per part before a file is reported failed.
+    pub max_attempts: u32,
+}
+
+impl Options {
+    pub fn new(server: ServerConfig, state_path: PathBuf) -> Options {
+        Options {
+            server,
+            state_path,
+            concurrency: 3,
+            identify_threads: 0,
+            bandwidth_limit: None,
+            upload_all_copies: false,
+            sizer: SizerConfig::default(),
+            max_attempts: 8,
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub uploaded: usize,
+    pub already_synced: usize,
+    /// Held by the server already: same bytes, or the same picture at least as large.
+    pub on_server: usize,
+    pub skipped: Vec<(PathBuf, String)>,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Pause, resume and cancel, shared with whoever drives the engine.
+#[derive(Debug, Default)]
+pub struct Control {
+    paused: AtomicBool,
+    cancelled: AtomicBool,
+    changed: Notify,
+}
+
+impl Control {
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn wait_while_paused(&self) {
+        while self.is_paused() && !self.is_cancelled() {
+            let changed = self.changed.notified();
+            if !self.is_paused() || self.is_cancelled() {
+                break;
+            }
+            changed.await;
+        }
+    }
+}
+
+pub struct Engine {
+    state: State,
+    client: Client,
+    options: Options,
+    events: EventSink,
+    control: Arc<Control>,
+    sizer: Arc<Mutex<PartSizer>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// One file after identification.
+enum Known {
+    File(FileRecord),
+    Skip(String),
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Identity of one file, reusing the file table when size and mtime are unchanged.
+fn know(state: &State, path: &Path, events: &EventSink) -> Known {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Known::Skip(format!("cannot read: {e}")),
+    };
+    let (size, mtime) = (meta.len(), mtime_ns(&meta));
+    if let Ok(Some(rec)) = state.file(path) {
+        if rec.size == size && rec.mtime_ns == mtime {
+            return Known::File(rec);
+        }
+    }
+    if size == 0 {
+        return Known::Skip("empty file (0 bytes)".into());
+    }
+    // A bad file is not read again until it changes.
+    if let Ok(Some(reason)) = state.skip_reason(path, size, mtime) {
+        return Known::Skip(reason);
+    }
+    events(Event::Identifying {
+        path: path.to_path_buf(),
+    });
+    let rec = match identify_file(path, &Limits::default()) {
+        Ok(id) => FileRecord {
+            size,
+            mtime_ns: mtime,
+            digest: id.digest.to_string(),
+            identifier: Some(id.identifier.to_string()),
+            pixels: Some(id.pixels()),
+        },
+        // Videos and other files are backed up too, known by their digest alone.
+        Err(IdentifyError::NotAnImage | IdentifyError::Unsupported(_)) => {
+            let mut h = blake3::Hasher::new();
+            match std::fs::File::open(path).and_then(|f| h.update_reader(f).map(|_| ())) {
+                Ok(()) => FileRecord {
+                    size,
+                    mtime_ns: mtime,
+                    digest: h.finalize().to_hex().to_string(),
+                    identifier: None,
+                    pixels: None,
+                },
+                Err(e) => return Known::Skip(format!("cannot read: {e}")),
+            }
+        }
+        Err(IdentifyError::Io(e)) => return Known::Skip(format!("cannot read: {e}")),
+        Err(e) => {
+            let reason = e.to_string();
+            if let Err(e) = state.put_skip(path, size, mtime, &reason) {
+                tracing::warn!(error = %e, "skip not recorded");
+            }
+            return Known::Skip(reason);
+        }
+    };
+    if let Err(e) = state.put_file(path, &rec) {
+        tracing::warn!(error = %e, "file table not updated");
+    }
+    Known::File(rec)
+}
+
+impl Engine {
+    pub fn new(options: Options, events: EventSink) -> Result<Engine, String> {
+        let state = State::open(&options.state_path).map_err(|e| e.to_string())?;
+        let client = Client::new(options.server.clone()).map_err(|e| e.to_string())?;
+        let remembered = state
+            .setting(&format!("part_size:{}", options.server.key()))
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok());
+        Ok(Engine {
+            sizer: Arc::new(Mutex::new(PartSizer::new(options.sizer, remembered))),
+            state,
+            client,
+            options,
+            events,
+            control: Arc::default(),
+        })
+    }
+
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Syncs every file under `paths` once.
+    pub async fn sync(&self, paths: &[PathBuf]) -> Summary {
+        let mut summary = Summary::default();
+        let emit = |e: Event| (self.events)(e);
+
+        let roots = paths.to_vec();
+        let walked =
+            tokio::task::spawn_blocking(move || photosync_walk::walk(&roots).collect::<Vec<_>>())
+                .await
+                .unwrap_or_default();
+        let mut files = Vec::new();
+        for entry in walked {
+            match entry {
+                Ok(p) => {
+                    emit(Event::Discovered { path: p.clone() });
+                    files.push(p);
+                }
+                Err(e) => {
+                    emit(Event::Failed {
+                        path: e.path.clone(),
+                        reason: e.reason.clone(),
+                        next_retry: None,
+                    });
+                    summary.failed.push((e.path, e.reason));
+                }
+            }
+        }
+
+        // Identify on a bounded pool; results keep the walk order.
+        let threads = match self.options.identify_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let permits = Arc::new(Semaphore::new(threads));
+        let tasks: Vec<_> = files
+            .iter()
+            .map(|p| {
+                let (state, events, permits, p) = (
+                    self.state.clone(),
+                    self.events.clone(),
+                    permits.clone(),
+                    p.clone(),
+                );
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    tokio::task::spawn_blocking(move || know(&state, &p, &events)).await
+                })
+            })
+            .collect();
+        let mut by_digest: BTreeMap<String, (FileRecord, Vec<PathBuf>)> = BTreeMap::new();
+        for (path, task) in files.iter().zip(tasks) {
+            match task.await {
+                Ok(Ok(Known::File(rec))) => {
+                    by_digest
+                        .entry(rec.digest.clone())
+                        .or_insert_with(|| (rec, Vec::new()))
+                        .1
+                        .push(path.clone());
+                }
+                Ok(Ok(Known::Skip(reason))) => {
+                    emit(Event::Skipped {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+                    summary.skipped.push((path.clone(), reason));
+                }
+                Ok(Err(e)) | Err(e) => {
+                    summary.failed.push((path.clone(), e.to_string()));
+                }
+            }
+        }
+
+        // The sync list answers first; only the rest goes to the server.
+        let key = self.options.server.key();
+        let mut ask = Vec::new();
+        for (digest, (rec, paths)) in by_digest {
+            if matches!(self.state.synced(&key, &digest), Ok(Some(_))) {
+                for p in paths {
+                    emit(Event::AlreadySynced { path: p });
+                    summary.already_synced += 1;
+                }
+            } else {
+                ask.push((rec, paths));
+            }
+        }
+        if ask.is_empty() {
+            return summary;
+        }
+        let queries: Vec<DetectQuery> = ask
+            .iter()
+            .map(|(rec, _)| DetectQuery {
+                digest: rec.digest.clone(),
+                identifier: rec.identifier.clone(),
+            })
+            .collect();
+        let answers = match self.client.detect(&queries).await {
+            Ok(a) => a,
+            Err(e) => {
+                let reason = format!("cannot ask the server: {e}");
+                for (_, paths) in ask {
+                    for p in paths {
+                        emit(Event::Failed {
+                            path: p.clone(),
+                            reason: reason.clone(),
+                            next_retry: None,
+                        });
+                        summary.failed.push((p, reason.clone()));
+                    }
+                }
+                return summary;
+            }
+        };
+
+        let mut uploads = Vec::new();
+        for ((rec, paths), answer) in ask.into_iter().zip(answers) {
+            match answer {
+                DetectResult::SameBytes { image } => {
+                    let marked = self.state.mark_synced(
+                        &key,
+                        &SyncedRecord {
+                            digest: rec.digest.clone(),
+                            identifier: rec.identifier.clone(),
+                            remote_id: image.id,
+                            how: "on_server".into(),
+                            at: now(),
+                        },
+                    );
+                    if let Err(e) = marked {
+                        tracing::warn!(error = %e, "sync list not updated");
+                    }
+                    for p in paths {
+                        emit(Event::OnServer {
+                            path: p,
+                            how: OnServer::SameBytes {
+                                remote_id: image.id,
+                                name: image.name.clone(),
+                            },
+                        });
+                        summary.on_server += 1;
+                    }
+                }
+                DetectResult::SamePicture { image, distance } => {
+                    let remote_pixels = image
+                        .width
+                        .zip(image.height)
+                        .map(|(w, h)| u64::from(w) * u64::from(h));
+                    let local_pixels = rec.pixels;
+                    let server_as_good = remote_pixels >= local_pixels;
+                    for p in &paths {
+                        emit(Event::OnServer {
+                            path: p.clone(),
+                            how: OnServer::SamePicture {
+                                remote_id: image.id,
+                                name: image.name.clone(),
+                                distance: distance.total,
+                                remote_pixels,
+                                local_pixels,
+                            },
+                        });
+                    }
+                    if server_as_good && !self.options.upload_all_copies {
+                        summary.on_server += paths.len();
+                    } else {
+                        uploads.push((rec, paths));
+                    }
+                }
+                DetectResult::Absent => uploads.push((rec, paths)),
+            }
+        }
+
+        let ctx = Arc::new(upload::Ctx {
+            client: self.client.clone(),
+            state: self.state.clone(),
+            server_key: key.clone(),
+            sizer: self.sizer.clone(),
+            events: self.events.clone(),
+            control: self.control.clone(),
+            bandwidth_limit: self.options.bandwidth_limit,
+            max_attempts: self.options.max_attempts,
+        });
+        let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut running = Vec::new();
+        for (rec, paths) in uploads {
+            for p in &paths {
+                emit(Event::Queued {
+                    path: p.clone(),
+                    bytes: rec.size,
+                });
+            }
+            let (ctx, slots) = (ctx.clone(), slots.clone());
+            let job = Job {
+                path: paths[0].clone(),
+                digest: rec.digest.clone(),
+                length: rec.size,
+                mtime_ns: rec.mtime_ns,
+                identifier: rec.identifier.clone(),
+            };
+            running.push((
+                rec,
+                paths,
+                tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    upload::upload(&ctx, &job).await
+                }),
+            ));
+        }
+        for (rec, paths, task) in running {
+            let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
+            match result {
+                Ok(remote_id) => {
+                    // The server's success response is in: only now does the sync list learn it.
+                    let marked = self.state.mark_synced(
+                        &key,
+                        &SyncedRecord {
+                            digest: rec.digest.clone(),
+                            identifier: rec.identifier.clone(),
+                            remote_id,
+                            how: "uploaded".into(),
+                            at: now(),
+                        },
+                    );
+                    if let Err(e) = marked {
+                        tracing::warn!(error = %e, "sync list not updated");
+                    }
+                    for p in paths {
+                        emit(Event::Uploaded { path: p, remote_id });
+                        summary.uploaded += 1;
+                    }
+                }
+                Err(reason) => {
+                    for p in paths {
+                        emit(Event::Failed {
+                            path: p.clone(),
+                            reason: reason.clone(),
+                            next_retry: None,
+                        });
+                        summary.failed.push((p, reason.clone()));
+                    }
+                }
+            }
+        }
+        summary
+    }
+}

@@ -1,0 +1,273 @@
+//! The engine against the real server on loopback, with real photos.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use photosync_engine::{Engine, Event, OnServer, Options, ServerConfig, Summary};
+use photosync_server::{token_hash, AppState, Config};
+use photosync_testkit::{make_copy, photos_dir, Copy};
+
+struct TestServer {
+    url: String,
+    token: String,
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::embedded(dir.path(), Config::default()).unwrap();
+    let token = "psk_engine_test".to_owned();
+    state
+        .store
+        .create_user("me", &token_hash(&token), 0)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(photosync_server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+        std::time::Duration::from_secs(1),
+    ));
+    TestServer {
+        url,
+        token,
+        state,
+        _dir: dir,
+    }
+}
+
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(photos_dir().join(name)).unwrap()
+}
+
+type Log = Arc<Mutex<Vec<Event>>>;
+
+fn engine(s: &TestServer, state_dir: &Path) -> (Engine, Log) {
+    let log: Log = Arc::default();
+    let sink = log.clone();
+    let mut options = Options::new(
+        ServerConfig {
+            url: s.url.clone(),
+            token: s.token.clone(),
+        },
+        state_dir.join("state.db"),
+    );
+    options.sizer.min = 16 << 10; // small parts, so the test photos take several
+    options.sizer.initial = 16 << 10;
+    options.sizer.max = 16 << 10;
+    let engine = Engine::new(options, Arc::new(move |e| sink.lock().unwrap().push(e))).unwrap();
+    (engine, log)
+}
+
+fn events_for<'a>(log: &'a [Event], name: &str) -> Vec<&'a Event> {
+    log.iter()
+        .filter(|e| e.path().file_name().is_some_and(|n| n == name))
+        .collect()
+}
+
+async fn server_images(s: &TestServer) -> usize {
+    s.state.store.list_images(1, 0, 1000).await.unwrap().len()
+}
+
+async fn upload_sessions(s: &TestServer) -> usize {
+    s.state.store.expired_uploads(i64::MAX).await.unwrap().len()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn a_library_syncs_once_and_copies_are_recognised() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let library = local.path().join("library");
+    std::fs::create_dir(&library).unwrap();
+    let names = [
+        "aqua.jpg",
+        "garden.jpg",
+        "wood.jpg",
+        "castle-maintenon.jpg",
+        "coffee.jpg",
+    ];
+    for n in names {
+        write(&library, n, &photo(n));
+    }
+    write(
+        &library,
+        "notes.txt",
+        b"not a photo, backed up all the same",
+    );
+    write(&library, "empty.jpg", b"");
+    let mut corrupt = photo("dune.jpg");
+    corrupt.truncate(corrupt.len() / 2);
+    write(&library, "corrupt.jpg", &corrupt);
+
+    let (engine, log) = engine(&s, local.path());
+    let summary = engine.sync(std::slice::from_ref(&library)).await;
+    assert_eq!(summary.uploaded, names.len() + 1, "{summary:#?}");
+    assert_eq!(summary.skipped.len(), 2, "{summary:#?}");
+    assert!(summary.failed.is_empty(), "{summary:#?}");
+    let skipped: Vec<String> = summary.skipped.iter().map(|(_, r)| r.clone()).collect();
+    assert!(skipped.iter().any(|r| r.contains("empty")));
+    assert!(
+        skipped.iter().any(|r| r.contains("truncated")),
+        "{skipped:?}"
+    );
+    assert_eq!(server_images(&s).await, names.len() + 1);
+    {
+        let log = log.lock().unwrap();
+        let parts = events_for(&log, "garden.jpg")
+            .iter()
+            .filter(|e| matches!(e, Event::Uploading { .. }))
+            .count();
+        assert!(parts > 1, "uploaded in several parts ({parts})");
+    }
+    // The server holds byte-identical files.
+    for img in s.state.store.list_images(1, 0, 100).await.unwrap() {
+        let (_, mut r) = s.state.blobs.open(&img.digest).await.unwrap();
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
+            .await
+            .unwrap();
+        let local = std::fs::read(library.join(&img.name)).unwrap();
+        assert!(got == local, "{} differs", img.name);
+    }
+
+    // Again: nothing to upload, and no upload request at all.
+    let sessions = upload_sessions(&s).await;
+    log.lock().unwrap().clear();
+    let again = engine.sync(std::slice::from_ref(&library)).await;
+    assert_eq!(again.uploaded, 0);
+    assert_eq!(again.already_synced, names.len() + 1);
+    assert_eq!(
+        upload_sessions(&s).await,
+        sessions,
+        "no new upload was started"
+    );
+    assert!(
+        !log.lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Identifying { .. })),
+        "unchanged files are not read again"
+    );
+
+    // Renamed, re-encoded and re-tagged copies in another folder: nothing new is uploaded.
+    let copies = local.path().join("copies");
+    std::fs::create_dir(&copies).unwrap();
+    write(&copies, "renamed.jpg", &photo("aqua.jpg"));
+    write(
+        &copies,
+        "reencoded.jpg",
+        &make_copy(&photo("garden.jpg"), Copy::Reencode75),
+    );
+    write(
+        &copies,
+        "retagged.jpg",
+        &make_copy(&photo("wood.jpg"), Copy::Tagged),
+    );
+    write(
+        &copies,
+        "smaller.jpg",
+        &make_copy(&photo("coffee.jpg"), Copy::HalfSize),
+    );
+    log.lock().unwrap().clear();
+    let copies_summary: Summary = engine.sync(std::slice::from_ref(&copies)).await;
+    assert_eq!(copies_summary.uploaded, 0, "{copies_summary:#?}");
+    // The renamed copy is answered by the local sync list, the others by the server.
+    assert_eq!(copies_summary.already_synced, 1);
+    assert_eq!(copies_summary.on_server, 3);
+    let log = log.lock().unwrap().clone();
+    let why = |name: &str| {
+        events_for(&log, name)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::OnServer { how, .. } => Some(how.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no reason given for {name}"))
+    };
+    assert!(events_for(&log, "renamed.jpg")
+        .iter()
+        .any(|e| matches!(e, Event::AlreadySynced { .. })));
+    assert!(
+        matches!(why("reencoded.jpg"), OnServer::SamePicture { ref name, .. } if name == "garden.jpg")
+    );
+    assert!(
+        matches!(why("retagged.jpg"), OnServer::SamePicture { ref name, .. } if name == "wood.jpg")
+    );
+    assert!(
+        matches!(why("smaller.jpg"), OnServer::SamePicture { ref name, .. } if name == "coffee.jpg")
+    );
+    assert_eq!(server_images(&s).await, names.len() + 1);
+}
+
+#[tokio::test]
+async fn different_shots_are_all_uploaded_and_a_better_copy_replaces_nothing() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let first = local.path().join("first");
+    std::fs::create_dir(&first).unwrap();
+    write(
+        &first,
+        "bee-small.jpg",
+        &make_copy(&photo("european-honey-bee.jpg"), Copy::HalfSize),
+    );
+    let (engine, _) = engine(&s, local.path());
+    assert_eq!(engine.sync(&[first]).await.uploaded, 1);
+
+    let second = local.path().join("second");
+    std::fs::create_dir(&second).unwrap();
+    for n in [
+        "burst-pan-0.jpg",
+        "burst-pan-1.jpg",
+        "motorcycle-left.jpg",
+        "motorcycle-right.jpg",
+    ] {
+        write(&second, n, &photo(n));
+    }
+    // The full-size original has more pixels than the server's copy: it is uploaded too.
+    write(&second, "bee.jpg", &photo("european-honey-bee.jpg"));
+    let summary = engine.sync(&[second]).await;
+    assert_eq!(summary.uploaded, 5, "{summary:#?}");
+    assert_eq!(server_images(&s).await, 6);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_each_file_with_a_reason() {
+    let local = tempfile::tempdir().unwrap();
+    write(local.path(), "a.jpg", &photo("aqua.jpg"));
+    let log: Log = Arc::default();
+    let sink = log.clone();
+    let options = Options::new(
+        ServerConfig {
+            url: "http://127.0.0.1:9".into(), // discard port: nothing listens
+            token: "psk_x".into(),
+        },
+        local.path().join("state.db"),
+    );
+    let engine = Engine::new(options, Arc::new(move |e| sink.lock().unwrap().push(e))).unwrap();
+    let summary = engine.sync(&[local.path().join("a.jpg")]).await;
+    assert_eq!(summary.failed.len(), 1);
+    assert!(
+        summary.failed[0].1.contains("cannot ask the server"),
+        "{summary:?}"
+    );
+    assert_eq!(engine.state().synced_count(&engine_key(&local)).unwrap(), 0);
+}
+
+fn engine_key(_: &tempfile::TempDir) -> String {
+    ServerConfig {
+        url: "http://127.0.0.1:9".into(),
+        token: "psk_x".into(),
+    }
+    .key()
+}
