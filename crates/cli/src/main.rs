@@ -1,7 +1,9 @@
 //! `photosync`: the command line. Argument parsing and output only; the work happens in the
 //! libraries.
 
+mod config;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,33 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Back up files and folders to the server: identify, ask, upload what it lacks.
+    Sync {
+        #[command(flatten)]
+        target: Target,
+        /// Files and folders to back up.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Back up just these files.
+    Upload {
+        #[command(flatten)]
+        target: Target,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show what the sync list holds for the server.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Save the server and token in the config file (owner-only).
+    Login {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        token: String,
+    },
     /// Find files that are the same picture or the same bytes, and print them in groups.
     Similar {
         /// One JSON object per group instead of text.
@@ -45,7 +74,139 @@ enum Command {
     },
 }
 
+/// Which server and account, and where the local state lives.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// Server URL [env PHOTOSYNC_SERVER, or the config file]
+    #[arg(long, env = "PHOTOSYNC_SERVER")]
+    server: Option<String>,
+    /// Bearer token [env PHOTOSYNC_TOKEN, or the config file]
+    #[arg(long, env = "PHOTOSYNC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Local state database [default: the platform's data directory]
+    #[arg(long, env = "PHOTOSYNC_STATE")]
+    state: Option<PathBuf>,
+    /// Uploads at once.
+    #[arg(long, default_value_t = 3)]
+    concurrency: usize,
+    /// Upload bandwidth limit in bytes per second.
+    #[arg(long)]
+    bandwidth_limit: Option<u64>,
+    /// Upload same-picture copies even when the server's copy is as large.
+    #[arg(long)]
+    upload_all_copies: bool,
+}
+
+impl Target {
+    fn options(self, threads: usize) -> Result<photosync_engine::Options, String> {
+        let file = match config::config_path() {
+            Some(p) => config::load(&p)?,
+            None => config::FileConfig::default(),
+        };
+        let server = self
+            .server
+            .or(file.server)
+            .ok_or("no server: pass --server, set PHOTOSYNC_SERVER, or run `photosync login`")?;
+        let token = self
+            .token
+            .or(file.token)
+            .ok_or("no token: pass --token, set PHOTOSYNC_TOKEN, or run `photosync login`")?;
+        let state = self
+            .state
+            .or_else(config::default_state_path)
+            .ok_or("no state directory: pass --state")?;
+        let mut o = photosync_engine::Options::new(
+            photosync_engine::ServerConfig { url: server, token },
+            state,
+        );
+        o.concurrency = self.concurrency;
+        o.bandwidth_limit = self.bandwidth_limit;
+        o.upload_all_copies = self.upload_all_copies;
+        o.identify_threads = threads;
+        Ok(o)
+    }
+}
+
+fn run_sync(target: Target, threads: usize, paths: Vec<PathBuf>) -> ExitCode {
+    let options = match target.options(threads) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "no async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let progress = progress::Progress::new();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<photosync_engine::Event>>> = Default::default();
+    let sink = {
+        let (bars, seen) = (progress.sink(), seen.clone());
+        std::sync::Arc::new(move |e: photosync_engine::Event| {
+            if matches!(e, photosync_engine::Event::OnServer { .. }) {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(e.clone());
+            }
+            bars(e);
+        })
+    };
+    let engine = match photosync_engine::Engine::new(options, sink) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = runtime.block_on(engine.sync(&paths));
+    progress.finish();
+    let text = progress::summary_text(&summary, &seen.lock().unwrap_or_else(|p| p.into_inner()));
+    #[allow(clippy::print_stdout)] // the summary is the command's output
+    {
+        print!("{text}");
+    }
+    if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_status(target: Target) -> ExitCode {
+    let options = match target.options(0) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match photosync_engine::State::open(&options.state_path)
+        .and_then(|s| s.synced_count(&options.server.key()))
+    {
+        Ok(n) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "{}: {n} files in the sync list ({})",
+                    options.server.url,
+                    options.state_path.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Exit status: 0 when something was read, 1 when nothing could be, 2 for a wrong argument.
+/// For `sync` and `upload`: 0 unless a file failed.
 fn main() -> ExitCode {
     photosync_cli::init_logging("warn");
     let cli = Cli::parse();
@@ -53,6 +214,28 @@ fn main() -> ExitCode {
     let (json, paths, similar) = match cli.command {
         Command::Identify { json, paths } => (json, paths, false),
         Command::Similar { json, paths } => (json, paths, true),
+        Command::Sync { target, paths } => return run_sync(target, cli.threads, paths),
+        Command::Upload { target, files } => return run_sync(target, cli.threads, files),
+        Command::Status { target } => return run_status(target),
+        Command::Login { server, token } => {
+            let Some(path) = config::config_path() else {
+                tracing::error!("no config directory");
+                return ExitCode::FAILURE;
+            };
+            return match config::save(
+                &path,
+                &config::FileConfig {
+                    server: Some(server),
+                    token: Some(token),
+                },
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
 
     let mut files = Vec::new();

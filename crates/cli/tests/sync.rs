@@ -1,0 +1,277 @@
+//! `photosync sync` as a process against the real server process: summaries, exit status, the
+//! config file, and kills of either side in the middle of an upload.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use photosync_testkit::{add_user, photos_dir, ServerProcess};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_photosync-server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_photosync");
+
+fn photosync(args: &[&str], server: &str, token: &str, state: &Path) -> Command {
+    let mut c = Command::new(CLIENT);
+    c.args(args)
+        .env("PHOTOSYNC_SERVER", server)
+        .env("PHOTOSYNC_TOKEN", token)
+        .env("PHOTOSYNC_STATE", state)
+        .env("PHOTOSYNC_CONFIG", state.with_extension("toml"))
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A camera-sized JPEG (about 3 MB) made from a real photo, so an upload takes many parts.
+fn big_photo(dir: &Path) -> PathBuf {
+    let src = photosync_testkit::decode(&std::fs::read(photos_dir().join("wood.jpg")).unwrap());
+    let mut img = image::imageops::resize(&src, 2400, 1800, image::imageops::FilterType::Triangle);
+    let mut s = 1u32;
+    for p in img.pixels_mut() {
+        for c in &mut p.0 {
+            s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *c = c.saturating_add((s >> 27) as u8).saturating_sub(16);
+        }
+    }
+    let path = dir.join("big.jpg");
+    std::fs::write(&path, photosync_testkit::jpeg(&img, 95, false, None)).unwrap();
+    path
+}
+
+fn upload_sessions(data: &Path) -> usize {
+    let db = rusqlite::Connection::open(data.join("photosync.db")).unwrap();
+    db.query_row("SELECT COUNT(*) FROM uploads", [], |r| r.get::<_, i64>(0))
+        .unwrap() as usize
+}
+
+fn stored_image(data: &Path) -> Option<Vec<u8>> {
+    let db = rusqlite::Connection::open(data.join("photosync.db")).unwrap();
+    let digest: String = db
+        .query_row("SELECT digest FROM images", [], |r| r.get(0))
+        .ok()?;
+    std::fs::read(data.join("blobs").join(&digest[..2]).join(&digest)).ok()
+}
+
+#[test]
+fn sync_uploads_then_finds_everything_synced() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("photos");
+    std::fs::create_dir(&lib).unwrap();
+    for n in ["aqua.jpg", "dune.jpg", "storm.jpg"] {
+        std::fs::copy(photos_dir().join(n), lib.join(n)).unwrap();
+    }
+    std::fs::write(lib.join("broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").unwrap();
+    let state = local.path().join("state.db");
+    let lib_s = lib.to_str().unwrap();
+
+    let first = run(&mut photosync(
+        &["sync", lib_s],
+        &server.url,
+        &token,
+        &state,
+    ));
+    assert!(first.status.success(), "{first:?}");
+    let out = stdout(&first);
+    assert!(out.starts_with("uploaded 3, already synced 0"), "{out}");
+    assert!(
+        out.contains("skipped: ") && out.contains("broken.jpg"),
+        "{out}"
+    );
+
+    let second = run(&mut photosync(
+        &["sync", lib_s],
+        &server.url,
+        &token,
+        &state,
+    ));
+    assert!(
+        stdout(&second).starts_with("uploaded 0, already synced 3"),
+        "{}",
+        stdout(&second)
+    );
+    let status = run(&mut photosync(&["status"], &server.url, &token, &state));
+    assert!(
+        stdout(&status).contains("3 files in the sync list"),
+        "{}",
+        stdout(&status)
+    );
+
+    // A wrong token: every file fails, and the exit status says so.
+    let bad = run(&mut photosync(
+        &["sync", lib_s],
+        &server.url,
+        "psk_wrong",
+        &state,
+    ));
+    assert!(!bad.status.success());
+    assert!(stdout(&bad).contains("401"), "{}", stdout(&bad));
+}
+
+#[test]
+fn login_writes_an_owner_only_config_that_sync_uses() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let local = tempfile::tempdir().unwrap();
+    let state = local.path().join("state.db");
+    let config = state.with_extension("toml");
+    let login = Command::new(CLIENT)
+        .args(["login", "--server", &server.url, "--token", &token])
+        .env("PHOTOSYNC_CONFIG", &config)
+        .status()
+        .unwrap();
+    assert!(login.success());
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let photo = photos_dir().join("aqua.jpg");
+    let out = Command::new(CLIENT)
+        .args(["upload", photo.to_str().unwrap()])
+        .env("PHOTOSYNC_CONFIG", &config)
+        .env("PHOTOSYNC_STATE", &state)
+        .env_remove("PHOTOSYNC_SERVER")
+        .env_remove("PHOTOSYNC_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).starts_with("uploaded 1"));
+    // Without any configuration, a clear error and status 2.
+    let none = Command::new(CLIENT)
+        .args(["sync", "."])
+        .env("PHOTOSYNC_CONFIG", local.path().join("missing.toml"))
+        .env_remove("PHOTOSYNC_SERVER")
+        .env_remove("PHOTOSYNC_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no server"));
+}
+
+fn spawn_sync(file: &Path, url: &str, token: &str, state: &Path) -> Child {
+    photosync(
+        &[
+            "sync",
+            "--bandwidth-limit",
+            "400000",
+            file.to_str().unwrap(),
+        ],
+        url,
+        token,
+        state,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
+fn pending_offset(state: &Path) -> Option<u64> {
+    let db = rusqlite::Connection::open(state).ok()?;
+    db.query_row("SELECT offset_acked FROM pending", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .ok()
+    .map(|o| o as u64)
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_client_resumes_from_the_servers_offset() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let local = tempfile::tempdir().unwrap();
+    let file = big_photo(local.path());
+    let state = local.path().join("state.db");
+
+    let mut client = spawn_sync(&file, &server.url, &token, &state);
+    wait_for("a part to be acknowledged", || {
+        pending_offset(&state).is_some_and(|o| o > 0)
+    });
+    client.kill().unwrap(); // SIGKILL
+    client.wait().unwrap();
+    let acked = pending_offset(&state).unwrap();
+    assert!(stored_image(data.path()).is_none(), "nothing visible yet");
+
+    let done = spawn_sync(&file, &server.url, &token, &state)
+        .wait_with_output()
+        .unwrap();
+    assert!(done.status.success(), "{}", stdout(&done));
+    assert!(stdout(&done).starts_with("uploaded 1"));
+    assert!(acked > 0);
+    assert_eq!(
+        upload_sessions(data.path()),
+        1,
+        "resumed the same upload, never from zero"
+    );
+    assert!(stored_image(data.path()).unwrap() == std::fs::read(&file).unwrap());
+}
+
+#[test]
+fn a_killed_server_is_waited_for_and_the_upload_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    // A fixed port, so the restarted server is where the client looks.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let extra = ["--listen", listen.as_str(), "--idle-timeout", "1"];
+    let start = |extra: &[&str]| {
+        let mut c = Command::new(SERVER);
+        c.arg("--data-dir")
+            .arg(data.path())
+            .arg("serve")
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = start(&extra);
+    let url = format!("http://{listen}");
+    wait_for("the server", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    let local = tempfile::tempdir().unwrap();
+    let file = big_photo(local.path());
+    let state = local.path().join("state.db");
+
+    let client = spawn_sync(&file, &url, &token, &state);
+    wait_for("a part to be acknowledged", || {
+        pending_offset(&state).is_some_and(|o| o > 0)
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut server = start(&extra);
+    let done = client.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(done.status.success(), "{}", stdout(&done));
+    assert!(stdout(&done).starts_with("uploaded 1"), "{}", stdout(&done));
+    assert_eq!(upload_sessions(data.path()), 1, "one upload, resumed");
+    assert!(stored_image(data.path()).unwrap() == std::fs::read(&file).unwrap());
+}
