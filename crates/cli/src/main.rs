@@ -40,7 +40,20 @@ enum Command {
     Sync {
         #[command(flatten)]
         target: Target,
+        /// Ask the server about every file again instead of trusting the sync list.
+        #[arg(long)]
+        recheck: bool,
         /// Files and folders to back up.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Back up files and folders, then keep them backed up until stopped (Ctrl-C).
+    Watch {
+        #[command(flatten)]
+        target: Target,
+        /// Seconds between full rescans (events are hints; rescans are the truth).
+        #[arg(long, default_value_t = 3600)]
+        rescan_secs: u64,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -127,7 +140,18 @@ impl Target {
     }
 }
 
-fn run_sync(target: Target, threads: usize, paths: Vec<PathBuf>) -> ExitCode {
+fn run_sync(target: Target, threads: usize, paths: Vec<PathBuf>, recheck: bool) -> ExitCode {
+    run_engine(target, threads, paths, None, recheck)
+}
+
+/// Runs one sync, or with `watch` keeps watching until Ctrl-C or SIGTERM.
+fn run_engine(
+    target: Target,
+    threads: usize,
+    paths: Vec<PathBuf>,
+    watch: Option<photosync_engine::WatchOptions>,
+    recheck: bool,
+) -> ExitCode {
     let options = match target.options(threads) {
         Ok(o) => o,
         Err(e) => {
@@ -162,7 +186,35 @@ fn run_sync(target: Target, threads: usize, paths: Vec<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let summary = runtime.block_on(engine.sync(&paths));
+    let summary = match watch {
+        None if recheck => runtime.block_on(engine.recheck(&paths)),
+        None => runtime.block_on(engine.sync(&paths)),
+        Some(options) => {
+            let control = engine.control();
+            let result = runtime.block_on(async {
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    control.cancel();
+                });
+                let mut total = photosync_engine::Summary::default();
+                let r = engine
+                    .watch(&paths, options, |s| {
+                        total.uploaded += s.uploaded;
+                        total.already_synced += s.already_synced;
+                        total.on_server += s.on_server;
+                        total.skipped.extend(s.skipped);
+                        total.failed.extend(s.failed);
+                    })
+                    .await;
+                (r, total)
+            });
+            if let Err(e) = result.0 {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+            result.1
+        }
+    };
     progress.finish();
     let text = progress::summary_text(&summary, &seen.lock().unwrap_or_else(|p| p.into_inner()));
     #[allow(clippy::print_stdout)] // the summary is the command's output
@@ -214,8 +266,23 @@ fn main() -> ExitCode {
     let (json, paths, similar) = match cli.command {
         Command::Identify { json, paths } => (json, paths, false),
         Command::Similar { json, paths } => (json, paths, true),
-        Command::Sync { target, paths } => return run_sync(target, cli.threads, paths),
-        Command::Upload { target, files } => return run_sync(target, cli.threads, files),
+        Command::Sync {
+            target,
+            recheck,
+            paths,
+        } => return run_sync(target, cli.threads, paths, recheck),
+        Command::Upload { target, files } => return run_sync(target, cli.threads, files, false),
+        Command::Watch {
+            target,
+            rescan_secs,
+            paths,
+        } => {
+            let options = photosync_engine::WatchOptions {
+                rescan_interval: std::time::Duration::from_secs(rescan_secs.max(1)),
+                ..Default::default()
+            };
+            return run_engine(target, cli.threads, paths, Some(options), false);
+        }
         Command::Status { target } => return run_status(target),
         Command::Login { server, token } => {
             let Some(path) = config::config_path() else {

@@ -11,8 +11,10 @@ pub mod events;
 pub mod state;
 mod sync;
 mod upload;
+mod watch;
 
 pub use client::{Client, ClientError, ServerConfig};
 pub use events::{Event, EventSink, OnServer};
 pub use state::State;
-pub use sync::{Engine, Options, Summary};
+pub use sync::{Control, Engine, Options, Summary};
+pub use watch::WatchOptions;

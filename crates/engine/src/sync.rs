@@ -217,6 +217,17 @@ impl Engine {
         &self.state
     }
 
+    /// Asks the server again about everything instead of trusting the sync list, so a photo
+    /// the list claims but the server lost is uploaded again.
+    pub async fn recheck(&self, paths: &[PathBuf]) -> Summary {
+        if let Err(e) = self.state.forget_synced(&self.options.server.key()) {
+            let mut s = Summary::default();
+            s.failed.push((PathBuf::new(), e.to_string()));
+            return s;
+        }
+        self.sync(paths).await
+    }
+
     /// Syncs every file under `paths` once.
     pub async fn sync(&self, paths: &[PathBuf]) -> Summary {
         let mut summary = Summary::default();

@@ -271,3 +271,101 @@ fn engine_key(_: &tempfile::TempDir) -> String {
     }
     .key()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_uploads_a_slowly_written_photo_once_and_never_deletes() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let folder = local.path().join("watched");
+    std::fs::create_dir(&folder).unwrap();
+    let (engine, log) = engine(&s, local.path());
+    let engine = Arc::new(engine);
+    let rounds = Arc::new(Mutex::new(Vec::new()));
+    let task = {
+        let (engine, folder, rounds) = (engine.clone(), folder.clone(), rounds.clone());
+        tokio::spawn(async move {
+            let options = photosync_engine::WatchOptions {
+                settle: std::time::Duration::from_millis(800),
+                tick: std::time::Duration::from_millis(200),
+                rescan_interval: std::time::Duration::from_secs(3600),
+            };
+            engine
+                .watch(&[folder], options, move |summary| {
+                    rounds.lock().unwrap().push(summary)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Written in pieces over about three seconds, as a slow copy would.
+    let bytes = photo("panther-chameleon-female.jpg");
+    let path = folder.join("slow.jpg");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path).unwrap();
+        for piece in bytes.chunks(bytes.len() / 6 + 1) {
+            f.write_all(piece).unwrap();
+            f.flush().unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server_images(&s).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "never uploaded");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(
+        images[0].bytes as usize,
+        bytes.len(),
+        "uploaded complete, not half-written"
+    );
+    assert_eq!(upload_sessions(&s).await, 1, "uploaded once");
+    {
+        let log = log.lock().unwrap();
+        assert!(
+            !log.iter()
+                .any(|e| matches!(e, Event::Skipped { .. } | Event::Failed { .. })),
+            "{log:#?}"
+        );
+    }
+
+    // Deleting the local file deletes nothing on the server.
+    std::fs::remove_file(&path).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(server_images(&s).await, 1);
+
+    engine.control().cancel();
+    task.await.unwrap().unwrap();
+    assert!(!rounds.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_recheck_uploads_what_the_server_lost() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    write(&lib, "a.jpg", &photo("aqua.jpg"));
+    write(&lib, "b.jpg", &photo("dune.jpg"));
+    let (engine, _) = engine(&s, local.path());
+    assert_eq!(engine.sync(std::slice::from_ref(&lib)).await.uploaded, 2);
+
+    // The server loses one image (a restore from an old backup, say).
+    let db = rusqlite::Connection::open(s._dir.path().join("photosync.db")).unwrap();
+    db.execute("DELETE FROM images WHERE name = 'b.jpg'", [])
+        .unwrap();
+    assert_eq!(server_images(&s).await, 1);
+
+    // The sync list still claims it; a plain sync trusts the list.
+    assert_eq!(
+        engine.sync(std::slice::from_ref(&lib)).await.already_synced,
+        2
+    );
+    let rechecked = engine.recheck(std::slice::from_ref(&lib)).await;
+    assert_eq!(rechecked.uploaded, 1, "{rechecked:#?}");
+    assert_eq!(rechecked.on_server, 1);
+    assert_eq!(server_images(&s).await, 2);
+}
