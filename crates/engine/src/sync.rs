@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use photosync_identify::{identify_file, IdentifyError, Limits};
+use photosync_identify::{identify_file, BkTree, Distance, Identifier, IdentifyError, Limits};
 use photosync_part_sizer::{PartSizer, SizerConfig};
 use photosync_protocol::{DetectQuery, DetectResult};
 use tokio::sync::{Notify, Semaphore};
@@ -398,6 +398,13 @@ impl Engine {
             }
         }
 
+        // Copies of one picture within this run: only the largest goes up, the rest follow it.
+        let (uploads, followers) = if self.options.upload_all_copies {
+            (uploads, Vec::new())
+        } else {
+            split_copies(uploads)
+        };
+
         let ctx = Arc::new(upload::Ctx {
             client: self.client.clone(),
             state: self.state.clone(),
@@ -434,8 +441,10 @@ impl Engine {
                 }),
             ));
         }
+        let mut leaders = Vec::new();
         for (rec, paths, task) in running {
             let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
+            leaders.push((paths[0].clone(), rec.pixels, result.clone()));
             match result {
                 Ok(remote_id) => {
                     // The server's success response is in: only now does the sync list learn it.
@@ -469,6 +478,99 @@ impl Engine {
                 }
             }
         }
+        for (rec, paths, leader, distance) in followers {
+            let (leader_path, leader_pixels, result) = &leaders[leader];
+            let how = match result {
+                Ok(remote_id) => OnServer::SamePicture {
+                    remote_id: *remote_id,
+                    name: leader_path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    distance: distance.total(),
+                    remote_pixels: *leader_pixels,
+                    local_pixels: rec.pixels,
+                },
+                Err(_) => {
+                    // The better copy did not make it; this one must go up itself.
+                    let job = Job {
+                        path: paths[0].clone(),
+                        digest: rec.digest.clone(),
+                        length: rec.size,
+                        mtime_ns: rec.mtime_ns,
+                        identifier: rec.identifier.clone(),
+                    };
+                    match upload::upload(&ctx, &job).await {
+                        Ok(remote_id) => {
+                            let _ = self.state.mark_synced(
+                                &key,
+                                &SyncedRecord {
+                                    digest: rec.digest.clone(),
+                                    identifier: rec.identifier.clone(),
+                                    remote_id,
+                                    how: "uploaded".into(),
+                                    at: now(),
+                                },
+                            );
+                            for p in paths {
+                                emit(Event::Uploaded { path: p, remote_id });
+                                summary.uploaded += 1;
+                            }
+                        }
+                        Err(reason) => {
+                            for p in paths {
+                                emit(Event::Failed {
+                                    path: p.clone(),
+                                    reason: reason.clone(),
+                                    next_retry: None,
+                                });
+                                summary.failed.push((p, reason.clone()));
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            for p in paths {
+                emit(Event::OnServer {
+                    path: p,
+                    how: how.clone(),
+                });
+                summary.on_server += 1;
+            }
+        }
         summary
     }
+}
+
+type Batch = Vec<(FileRecord, Vec<PathBuf>)>;
+type Followers = Vec<(FileRecord, Vec<PathBuf>, usize, Distance)>;
+
+/// Splits uploads into leaders (the largest copy of each picture, and every non-image) and
+/// followers (other copies of a leader's picture, with the leader's index and distance).
+fn split_copies(uploads: Batch) -> (Batch, Followers) {
+    let mut order: Vec<_> = uploads.into_iter().collect();
+    order.sort_by_key(|(rec, _)| std::cmp::Reverse(rec.pixels.unwrap_or(0)));
+    let mut leaders: Batch = Vec::new();
+    let mut followers = Vec::new();
+    let mut tree = BkTree::new();
+    for (rec, paths) in order {
+        let id = rec
+            .identifier
+            .as_deref()
+            .and_then(|t| t.parse::<Identifier>().ok());
+        if let Some(id) = id {
+            if let Some((&leader, d)) = tree
+                .same_picture(&id)
+                .into_iter()
+                .min_by_key(|(_, d)| d.total())
+            {
+                followers.push((rec, paths, leader, d));
+                continue;
+            }
+            tree.insert(id, leaders.len());
+        }
+        leaders.push((rec, paths));
+    }
+    (leaders, followers)
 }

@@ -369,3 +369,33 @@ async fn a_recheck_uploads_what_the_server_lost() {
     assert_eq!(rechecked.on_server, 1);
     assert_eq!(server_images(&s).await, 2);
 }
+
+#[tokio::test]
+async fn copies_within_one_run_upload_only_the_largest() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    write(
+        &lib,
+        "small.jpg",
+        &make_copy(&photo("ladybird.jpg"), Copy::HalfSize),
+    );
+    write(&lib, "phone.heic", &photo("ladybird.heic"));
+    write(&lib, "full.jpg", &photo("ladybird.jpg"));
+    let (engine, log) = engine(&s, local.path());
+    let summary = engine.sync(std::slice::from_ref(&lib)).await;
+    assert_eq!(summary.uploaded, 1, "{summary:#?}");
+    assert_eq!(summary.on_server, 2);
+    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    assert_eq!(images[0].width, Some(800), "the full-size copy went up");
+    let log = log.lock().unwrap();
+    let small = events_for(&log, "small.jpg");
+    assert!(small.iter().any(|e| matches!(
+        e,
+        Event::OnServer {
+            how: OnServer::SamePicture { .. },
+            ..
+        }
+    )));
+}
