@@ -125,19 +125,18 @@ impl State {
 
     pub fn file(&self, path: &Path) -> Result<Option<FileRecord>> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT size, mtime_ns, digest, identifier, pixels FROM files WHERE path = ?1",
-                [path_key(path)],
-                |r| {
-                    Ok(FileRecord {
-                        size: r.get::<_, i64>(0)? as u64,
-                        mtime_ns: r.get(1)?,
-                        digest: r.get(2)?,
-                        identifier: r.get(3)?,
-                        pixels: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
-                    })
-                },
-            )
+            )?
+            .query_row([path_key(path)], |r| {
+                Ok(FileRecord {
+                    size: r.get::<_, i64>(0)? as u64,
+                    mtime_ns: r.get(1)?,
+                    digest: r.get(2)?,
+                    identifier: r.get(3)?,
+                    pixels: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
+                })
+            })
             .optional()
         })
     }
@@ -165,11 +164,10 @@ impl State {
     /// Why the file at `path` was skipped, if it still has this size and mtime.
     pub fn skip_reason(&self, path: &Path, size: u64, mtime_ns: i64) -> Result<Option<String>> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT reason FROM skips WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3",
-                params![path_key(path), size as i64, mtime_ns],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![path_key(path), size as i64, mtime_ns], |r| r.get(0))
             .optional()
         })
     }
@@ -199,20 +197,19 @@ impl State {
 
     pub fn synced(&self, server: &str, digest: &str) -> Result<Option<SyncedRecord>> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT digest, identifier, remote_id, how, at FROM synced
                  WHERE server = ?1 AND digest = ?2",
-                params![server, digest],
-                |r| {
-                    Ok(SyncedRecord {
-                        digest: r.get(0)?,
-                        identifier: r.get(1)?,
-                        remote_id: r.get(2)?,
-                        how: r.get(3)?,
-                        at: r.get(4)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![server, digest], |r| {
+                Ok(SyncedRecord {
+                    digest: r.get(0)?,
+                    identifier: r.get(1)?,
+                    remote_id: r.get(2)?,
+                    how: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })
             .optional()
         })
     }

@@ -57,6 +57,10 @@ pub struct Summary {
     pub on_server: usize,
     pub skipped: Vec<(PathBuf, String)>,
     pub failed: Vec<(PathBuf, String)>,
+    /// Wall time of each stage: walking and identifying, detection, uploading.
+    pub identify_time: std::time::Duration,
+    pub detect_time: std::time::Duration,
+    pub upload_time: std::time::Duration,
 }
 
 /// Pause, resume and cancel, shared with whoever drives the engine.
@@ -131,24 +135,35 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Identity of one file, reusing the file table when size and mtime are unchanged.
+/// What the file table already knows of an unchanged file, without reading it.
+fn known_unchanged(state: &State, path: &Path) -> Option<Known> {
+    let meta = std::fs::metadata(path).ok()?;
+    let (size, mtime) = (meta.len(), mtime_ns(&meta));
+    if size == 0 {
+        return Some(Known::Skip("empty file (0 bytes)".into()));
+    }
+    if let Ok(Some(rec)) = state.file(path) {
+        if rec.size == size && rec.mtime_ns == mtime {
+            return Some(Known::File(rec));
+        }
+    }
+    // A bad file is not read again until it changes.
+    state
+        .skip_reason(path, size, mtime)
+        .ok()
+        .flatten()
+        .map(Known::Skip)
+}
+
+/// Identity of one file: reads it.
 fn know(state: &State, path: &Path, events: &EventSink) -> Known {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => return Known::Skip(format!("cannot read: {e}")),
     };
     let (size, mtime) = (meta.len(), mtime_ns(&meta));
-    if let Ok(Some(rec)) = state.file(path) {
-        if rec.size == size && rec.mtime_ns == mtime {
-            return Known::File(rec);
-        }
-    }
     if size == 0 {
         return Known::Skip("empty file (0 bytes)".into());
-    }
-    // A bad file is not read again until it changes.
-    if let Ok(Some(reason)) = state.skip_reason(path, size, mtime) {
-        return Known::Skip(reason);
     }
     events(Event::Identifying {
         path: path.to_path_buf(),
@@ -232,6 +247,7 @@ impl Engine {
     pub async fn sync(&self, paths: &[PathBuf]) -> Summary {
         let mut summary = Summary::default();
         let emit = |e: Event| (self.events)(e);
+        let started = std::time::Instant::now();
 
         let roots = paths.to_vec();
         let walked =
@@ -256,7 +272,17 @@ impl Engine {
             }
         }
 
-        // Identify on a bounded pool; results keep the walk order.
+        // First pass, on one blocking thread: files whose size and mtime are unchanged are
+        // answered from the file table without being read. This is what makes a rescan of an
+        // unchanged library run at disk-metadata speed.
+        let (state, list) = (self.state.clone(), files.clone());
+        let cached: Vec<Option<Known>> = tokio::task::spawn_blocking(move || {
+            list.iter().map(|p| known_unchanged(&state, p)).collect()
+        })
+        .await
+        .unwrap_or_default();
+
+        // The rest are identified on a bounded pool; results keep the walk order.
         let threads = match self.options.identify_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -264,42 +290,51 @@ impl Engine {
         let permits = Arc::new(Semaphore::new(threads));
         let tasks: Vec<_> = files
             .iter()
-            .map(|p| {
+            .zip(cached)
+            .map(|(p, cached)| {
                 let (state, events, permits, p) = (
                     self.state.clone(),
                     self.events.clone(),
                     permits.clone(),
                     p.clone(),
                 );
-                tokio::spawn(async move {
-                    let _permit = permits.acquire_owned().await;
-                    tokio::task::spawn_blocking(move || know(&state, &p, &events)).await
-                })
+                async move {
+                    match cached {
+                        Some(k) => Ok(k),
+                        None => {
+                            let _permit = permits.acquire_owned().await;
+                            tokio::task::spawn_blocking(move || know(&state, &p, &events))
+                                .await
+                                .map_err(|e| e.to_string())
+                        }
+                    }
+                }
             })
+            .map(tokio::spawn)
             .collect();
         let mut by_digest: BTreeMap<String, (FileRecord, Vec<PathBuf>)> = BTreeMap::new();
         for (path, task) in files.iter().zip(tasks) {
-            match task.await {
-                Ok(Ok(Known::File(rec))) => {
+            match task.await.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(Known::File(rec)) => {
                     by_digest
                         .entry(rec.digest.clone())
                         .or_insert_with(|| (rec, Vec::new()))
                         .1
                         .push(path.clone());
                 }
-                Ok(Ok(Known::Skip(reason))) => {
+                Ok(Known::Skip(reason)) => {
                     emit(Event::Skipped {
                         path: path.clone(),
                         reason: reason.clone(),
                     });
                     summary.skipped.push((path.clone(), reason));
                 }
-                Ok(Err(e)) | Err(e) => {
-                    summary.failed.push((path.clone(), e.to_string()));
-                }
+                Err(e) => summary.failed.push((path.clone(), e)),
             }
         }
 
+        summary.identify_time = started.elapsed();
+        let started = std::time::Instant::now();
         // The sync list answers first; only the rest goes to the server.
         let key = self.options.server.key();
         let mut ask = Vec::new();
@@ -341,6 +376,8 @@ impl Engine {
             }
         };
 
+        summary.detect_time = started.elapsed();
+        let started = std::time::Instant::now();
         let mut uploads = Vec::new();
         for ((rec, paths), answer) in ask.into_iter().zip(answers) {
             match answer {
@@ -539,6 +576,7 @@ impl Engine {
                 summary.on_server += 1;
             }
         }
+        summary.upload_time = started.elapsed();
         summary
     }
 }
