@@ -1,10 +1,13 @@
 //! Sizes upload parts from the measured rate, so each part takes about a target duration.
 //!
 //! After each part the sizer takes its throughput, timed up to the server's response (a
-//! written body is not a delivered one), smooths it, and proposes `rate × target` for the next
-//! part, clamped to `[min, max]`. Growth per step is capped (the Nextcloud client's failure: one
-//! fast part makes the next one huge and it breaks on a 100 MB proxy limit; the default maximum
-//! stays under that), while shrinking is immediate, and a failed part cuts the size to a quarter.
+//! written body is not a delivered one), and proposes `rate × target` for the next part,
+//! clamped to `[min, max]`. Shrinking is immediate, and a failed part cuts the size to a
+//! quarter. Growth per step is capped (the Nextcloud client's failure: one fast part makes the
+//! next one huge and it breaks on a 100 MB proxy limit; the default maximum stays under that):
+//! a part that took a fair share of the target (`measured_fraction`) is believed and may grow
+//! the next one up to `max_growth_measured` times; a part too short to say much is smoothed
+//! into the running estimate and may grow the next one only `max_growth` times.
 
 use std::time::Duration;
 
@@ -15,9 +18,13 @@ pub struct SizerConfig {
     pub initial: u64,
     /// How long a part should take.
     pub target: Duration,
-    /// The next part is at most this many times the last one.
+    /// Growth cap after a part shorter than `measured_fraction` of the target.
     pub max_growth: f64,
-    /// Weight of the newest measurement in the smoothed rate (0..=1).
+    /// Growth cap after a part that took at least `measured_fraction` of the target.
+    pub max_growth_measured: f64,
+    /// A part this fraction of the target or longer is a trustworthy measurement.
+    pub measured_fraction: f64,
+    /// Weight of a short part's measurement in the smoothed rate (0..=1).
     pub smoothing: f64,
 }
 
@@ -30,6 +37,8 @@ impl Default for SizerConfig {
             initial: 1 << 20,
             target: Duration::from_secs(4),
             max_growth: 2.0,
+            max_growth_measured: 10.0,
+            measured_fraction: 0.1,
             smoothing: 0.5,
         }
     }
@@ -72,15 +81,22 @@ impl PartSizer {
         let secs = elapsed.as_secs_f64().max(1e-6);
         let measured = bytes as f64 / secs;
         let a = self.config.smoothing.clamp(0.0, 1.0);
+        let trusted = secs >= self.config.target.as_secs_f64() * self.config.measured_fraction;
         let rate = match self.rate {
             // Falling rates are believed at once: a slow link must not be fed big parts.
             Some(r) if measured < r => measured,
+            Some(_) if trusted => measured,
             Some(r) => a * measured + (1.0 - a) * r,
             None => measured,
         };
         self.rate = Some(rate);
         let wanted = rate * self.config.target.as_secs_f64();
-        let cap = self.next as f64 * self.config.max_growth.max(1.0);
+        let growth = if trusted {
+            self.config.max_growth_measured
+        } else {
+            self.config.max_growth
+        };
+        let cap = self.next as f64 * growth.max(1.0);
         let proposed = wanted.min(cap);
         self.next = (proposed as u64).clamp(self.config.min, self.config.max);
     }
@@ -121,8 +137,11 @@ mod tests {
                     s.record_failure();
                     prop_assert!(s.next_size() <= before);
                 } else {
-                    s.record(bytes, Duration::from_millis(millis));
-                    prop_assert!(s.next_size() as f64 <= (before as f64 * c.max_growth).max(c.min as f64));
+                    let elapsed = Duration::from_millis(millis);
+                    s.record(bytes, elapsed);
+                    let trusted = elapsed.as_secs_f64() >= c.target.as_secs_f64() * c.measured_fraction;
+                    let cap = if trusted { c.max_growth_measured } else { c.max_growth };
+                    prop_assert!(s.next_size() as f64 <= (before as f64 * cap).max(c.min as f64));
                 }
                 prop_assert!((c.min..=c.max).contains(&s.next_size()));
             }
@@ -168,6 +187,15 @@ mod tests {
         let mut s = PartSizer::new(config(), None);
         s.record(1 << 20, Duration::from_millis(1)); // 1 GB/s for a moment
         assert_eq!(s.next_size(), 2 << 20, "growth capped at 2x");
+    }
+
+    #[test]
+    fn a_measured_rise_is_followed_within_one_part() {
+        let mut s = PartSizer::new(config(), Some(1 << 20));
+        s.record(1 << 20, Duration::from_secs(4)); // 256 KiB/s: on target
+        assert_eq!(s.next_size(), 1 << 20);
+        s.record(1 << 20, Duration::from_millis(400)); // the link got 10x faster
+        assert_eq!(s.next_size(), 10 << 20, "next part on target at the new rate");
     }
 
     #[test]
