@@ -26,12 +26,6 @@ use photosync_testkit::{
 const SOURCE: &str = "usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg";
 const CROPS: usize = 8;
 
-fn target_dir() -> PathBuf {
-    // target/release/deps/identify-<hash> -> target/
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().to_path_buf()
-}
-
 fn source_photo(work: &Path) -> PathBuf {
     let system = Path::new("/").join(SOURCE);
     if system.exists() {
@@ -129,16 +123,6 @@ fn naive(p: &Path) {
     std::hint::black_box(hasher.hash_image(&img));
 }
 
-fn photosync_binary(target: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "photosync-cli"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cargo build --release -p photosync-cli failed");
-    target.join("release/photosync")
-}
-
 /// Runs a command to completion; returns (wall time, peak resident set size in bytes, stderr).
 // wait4 is the one call that reports a child's own peak RSS; the child is reaped by it.
 #[allow(unsafe_code, clippy::zombie_processes)]
@@ -189,7 +173,7 @@ fn similar_corpus(work: &Path) -> PathBuf {
 }
 
 fn main() {
-    let target = target_dir();
+    let target = photosync_bench::target_dir();
     let work = target.join("bench-identify");
     std::fs::create_dir_all(&work).unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -227,7 +211,7 @@ fn main() {
         n as f64 / start.elapsed().as_secs_f64()
     );
 
-    let bin = photosync_binary(&target);
+    let bin = photosync_bench::release_binaries().join("photosync");
     let mem_dir = work.join("mem-500");
     if std::fs::read_dir(&mem_dir).map(|d| d.count()).unwrap_or(0) != 500 {
         let _ = std::fs::remove_dir_all(&mem_dir);

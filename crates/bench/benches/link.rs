@@ -102,15 +102,6 @@ impl Drop for Link {
     }
 }
 
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .to_path_buf()
-}
-
 struct Server(std::process::Child);
 
 impl Drop for Server {
@@ -205,14 +196,8 @@ fn main() {
         println!("skipped: the shaped-link benchmark needs root (network namespaces, tc)");
         return;
     }
-    let target = target_dir();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    assert!(Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "photosync-cli"])
-        .status()
-        .is_ok_and(|s| s.success()));
-    let bin = target.join("release/photosync-server");
-    let work = target.join("bench-link");
+    let bin = photosync_bench::release_binaries().join("photosync-server");
+    let work = photosync_bench::target_dir().join("bench-link");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
     let Some(_link) = Link::up() else {

@@ -11,30 +11,10 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use photosync_protocol::{tus, Metadata};
 use photosync_testkit::{add_user, ServerProcess};
-
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .to_path_buf()
-}
-
-fn server_binary(target: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "photosync-cli"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cargo build --release -p photosync-cli failed");
-    target.join("release/photosync-server")
-}
 
 struct Rng(u64);
 
@@ -372,10 +352,10 @@ async fn memory_in_flight(work: &Path, bin: &Path) {
 }
 
 fn main() {
-    let target = target_dir();
+    let target = photosync_bench::target_dir();
     let work = target.join("bench-server");
     std::fs::create_dir_all(&work).unwrap();
-    let bin = server_binary(&target);
+    let bin = photosync_bench::release_binaries().join("photosync-server");
     println!(
         "# photosync-server benchmark ({} cores, release build, loopback)",
         std::thread::available_parallelism().map_or(1, |n| n.get())

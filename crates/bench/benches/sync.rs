@@ -15,15 +15,6 @@ use std::time::Instant;
 use photosync_engine::{Engine, Options, ServerConfig, State};
 use photosync_testkit::{add_user, ServerProcess};
 
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .to_path_buf()
-}
-
 fn mtime_ns(m: &std::fs::Metadata) -> i64 {
     m.modified()
         .unwrap()
@@ -142,7 +133,7 @@ fn photos_1000(work: &Path) -> PathBuf {
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let deb = target_dir()
+    let deb = photosync_bench::target_dir()
         .join("bench-identify/deb/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg");
     let system = Path::new("/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg");
     let source = if system.exists() {
@@ -238,16 +229,9 @@ async fn end_to_end(work: &Path, bin: &Path) {
 }
 
 fn main() {
-    let target = target_dir();
-    let work = target.join("bench-sync");
+    let work = photosync_bench::target_dir().join("bench-sync");
     std::fs::create_dir_all(&work).unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = std::process::Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "photosync-cli"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "cargo build --release -p photosync-cli failed");
-    let bin = target.join("release/photosync-server");
+    let bin = photosync_bench::release_binaries().join("photosync-server");
     println!(
         "# photosync sync benchmark ({} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())

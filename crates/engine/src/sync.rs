@@ -155,8 +155,29 @@ fn known_unchanged(state: &State, path: &Path) -> Option<Known> {
         .map(Known::Skip)
 }
 
+/// Lowers the calling thread's CPU priority (nice 10), so a big first scan leaves the computer
+/// usable. On Linux the nice value is per thread; the blocking pool's threads keep it.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn background_priority() {
+    thread_local!(static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    DONE.with(|done| {
+        if !done.replace(true) {
+            // SAFETY: setpriority has no memory effects; `who = 0` is the calling thread.
+            let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            if r != 0 {
+                tracing::debug!("could not lower the identification thread's priority");
+            }
+        }
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn background_priority() {}
+
 /// Identity of one file: reads it.
 fn know(state: &State, path: &Path, events: &EventSink) -> Known {
+    background_priority();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => return Known::Skip(format!("cannot read: {e}")),
@@ -482,38 +503,7 @@ impl Engine {
         for (rec, paths, task) in running {
             let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
             leaders.push((paths[0].clone(), rec.pixels, result.clone()));
-            match result {
-                Ok(remote_id) => {
-                    // The server's success response is in: only now does the sync list learn it.
-                    let marked = self.state.mark_synced(
-                        &key,
-                        &SyncedRecord {
-                            digest: rec.digest.clone(),
-                            identifier: rec.identifier.clone(),
-                            remote_id,
-                            how: "uploaded".into(),
-                            at: now(),
-                        },
-                    );
-                    if let Err(e) = marked {
-                        tracing::warn!(error = %e, "sync list not updated");
-                    }
-                    for p in paths {
-                        emit(Event::Uploaded { path: p, remote_id });
-                        summary.uploaded += 1;
-                    }
-                }
-                Err(reason) => {
-                    for p in paths {
-                        emit(Event::Failed {
-                            path: p.clone(),
-                            reason: reason.clone(),
-                            next_retry: None,
-                        });
-                        summary.failed.push((p, reason.clone()));
-                    }
-                }
-            }
+            self.record_upload(&key, &rec, paths, result, &mut summary);
         }
         for (rec, paths, leader, distance) in followers {
             let (leader_path, leader_pixels, result) = &leaders[leader];
@@ -537,34 +527,8 @@ impl Engine {
                         mtime_ns: rec.mtime_ns,
                         identifier: rec.identifier.clone(),
                     };
-                    match upload::upload(&ctx, &job).await {
-                        Ok(remote_id) => {
-                            let _ = self.state.mark_synced(
-                                &key,
-                                &SyncedRecord {
-                                    digest: rec.digest.clone(),
-                                    identifier: rec.identifier.clone(),
-                                    remote_id,
-                                    how: "uploaded".into(),
-                                    at: now(),
-                                },
-                            );
-                            for p in paths {
-                                emit(Event::Uploaded { path: p, remote_id });
-                                summary.uploaded += 1;
-                            }
-                        }
-                        Err(reason) => {
-                            for p in paths {
-                                emit(Event::Failed {
-                                    path: p.clone(),
-                                    reason: reason.clone(),
-                                    next_retry: None,
-                                });
-                                summary.failed.push((p, reason.clone()));
-                            }
-                        }
-                    }
+                    let result = upload::upload(&ctx, &job).await;
+                    self.record_upload(&key, &rec, paths, result, &mut summary);
                     continue;
                 }
             };
@@ -578,6 +542,51 @@ impl Engine {
         }
         summary.upload_time = started.elapsed();
         summary
+    }
+}
+
+impl Engine {
+    /// An upload's outcome: on the server's success response, and only then, the sync list
+    /// learns the file; every path holding it gets its event.
+    fn record_upload(
+        &self,
+        key: &str,
+        rec: &FileRecord,
+        paths: Vec<PathBuf>,
+        result: Result<i64, String>,
+        summary: &mut Summary,
+    ) {
+        match result {
+            Ok(remote_id) => {
+                let marked = self.state.mark_synced(
+                    key,
+                    &SyncedRecord {
+                        digest: rec.digest.clone(),
+                        identifier: rec.identifier.clone(),
+                        remote_id,
+                        how: "uploaded".into(),
+                        at: now(),
+                    },
+                );
+                if let Err(e) = marked {
+                    tracing::warn!(error = %e, "sync list not updated");
+                }
+                for p in paths {
+                    (self.events)(Event::Uploaded { path: p, remote_id });
+                    summary.uploaded += 1;
+                }
+            }
+            Err(reason) => {
+                for p in paths {
+                    (self.events)(Event::Failed {
+                        path: p.clone(),
+                        reason: reason.clone(),
+                        next_retry: None,
+                    });
+                    summary.failed.push((p, reason.clone()));
+                }
+            }
+        }
     }
 }
 

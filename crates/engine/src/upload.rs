@@ -133,17 +133,7 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, String> {
                     (s.rate().unwrap_or(0.0), s.next_size())
                 };
                 offset = ack.offset;
-                ctx.state
-                    .put_pending(
-                        &ctx.server_key,
-                        &Pending {
-                            digest: job.digest.clone(),
-                            url: url.clone(),
-                            length: job.length,
-                            offset,
-                        },
-                    )
-                    .map_err(err)?;
+                save_pending(ctx, job, &url, offset)?;
                 (ctx.events)(Event::Uploading {
                     path: job.path.clone(),
                     sent: offset,
@@ -228,16 +218,21 @@ async fn create(ctx: &Ctx, job: &Job) -> Result<String, String> {
             Err(e) => return Err(e.to_string()),
         }
     };
+    save_pending(ctx, job, &url, 0)?;
+    Ok(url)
+}
+
+/// Persists where the upload stands, so a restart resumes it.
+fn save_pending(ctx: &Ctx, job: &Job, url: &str, offset: u64) -> Result<(), String> {
     ctx.state
         .put_pending(
             &ctx.server_key,
             &Pending {
                 digest: job.digest.clone(),
-                url: url.clone(),
+                url: url.to_owned(),
                 length: job.length,
-                offset: 0,
+                offset,
             },
         )
-        .map_err(|e| e.to_string())?;
-    Ok(url)
+        .map_err(|e| e.to_string())
 }

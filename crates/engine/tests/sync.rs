@@ -399,3 +399,49 @@ async fn copies_within_one_run_upload_only_the_largest() {
         }
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_uploads_and_resume_finishes_them() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    write(&lib, "big.jpg", &photo("panther-chameleon-female.jpg"));
+    let (engine, log) = engine(&s, local.path());
+    let engine = Arc::new(engine);
+    let control = engine.control();
+    control.pause();
+    let task = {
+        let (engine, lib) = (engine.clone(), lib.clone());
+        tokio::spawn(async move { engine.sync(&[lib]).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let uploading = |log: &Log| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Event::Uploading { .. }))
+            .count()
+    };
+    assert_eq!(uploading(&log), 0, "paused: no part sent");
+    assert_eq!(server_images(&s).await, 0);
+    control.resume();
+    let summary = task.await.unwrap();
+    assert_eq!(summary.uploaded, 1);
+    assert!(uploading(&log) > 1);
+
+    // Cancel: the upload stops with a reason, and the sync list does not claim the file.
+    write(&lib, "other.jpg", &photo("citrus-fruits.jpg"));
+    control.pause();
+    let task = {
+        let (engine, lib) = (engine.clone(), lib.clone());
+        tokio::spawn(async move { engine.sync(&[lib]).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    control.cancel();
+    let summary = task.await.unwrap();
+    assert_eq!(summary.uploaded, 0);
+    assert_eq!(summary.failed.len(), 1);
+    assert_eq!(summary.failed[0].1, "cancelled");
+    assert_eq!(server_images(&s).await, 1);
+}

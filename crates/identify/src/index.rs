@@ -105,7 +105,8 @@ impl<T> BkTree<T> {
 mod tests {
     use super::*;
 
-    fn id(seed: u64) -> Identifier {
+    /// Identifiers spread over the space like real ones (xorshift).
+    pub(super) fn id(seed: u64) -> Identifier {
         // xorshift, so identifiers are spread over the space like real ones
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut next = || {
@@ -332,23 +333,8 @@ impl<T> MultiIndex<T> {
 
 #[cfg(test)]
 mod multi_index_tests {
+    use super::tests::id as random_id;
     use super::*;
-
-    fn random_id(seed: u64) -> Identifier {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        Identifier {
-            luma: [next(), next(), next(), next()],
-            texture: next(),
-            colour: [next(), next(), next(), next()],
-            aspect: 0,
-        }
-    }
 
     #[test]
     fn finds_every_match_a_scan_finds() {

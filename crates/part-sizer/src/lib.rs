@@ -195,7 +195,11 @@ mod tests {
         s.record(1 << 20, Duration::from_secs(4)); // 256 KiB/s: on target
         assert_eq!(s.next_size(), 1 << 20);
         s.record(1 << 20, Duration::from_millis(400)); // the link got 10x faster
-        assert_eq!(s.next_size(), 10 << 20, "next part on target at the new rate");
+        assert_eq!(
+            s.next_size(),
+            10 << 20,
+            "next part on target at the new rate"
+        );
     }
 
     #[test]
