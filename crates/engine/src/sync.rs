@@ -483,13 +483,7 @@ impl Engine {
                 });
             }
             let (ctx, slots) = (ctx.clone(), slots.clone());
-            let job = Job {
-                path: paths[0].clone(),
-                digest: rec.digest.clone(),
-                length: rec.size,
-                mtime_ns: rec.mtime_ns,
-                identifier: rec.identifier.clone(),
-            };
+            let job = Job::new(&rec, &paths[0]);
             running.push((
                 rec,
                 paths,
@@ -520,13 +514,7 @@ impl Engine {
                 },
                 Err(_) => {
                     // The better copy did not make it; this one must go up itself.
-                    let job = Job {
-                        path: paths[0].clone(),
-                        digest: rec.digest.clone(),
-                        length: rec.size,
-                        mtime_ns: rec.mtime_ns,
-                        identifier: rec.identifier.clone(),
-                    };
+                    let job = Job::new(&rec, &paths[0]);
                     let result = upload::upload(&ctx, &job).await;
                     self.record_upload(&key, &rec, paths, result, &mut summary);
                     continue;

@@ -24,6 +24,19 @@ pub(crate) struct Job {
     pub identifier: Option<String>,
 }
 
+impl Job {
+    /// The upload of `path`, one of the local files holding `rec`.
+    pub fn new(rec: &crate::state::FileRecord, path: &Path) -> Job {
+        Job {
+            path: path.to_path_buf(),
+            digest: rec.digest.clone(),
+            length: rec.size,
+            mtime_ns: rec.mtime_ns,
+            identifier: rec.identifier.clone(),
+        }
+    }
+}
+
 pub(crate) struct Ctx {
     pub client: Client,
     pub state: State,
