@@ -226,7 +226,8 @@ fn main() {
         "Mbit/s", "parts", "goodput", "parts#", "median s", "p90 s"
     );
     let mut seed = 1;
-    for mbit in [2u32, 8, 50] {
+    let only_step = std::env::var_os("PHOTOSYNC_BENCH_STEP_ONLY").is_some();
+    for mbit in if only_step { vec![] } else { vec![2u32, 8, 50] } {
         Link::rate(mbit);
         let bytes = (f64::from(mbit) * 1e6 / 8.0 * 20.0) as usize; // about 20 s of link time
         for (label, sizer) in [
@@ -253,7 +254,7 @@ fn main() {
     // Step: 20 -> 2 -> 20 Mbit/s during one upload.
     Link::rate(20);
     seed += 1;
-    let file = random_file(&work, "step.bin", 40 << 20, seed);
+    let file = random_file(&work, "step.bin", 90 << 20, seed);
     let marks: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let m = marks.clone();
     let (took, parts) = rt.block_on(upload(
@@ -281,14 +282,15 @@ fn main() {
             t - d
         })
         .collect();
-    let steps = [8.0, 24.0];
+    // Each step's window runs until the next step.
+    let steps = [(8.0, 38.0), (38.0, f64::MAX)];
     let recover: Vec<String> = steps
         .iter()
-        .map(|&at| {
+        .map(|&(at, until)| {
             let after: Vec<f64> = starts
                 .iter()
                 .zip(&parts)
-                .filter(|(s, _)| **s >= at)
+                .filter(|(s, _)| **s >= at && **s < until)
                 .map(|(_, d)| *d)
                 .collect();
             after
@@ -297,8 +299,14 @@ fn main() {
                 .map_or("never".into(), |n| (n + 1).to_string())
         })
         .collect();
+    let listed: Vec<String> = starts
+        .iter()
+        .zip(&parts)
+        .map(|(s, d)| format!("{s:.1}+{d:.1}"))
+        .collect();
+    println!("\nstep parts (start+duration s): {}", listed.join(" "));
     println!(
-        "\nstep 20 -> 2 -> 20 Mbit/s, 40 MiB: {took:.1} s, {} parts, median part {:.2} s; parts to return within ±25 % of target: {} after the drop, {} after the rise",
+        "step 20 -> 2 (at 8 s) -> 20 (at 38 s) Mbit/s, 90 MiB: {took:.1} s, {} parts, median part {:.2} s; parts to return within ±25 % of target: {} after the drop, {} after the rise",
         parts.len(),
         pct(parts.clone(), 0.5),
         recover[0],
