@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use photosync_engine::{Client, ServerConfig};
 use photosync_protocol::{tus, Metadata};
 use photosync_testkit::{add_user, ServerProcess};
 
@@ -186,35 +187,20 @@ fn big_jpeg(work: &Path) -> Vec<u8> {
     bytes
 }
 
-async fn upload(c: &reqwest::Client, url: &str, token: &str, name: &str, bytes: &[u8]) {
+/// One upload in 4 MB parts through the engine's tus client (checksummed parts, as the sync
+/// engine sends them).
+async fn upload(c: &Client, name: &str, bytes: &[u8]) {
     let mut m = Metadata::default();
     m.insert("filename", name);
     m.insert("digest", blake3::hash(bytes).to_hex().to_string());
-    let r = c
-        .post(format!("{url}/files/"))
-        .bearer_auth(token)
-        .header(tus::RESUMABLE, tus::VERSION)
-        .header(tus::UPLOAD_LENGTH, bytes.len())
-        .header(tus::UPLOAD_METADATA, m.encode())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let loc = format!("{url}{}", r.headers()["location"].to_str().unwrap());
+    let loc = c.create_upload(bytes.len() as u64, &m).await.unwrap();
     let mut offset = 0;
     for part in bytes.chunks(4 << 20) {
-        let r = c
-            .patch(&loc)
-            .bearer_auth(token)
-            .header(tus::RESUMABLE, tus::VERSION)
-            .header("content-type", tus::OFFSET_CONTENT_TYPE)
-            .header(tus::UPLOAD_OFFSET, offset)
-            .body(part.to_vec())
-            .send()
+        offset = c
+            .send_part(&loc, offset, part.to_vec())
             .await
-            .unwrap();
-        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
-        offset += part.len();
+            .unwrap()
+            .offset;
     }
 }
 
@@ -255,7 +241,11 @@ async fn upload_throughput(work: &Path, bin: &Path) {
     let base = big_jpeg(work);
     let mb = base.len() as f64 / 1e6;
     let server = ServerProcess::start(bin, &dir, &[]);
-    let c = reqwest::Client::new();
+    let c = Client::new(ServerConfig {
+        url: server.url.clone(),
+        token: token.clone(),
+    })
+    .unwrap();
 
     println!("\n## upload throughput on loopback ({mb:.1} MB JPEG, 4 MB parts, fsync per part)");
     let (raw, raw_synced) = raw_write_speed(&dir);
@@ -264,7 +254,7 @@ async fn upload_throughput(work: &Path, bin: &Path) {
     for i in 0..3 {
         let v = variant(&base, i);
         let start = Instant::now();
-        upload(&c, &server.url, &token, "one.jpg", &v).await;
+        upload(&c, "one.jpg", &v).await;
         singles.push(v.len() as f64 / 1e6 / start.elapsed().as_secs_f64());
     }
     singles.sort_by(f64::total_cmp);
@@ -272,9 +262,9 @@ async fn upload_throughput(work: &Path, bin: &Path) {
     let start = Instant::now();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
-            let (c, url, token) = (c.clone(), server.url.clone(), token.clone());
+            let c = c.clone();
             let v = variant(&base, 100 + i);
-            tokio::spawn(async move { upload(&c, &url, &token, &format!("{i}.jpg"), &v).await })
+            tokio::spawn(async move { upload(&c, &format!("{i}.jpg"), &v).await })
         })
         .collect();
     for t in tasks {

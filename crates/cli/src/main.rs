@@ -140,10 +140,6 @@ impl Target {
     }
 }
 
-fn run_sync(target: Target, threads: usize, paths: Vec<PathBuf>, recheck: bool) -> ExitCode {
-    run_engine(target, threads, paths, None, recheck)
-}
-
 /// Runs one sync, or with `watch` keeps watching until Ctrl-C or SIGTERM.
 fn run_engine(
     target: Target,
@@ -270,8 +266,10 @@ fn main() -> ExitCode {
             target,
             recheck,
             paths,
-        } => return run_sync(target, cli.threads, paths, recheck),
-        Command::Upload { target, files } => return run_sync(target, cli.threads, files, false),
+        } => return run_engine(target, cli.threads, paths, None, recheck),
+        Command::Upload { target, files } => {
+            return run_engine(target, cli.threads, files, None, false)
+        }
         Command::Watch {
             target,
             rescan_secs,

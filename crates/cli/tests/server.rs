@@ -16,14 +16,6 @@ fn bin() -> &'static Path {
     Path::new(BIN)
 }
 
-struct Server;
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> ServerProcess {
-        ServerProcess::start(bin(), dir, extra)
-    }
-}
-
 fn add_user(dir: &Path, name: &str) -> String {
     photosync_testkit::add_user(bin(), dir, name)
 }
@@ -160,7 +152,7 @@ async fn tuspy_uploads_unchanged_and_the_bytes_are_identical() {
     let python = tuspy_python();
     let dir = tempfile::tempdir().unwrap();
     let token = add_user(dir.path(), "alice");
-    let server = Server::start(dir.path(), &[]);
+    let server = ServerProcess::start(bin(), dir.path(), &[]);
     let original = photosync_testkit::photos_dir().join("panther-chameleon-female.jpg");
     let bytes = std::fs::read(&original).unwrap();
     let out = Command::new(python)
@@ -193,7 +185,7 @@ async fn a_crash_mid_upload_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let token = add_user(dir.path(), "alice");
     let idle = ["--idle-timeout", "1"];
-    let mut server = Server::start(dir.path(), &idle);
+    let mut server = ServerProcess::start(bin(), dir.path(), &idle);
     let c = client();
     let bytes = photo("cincinnati-bridge.jpg");
     let loc = create(&c, &server.url, &token, "bridge.jpg", &bytes).await;
@@ -226,7 +218,7 @@ async fn a_crash_mid_upload_loses_nothing() {
     let stored = std::fs::metadata(&part).unwrap().len() as usize;
 
     // Nothing partial is visible as an image, before or after the restart.
-    let server = Server::start(dir.path(), &idle);
+    let server = ServerProcess::start(bin(), dir.path(), &idle);
     let loc = format!("{}/files/{id}", server.url);
     assert!(images(&c, &server.url, &token).await.is_empty());
     let offset = head_offset(&c, &loc, &token).await;
@@ -262,7 +254,7 @@ async fn a_crash_mid_upload_loses_nothing() {
 async fn thirty_two_clients_at_once_store_every_photo_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let token = add_user(dir.path(), "alice");
-    let server = Server::start(dir.path(), &[]);
+    let server = ServerProcess::start(bin(), dir.path(), &[]);
     let names = [
         "aqua.jpg",
         "garden.jpg",
@@ -338,7 +330,7 @@ async fn users_are_managed_from_the_command_line() {
     let db = std::fs::read(dir.path().join("photosync.db")).unwrap();
     assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
 
-    let server = Server::start(dir.path(), &[]);
+    let server = ServerProcess::start(bin(), dir.path(), &[]);
     let c = client();
     let ok = c
         .get(format!("{}/api/v1/images", server.url))
@@ -366,7 +358,7 @@ async fn users_are_managed_from_the_command_line() {
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = ServerProcess::start(bin(), dir.path(), &[]);
     let ok = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()

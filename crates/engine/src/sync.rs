@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use photosync_identify::{identify_file, BkTree, Distance, Identifier, IdentifyError, Limits};
+use photosync_identify::{
+    identify_file, sniff_format, BkTree, Distance, Identifier, IdentifyError, Limits,
+};
 use photosync_part_sizer::{PartSizer, SizerConfig};
 use photosync_protocol::{DetectQuery, DetectResult};
 use tokio::sync::{Notify, Semaphore};
@@ -189,19 +191,33 @@ fn know(state: &State, path: &Path, events: &EventSink) -> Known {
     events(Event::Identifying {
         path: path.to_path_buf(),
     });
-    let rec = match identify_file(path, &Limits::default()) {
-        Ok(id) => FileRecord {
+    // The first bytes say whether this is an image at all; anything else (videos...) is backed
+    // up by its digest alone, read once as a stream, however large.
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Known::Skip(format!("cannot read: {e}")),
+    };
+    let mut head = Vec::with_capacity(64);
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, 64), &mut head) {
+        return Known::Skip(format!("cannot read: {e}"));
+    }
+    let identified = match sniff_format(&head) {
+        Err(IdentifyError::NotAnImage | IdentifyError::Unsupported(_)) => None,
+        _ => Some(identify_file(path, &Limits::default())),
+    };
+    let rec = match identified {
+        Some(Ok(id)) => FileRecord {
             size,
             mtime_ns: mtime,
             digest: id.digest.to_string(),
             identifier: Some(id.identifier.to_string()),
             pixels: Some(id.pixels()),
         },
-        // Videos and other files are backed up too, known by their digest alone.
-        Err(IdentifyError::NotAnImage | IdentifyError::Unsupported(_)) => {
+        None => {
             let mut h = blake3::Hasher::new();
-            match std::fs::File::open(path).and_then(|f| h.update_reader(f).map(|_| ())) {
-                Ok(()) => FileRecord {
+            h.update(&head);
+            match h.update_reader(&mut file) {
+                Ok(_) => FileRecord {
                     size,
                     mtime_ns: mtime,
                     digest: h.finalize().to_hex().to_string(),
@@ -211,8 +227,8 @@ fn know(state: &State, path: &Path, events: &EventSink) -> Known {
                 Err(e) => return Known::Skip(format!("cannot read: {e}")),
             }
         }
-        Err(IdentifyError::Io(e)) => return Known::Skip(format!("cannot read: {e}")),
-        Err(e) => {
+        Some(Err(IdentifyError::Io(e))) => return Known::Skip(format!("cannot read: {e}")),
+        Some(Err(e)) => {
             let reason = e.to_string();
             if let Err(e) = state.put_skip(path, size, mtime, &reason) {
                 tracing::warn!(error = %e, "skip not recorded");

@@ -97,6 +97,12 @@ pub fn compare(a: &Identity, b: &Identity) -> Match {
     }
 }
 
+/// The image format the first bytes of a file announce (64 are plenty), without reading the
+/// rest: `NotAnImage` or `Unsupported` for everything this crate cannot identify.
+pub fn sniff_format(head: &[u8]) -> Result<Format, IdentifyError> {
+    decode::sniff(head)
+}
+
 /// Reads `path` once, then digests and identifies the bytes.
 pub fn identify_file(path: &Path, limits: &Limits) -> Result<Identity, IdentifyError> {
     let size = std::fs::metadata(path)?.len();

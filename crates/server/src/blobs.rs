@@ -24,8 +24,6 @@ pub trait Blobs: Send + Sync + std::fmt::Debug {
     async fn begin_part(&self, upload: &str, offset: u64) -> io::Result<Box<dyn PartWriter>>;
     /// BLAKE3 of everything stored for the upload, read as a stream.
     async fn upload_digest(&self, upload: &str) -> io::Result<blake3::Hash>;
-    /// The whole upload in memory; only called for uploads small enough to identify.
-    async fn read_upload(&self, upload: &str) -> io::Result<Vec<u8>>;
     /// Makes the verified upload the blob for `digest`, atomically.
     async fn publish(&self, upload: &str, digest: &str) -> io::Result<()>;
     async fn discard(&self, upload: &str) -> io::Result<()>;
@@ -117,10 +115,6 @@ impl Blobs for LocalBlobs {
             }
             hasher.update(&buf[..n]);
         }
-    }
-
-    async fn read_upload(&self, upload: &str) -> io::Result<Vec<u8>> {
-        tokio::fs::read(self.part_path(upload)).await
     }
 
     async fn publish(&self, upload: &str, digest: &str) -> io::Result<()> {
