@@ -126,14 +126,14 @@ fn random_file(dir: &Path, name: &str, bytes: usize, seed: u64) -> PathBuf {
     p
 }
 
-/// One upload; returns (seconds, per-part durations).
+/// One upload; returns (seconds, per-part durations, per-part start in seconds from `start`).
 async fn upload(
     file: &Path,
     token: &str,
     sizer: SizerConfig,
     state: &Path,
     during: impl FnOnce(Instant) + Send + 'static,
-) -> (f64, Vec<f64>) {
+) -> (f64, Vec<f64>, Vec<f64>) {
     let _ = std::fs::remove_file(state);
     let parts: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let sink = parts.clone();
@@ -166,7 +166,14 @@ async fn upload(
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
         .collect();
-    (took, durations)
+    let starts = stamps
+        .iter()
+        .rev()
+        .skip(1)
+        .rev()
+        .map(|t| (*t - start).as_secs_f64())
+        .collect();
+    (took, durations, starts)
 }
 
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
@@ -238,7 +245,7 @@ fn main() {
         ] {
             seed += 1;
             let file = random_file(&work, &format!("f{seed}.bin"), bytes, seed);
-            let (took, parts) =
+            let (took, parts, _) =
                 rt.block_on(upload(&file, &token, sizer, &work.join("state.db"), |_| {}));
             let goodput = bytes as f64 * 8.0 / took / (f64::from(mbit) * 1e6);
             println!(
@@ -255,9 +262,9 @@ fn main() {
     Link::rate(20);
     seed += 1;
     let file = random_file(&work, "step.bin", 90 << 20, seed);
-    let marks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let marks: Arc<Mutex<Vec<f64>>> = Arc::default();
     let m = marks.clone();
-    let (took, parts) = rt.block_on(upload(
+    let (took, parts, starts) = rt.block_on(upload(
         &file,
         &token,
         SizerConfig::default(),
@@ -265,25 +272,18 @@ fn main() {
         move |start| {
             std::thread::sleep(Duration::from_secs(8));
             Link::rate(2);
-            m.lock().unwrap().push(Instant::now());
-            std::thread::sleep(Duration::from_secs(16));
+            m.lock().unwrap().push(start.elapsed().as_secs_f64());
+            std::thread::sleep(Duration::from_secs(30));
             Link::rate(20);
-            m.lock().unwrap().push(Instant::now());
-            let _ = start;
+            m.lock().unwrap().push(start.elapsed().as_secs_f64());
         },
     ));
     let within = |d: f64| (d - target_s).abs() <= 0.25 * target_s;
-    // Parts after each step until one is back within ±25 % of the target.
-    let mut t = 0.0;
-    let starts: Vec<f64> = parts
-        .iter()
-        .map(|d| {
-            t += d;
-            t - d
-        })
-        .collect();
-    // Each step's window runs until the next step.
-    let steps = [(8.0, 38.0), (38.0, f64::MAX)];
+    // Parts started after each step (as the clock saw it) until one is back within ±25 % of
+    // the target; the part in flight at the step is not counted. Each window ends at the next
+    // step.
+    let marks = marks.lock().unwrap().clone();
+    let steps = [(marks[0], marks[1]), (marks[1], f64::MAX)];
     let recover: Vec<String> = steps
         .iter()
         .map(|&(at, until)| {
@@ -306,7 +306,9 @@ fn main() {
         .collect();
     println!("\nstep parts (start+duration s): {}", listed.join(" "));
     println!(
-        "step 20 -> 2 (at 8 s) -> 20 (at 38 s) Mbit/s, 90 MiB: {took:.1} s, {} parts, median part {:.2} s; parts to return within ±25 % of target: {} after the drop, {} after the rise",
+        "step 20 -> 2 (at {:.1} s) -> 20 (at {:.1} s) Mbit/s, 90 MiB: {took:.1} s, {} parts, median part {:.2} s; parts to return within ±25 % of target: {} after the drop, {} after the rise",
+        marks[0],
+        marks[1],
         parts.len(),
         pct(parts.clone(), 0.5),
         recover[0],
@@ -319,7 +321,7 @@ fn main() {
     let size = 40 << 20;
     let file = random_file(&work, "cut.bin", size, seed);
     let tx0 = Link::tx_bytes();
-    let (took, parts) = rt.block_on(upload(
+    let (took, parts, _) = rt.block_on(upload(
         &file,
         &token,
         SizerConfig::default(),
