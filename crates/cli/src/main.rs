@@ -61,6 +61,9 @@ enum Command {
     Upload {
         #[command(flatten)]
         target: Target,
+        /// Upload even when the server holds the same picture at least as large (see `status`).
+        #[arg(long)]
+        force: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -140,14 +143,18 @@ impl Target {
     }
 }
 
-/// Runs one sync, or with `watch` keeps watching until Ctrl-C or SIGTERM.
-fn run_engine(
-    target: Target,
-    threads: usize,
-    paths: Vec<PathBuf>,
-    watch: Option<photosync_engine::WatchOptions>,
-    recheck: bool,
-) -> ExitCode {
+/// What `run_engine` does with the paths.
+enum Mode {
+    Sync,
+    /// Ask the server about everything again.
+    Recheck,
+    /// Upload despite same-picture matches.
+    Force,
+    /// Keep syncing until Ctrl-C or SIGTERM.
+    Watch(photosync_engine::WatchOptions),
+}
+
+fn run_engine(target: Target, threads: usize, paths: Vec<PathBuf>, mode: Mode) -> ExitCode {
     let options = match target.options(threads) {
         Ok(o) => o,
         Err(e) => {
@@ -182,10 +189,17 @@ fn run_engine(
             return ExitCode::FAILURE;
         }
     };
-    let summary = match watch {
-        None if recheck => runtime.block_on(engine.recheck(&paths)),
-        None => runtime.block_on(engine.sync(&paths)),
-        Some(options) => {
+    let summary = match mode {
+        Mode::Recheck => runtime.block_on(engine.recheck(&paths)),
+        Mode::Sync => runtime.block_on(engine.sync(&paths)),
+        Mode::Force => {
+            if let Err(e) = engine.force_upload(&paths) {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+            runtime.block_on(engine.sync(&paths))
+        }
+        Mode::Watch(options) => {
             let control = engine.control();
             let result = runtime.block_on(async {
                 tokio::spawn(async move {
@@ -232,17 +246,30 @@ fn run_status(target: Target) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match photosync_engine::State::open(&options.state_path)
-        .and_then(|s| s.synced_count(&options.server.key()))
-    {
-        Ok(n) => {
-            #[allow(clippy::print_stdout)]
+    let key = options.server.key();
+    let listed = photosync_engine::State::open(&options.state_path)
+        .and_then(|s| Ok((s.synced_count(&key)?, s.matches(&key)?)));
+    match listed {
+        Ok((n, matches)) => {
+            let mut text = format!(
+                "{}: {n} files in the sync list ({})\n",
+                options.server.url,
+                options.state_path.display()
+            );
+            if !matches.is_empty() {
+                text.push_str(&format!(
+                    "{} files not uploaded because the server holds the same picture \
+                     (`photosync upload --force FILE` uploads one anyway):\n",
+                    matches.len()
+                ));
+            }
+            for m in &matches {
+                let how = photosync_engine::OnServer::from(m);
+                text.push_str(&format!("  {}: {}\n", m.path.display(), how.reason()));
+            }
+            #[allow(clippy::print_stdout)] // the listing is the command's output
             {
-                println!(
-                    "{}: {n} files in the sync list ({})",
-                    options.server.url,
-                    options.state_path.display()
-                );
+                print!("{text}");
             }
             ExitCode::SUCCESS
         }
@@ -266,9 +293,17 @@ fn main() -> ExitCode {
             target,
             recheck,
             paths,
-        } => return run_engine(target, cli.threads, paths, None, recheck),
-        Command::Upload { target, files } => {
-            return run_engine(target, cli.threads, files, None, false)
+        } => {
+            let mode = if recheck { Mode::Recheck } else { Mode::Sync };
+            return run_engine(target, cli.threads, paths, mode);
+        }
+        Command::Upload {
+            target,
+            force,
+            files,
+        } => {
+            let mode = if force { Mode::Force } else { Mode::Sync };
+            return run_engine(target, cli.threads, files, mode);
         }
         Command::Watch {
             target,
@@ -279,7 +314,7 @@ fn main() -> ExitCode {
                 rescan_interval: std::time::Duration::from_secs(rescan_secs.max(1)),
                 ..Default::default()
             };
-            return run_engine(target, cli.threads, paths, Some(options), false);
+            return run_engine(target, cli.threads, paths, Mode::Watch(options));
         }
         Command::Status { target } => return run_status(target),
         Command::Login { server, token } => {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use photosync_engine::{Event, EventSink, OnServer, Summary};
+use photosync_engine::{Event, EventSink, Summary};
 
 pub struct Progress {
     multi: MultiProgress,
@@ -123,13 +123,11 @@ pub fn summary_text(s: &Summary, events: &[Event]) -> String {
     );
     for e in events {
         if let Event::OnServer { path, how } = e {
-            let why = match how {
-                OnServer::SameBytes { name, .. } => format!("same bytes as {name}"),
-                OnServer::SamePicture { name, distance, .. } => {
-                    format!("same picture as {name} (distance {distance})")
-                }
-            };
-            out.push_str(&format!("  on server: {}: {why}\n", path.display()));
+            out.push_str(&format!(
+                "  on server: {}: {}\n",
+                path.display(),
+                how.reason()
+            ));
         }
     }
     for (p, why) in &s.skipped {

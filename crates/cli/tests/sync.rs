@@ -275,3 +275,80 @@ fn a_killed_server_is_waited_for_and_the_upload_resumes() {
     assert_eq!(upload_sessions(data.path()), 1, "one upload, resumed");
     assert!(stored_image(data.path()).unwrap() == std::fs::read(&file).unwrap());
 }
+
+#[test]
+fn status_shows_same_picture_matches_and_upload_force_sends_one() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let local = tempfile::tempdir().unwrap();
+    let state = local.path().join("state.db");
+    let original = std::fs::read(photos_dir().join("coffee.jpg")).unwrap();
+    let full = local.path().join("coffee.jpg");
+    std::fs::write(&full, &original).unwrap();
+    let small = local.path().join("coffee-small.jpg");
+    std::fs::write(
+        &small,
+        photosync_testkit::make_copy(&original, photosync_testkit::Copy::HalfSize),
+    )
+    .unwrap();
+    let (full_s, small_s) = (full.to_str().unwrap(), small.to_str().unwrap());
+
+    let first = run(&mut photosync(
+        &["upload", full_s],
+        &server.url,
+        &token,
+        &state,
+    ));
+    assert!(
+        stdout(&first).starts_with("uploaded 1,"),
+        "{}",
+        stdout(&first)
+    );
+    let second = run(&mut photosync(
+        &["upload", small_s],
+        &server.url,
+        &token,
+        &state,
+    ));
+    let out = stdout(&second);
+    assert!(second.status.success(), "{out}");
+    assert!(
+        out.starts_with("uploaded 0, already synced 0, on the server already 1"),
+        "{out}"
+    );
+    assert!(out.contains("same picture as coffee.jpg"), "{out}");
+
+    let status = stdout(&run(&mut photosync(
+        &["status"],
+        &server.url,
+        &token,
+        &state,
+    )));
+    assert!(status.contains("1 files not uploaded because"), "{status}");
+    assert!(
+        status.contains(&format!("{small_s}: same picture as coffee.jpg")),
+        "{status}"
+    );
+    assert!(status.contains("at least as large"), "{status}");
+
+    let forced = run(&mut photosync(
+        &["upload", "--force", small_s],
+        &server.url,
+        &token,
+        &state,
+    ));
+    assert!(
+        stdout(&forced).starts_with("uploaded 1,"),
+        "{}",
+        stdout(&forced)
+    );
+    let status = stdout(&run(&mut photosync(
+        &["status"],
+        &server.url,
+        &token,
+        &state,
+    )));
+    assert!(status.contains("2 files in the sync list"), "{status}");
+    assert!(!status.contains("not uploaded because"), "{status}");
+}

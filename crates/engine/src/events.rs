@@ -20,6 +20,63 @@ pub enum OnServer {
     },
 }
 
+fn megapixels(p: Option<u64>) -> String {
+    p.map_or_else(
+        || "unknown size".into(),
+        |p| format!("{:.1} MP", p as f64 / 1e6),
+    )
+}
+
+impl OnServer {
+    pub fn remote_id(&self) -> i64 {
+        match self {
+            OnServer::SameBytes { remote_id, .. } | OnServer::SamePicture { remote_id, .. } => {
+                *remote_id
+            }
+        }
+    }
+
+    /// Why the file counts as on the server, in words a person can check.
+    pub fn reason(&self) -> String {
+        match self {
+            OnServer::SameBytes { remote_id, name } => {
+                format!("same bytes as {name} (server image {remote_id})")
+            }
+            OnServer::SamePicture {
+                remote_id,
+                name,
+                distance,
+                remote_pixels,
+                local_pixels,
+            } => {
+                let verdict = if remote_pixels >= local_pixels {
+                    "at least as large"
+                } else {
+                    "smaller, so this file is uploaded"
+                };
+                format!(
+                    "same picture as {name} (server image {remote_id}, distance {distance}); the \
+                     server's copy is {} against {} here: {verdict}",
+                    megapixels(*remote_pixels),
+                    megapixels(*local_pixels)
+                )
+            }
+        }
+    }
+}
+
+impl From<&crate::state::MatchRecord> for OnServer {
+    fn from(m: &crate::state::MatchRecord) -> Self {
+        OnServer::SamePicture {
+            remote_id: m.remote_id,
+            name: m.remote_name.clone(),
+            distance: m.distance,
+            remote_pixels: m.remote_pixels,
+            local_pixels: m.local_pixels,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Discovered {

@@ -15,6 +15,6 @@ mod watch;
 
 pub use client::{Client, ClientError, ServerConfig};
 pub use events::{Event, EventSink, OnServer};
-pub use state::State;
+pub use state::{MatchRecord, State};
 pub use sync::{Control, Engine, Options, Summary};
 pub use watch::WatchOptions;

@@ -6,6 +6,9 @@
 //!   response for its upload, or after the server said it holds those bytes.
 //! - **pending:** upload URLs and acknowledged offsets, so an interrupted upload resumes where
 //!   the server says it stands, even after a restart.
+//! - **matches:** files not uploaded because the server holds the same picture, with the server
+//!   image that matched and why, so a person can see the reason and force the upload.
+//! - **forced:** paths a person asked to upload despite such a match.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,19 @@ pub struct Pending {
     pub offset: u64,
 }
 
+/// A file left out because the server holds the same picture, and which server image matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchRecord {
+    pub path: PathBuf,
+    pub digest: String,
+    pub remote_id: i64,
+    pub remote_name: String,
+    pub distance: u32,
+    pub remote_pixels: Option<u64>,
+    pub local_pixels: Option<u64>,
+    pub at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct State {
     conn: Arc<Mutex<Connection>>,
@@ -93,6 +109,23 @@ CREATE TABLE IF NOT EXISTS skips (
     mtime_ns INTEGER NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS matches (
+    server TEXT NOT NULL,
+    path BLOB NOT NULL,
+    digest TEXT NOT NULL,
+    remote_id INTEGER NOT NULL,
+    remote_name TEXT NOT NULL,
+    distance INTEGER NOT NULL,
+    remote_pixels INTEGER,
+    local_pixels INTEGER,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (server, path)
+);
+CREATE TABLE IF NOT EXISTS forced (
+    server TEXT NOT NULL,
+    path BLOB NOT NULL,
+    PRIMARY KEY (server, path)
+);
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -101,6 +134,10 @@ CREATE TABLE IF NOT EXISTS settings (
 
 fn path_key(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()
+}
+
+fn path_of(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(std::ffi::OsStr::from_bytes(&bytes))
 }
 
 impl State {
@@ -187,10 +224,7 @@ impl State {
     pub fn paths_of(&self, digest: &str) -> Result<Vec<PathBuf>> {
         self.with(|c| {
             let mut s = c.prepare("SELECT path FROM files WHERE digest = ?1 ORDER BY path")?;
-            let rows = s.query_map([digest], |r| {
-                let bytes: Vec<u8> = r.get(0)?;
-                Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)))
-            })?;
+            let rows = s.query_map([digest], |r| Ok(path_of(r.get(0)?)))?;
             rows.collect()
         })
     }
@@ -300,6 +334,91 @@ impl State {
         })
     }
 
+    /// Remembers why `m.path` was not uploaded to `server`.
+    pub fn put_match(&self, server: &str, m: &MatchRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO matches (server, path, digest, remote_id, remote_name, distance,
+                     remote_pixels, local_pixels, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (server, path) DO UPDATE SET digest = ?3, remote_id = ?4,
+                     remote_name = ?5, distance = ?6, remote_pixels = ?7, local_pixels = ?8,
+                     at = ?9",
+                params![
+                    server,
+                    path_key(&m.path),
+                    m.digest,
+                    m.remote_id,
+                    m.remote_name,
+                    m.distance,
+                    m.remote_pixels.map(|p| p as i64),
+                    m.local_pixels.map(|p| p as i64),
+                    m.at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Every same-picture match on record for `server`, by path.
+    pub fn matches(&self, server: &str) -> Result<Vec<MatchRecord>> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT path, digest, remote_id, remote_name, distance, remote_pixels,
+                     local_pixels, at
+                 FROM matches WHERE server = ?1 ORDER BY path",
+            )?;
+            let rows = s.query_map([server], |r| {
+                Ok(MatchRecord {
+                    path: path_of(r.get(0)?),
+                    digest: r.get(1)?,
+                    remote_id: r.get(2)?,
+                    remote_name: r.get(3)?,
+                    distance: r.get(4)?,
+                    remote_pixels: r.get::<_, Option<i64>>(5)?.map(|p| p as u64),
+                    local_pixels: r.get::<_, Option<i64>>(6)?.map(|p| p as u64),
+                    at: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets the match and any forced upload for `paths` (they were uploaded).
+    pub fn clear_match(&self, server: &str, paths: &[PathBuf]) -> Result<()> {
+        self.with(|c| {
+            for p in paths {
+                c.execute(
+                    "DELETE FROM matches WHERE server = ?1 AND path = ?2",
+                    params![server, path_key(p)],
+                )?;
+                c.execute(
+                    "DELETE FROM forced WHERE server = ?1 AND path = ?2",
+                    params![server, path_key(p)],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Asks for `path` to be uploaded to `server` even though it shows a picture already there.
+    pub fn force(&self, server: &str, path: &Path) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO forced (server, path) VALUES (?1, ?2)",
+                params![server, path_key(path)],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn is_forced(&self, server: &str, path: &Path) -> Result<bool> {
+        self.with(|c| {
+            c.prepare_cached("SELECT 1 FROM forced WHERE server = ?1 AND path = ?2")?
+                .exists(params![server, path_key(path)])
+        })
+    }
+
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         self.with(|c| {
             c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
@@ -324,6 +443,36 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_are_kept_until_the_file_is_uploaded_and_forcing_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let m = MatchRecord {
+            path: PathBuf::from("/photos/small.jpg"),
+            digest: "ab".into(),
+            remote_id: 7,
+            remote_name: "big.jpg".into(),
+            distance: 12,
+            remote_pixels: Some(12_000_000),
+            local_pixels: Some(3_000_000),
+            at: 1,
+        };
+        {
+            let s = State::open(&db).unwrap();
+            s.put_match("srv", &m).unwrap();
+            s.put_match("srv", &m).unwrap(); // an upsert, not a second row
+            s.force("srv", &m.path).unwrap();
+            assert!(!s.is_forced("other", &m.path).unwrap());
+        }
+        let s = State::open(&db).unwrap();
+        assert_eq!(s.matches("srv").unwrap(), vec![m.clone()]);
+        assert!(s.matches("other").unwrap().is_empty());
+        assert!(s.is_forced("srv", &m.path).unwrap());
+        s.clear_match("srv", std::slice::from_ref(&m.path)).unwrap();
+        assert!(s.matches("srv").unwrap().is_empty());
+        assert!(!s.is_forced("srv", &m.path).unwrap());
+    }
 
     #[test]
     fn records_survive_reopening() {

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::client::{Client, ServerConfig};
 use crate::events::{Event, EventSink, OnServer};
-use crate::state::{FileRecord, State, SyncedRecord};
+use crate::state::{FileRecord, MatchRecord, State, SyncedRecord};
 use crate::upload::{self, mtime_ns, Job};
 
 #[derive(Debug, Clone)]
@@ -286,7 +286,11 @@ impl Engine {
         let emit = |e: Event| (self.events)(e);
         let started = std::time::Instant::now();
 
-        let roots = paths.to_vec();
+        // Absolute paths: the file table and the matches are keyed by path, whatever the cwd.
+        let roots: Vec<PathBuf> = paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect();
         let walked =
             tokio::task::spawn_blocking(move || photosync_walk::walk(&roots).collect::<Vec<_>>())
                 .await
@@ -448,21 +452,22 @@ impl Engine {
                         .width
                         .zip(image.height)
                         .map(|(w, h)| u64::from(w) * u64::from(h));
-                    let local_pixels = rec.pixels;
-                    let server_as_good = remote_pixels >= local_pixels;
+                    let how = OnServer::SamePicture {
+                        remote_id: image.id,
+                        name: image.name.clone(),
+                        distance: distance.total,
+                        remote_pixels,
+                        local_pixels: rec.pixels,
+                    };
                     for p in &paths {
                         emit(Event::OnServer {
                             path: p.clone(),
-                            how: OnServer::SamePicture {
-                                remote_id: image.id,
-                                name: image.name.clone(),
-                                distance: distance.total,
-                                remote_pixels,
-                                local_pixels,
-                            },
+                            how: how.clone(),
                         });
                     }
-                    if server_as_good && !self.options.upload_all_copies {
+                    let server_as_good = remote_pixels >= rec.pixels;
+                    if server_as_good && !self.options.upload_all_copies && !self.forced(&paths) {
+                        self.record_match(&key, &rec, &paths, &how);
                         summary.on_server += paths.len();
                     } else {
                         uploads.push((rec, paths));
@@ -473,10 +478,16 @@ impl Engine {
         }
 
         // Copies of one picture within this run: only the largest goes up, the rest follow it.
+        // A copy a person forced goes up on its own.
         let (uploads, followers) = if self.options.upload_all_copies {
             (uploads, Vec::new())
         } else {
-            split_copies(uploads)
+            let (forced, rest): (Batch, Batch) = uploads
+                .into_iter()
+                .partition(|(_, paths)| self.forced(paths));
+            let (mut leaders, followers) = split_copies(rest);
+            leaders.extend(forced);
+            (leaders, followers)
         };
 
         let ctx = Arc::new(upload::Ctx {
@@ -536,6 +547,7 @@ impl Engine {
                     continue;
                 }
             };
+            self.record_match(&key, &rec, &paths, &how);
             for p in paths {
                 emit(Event::OnServer {
                     path: p,
@@ -550,6 +562,57 @@ impl Engine {
 }
 
 impl Engine {
+    pub(crate) fn emit(&self, e: Event) {
+        (self.events)(e);
+    }
+
+    /// Asks for these files to be uploaded on the next sync even though the server holds the
+    /// same picture at least as large. The caller then syncs them.
+    pub fn force_upload(&self, files: &[PathBuf]) -> Result<(), String> {
+        let key = self.options.server.key();
+        for f in files {
+            let f = std::path::absolute(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            self.state.force(&key, &f).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn forced(&self, paths: &[PathBuf]) -> bool {
+        let key = self.options.server.key();
+        paths
+            .iter()
+            .any(|p| matches!(self.state.is_forced(&key, p), Ok(true)))
+    }
+
+    /// Remembers that `paths` were left out because of a same-picture match, and why.
+    fn record_match(&self, key: &str, rec: &FileRecord, paths: &[PathBuf], how: &OnServer) {
+        let OnServer::SamePicture {
+            remote_id,
+            name,
+            distance,
+            remote_pixels,
+            local_pixels,
+        } = how
+        else {
+            return;
+        };
+        for p in paths {
+            let m = MatchRecord {
+                path: p.clone(),
+                digest: rec.digest.clone(),
+                remote_id: *remote_id,
+                remote_name: name.clone(),
+                distance: *distance,
+                remote_pixels: *remote_pixels,
+                local_pixels: *local_pixels,
+                at: now(),
+            };
+            if let Err(e) = self.state.put_match(key, &m) {
+                tracing::warn!(error = %e, "match not recorded");
+            }
+        }
+    }
+
     /// An upload's outcome: on the server's success response, and only then, the sync list
     /// learns the file; every path holding it gets its event.
     fn record_upload(
@@ -572,7 +635,7 @@ impl Engine {
                         at: now(),
                     },
                 );
-                if let Err(e) = marked {
+                if let Err(e) = marked.and_then(|()| self.state.clear_match(key, &paths)) {
                     tracing::warn!(error = %e, "sync list not updated");
                 }
                 for p in paths {

@@ -3,7 +3,9 @@
 //! Changed paths are collected from `notify`, and a path is synced only once it has stopped
 //! changing: no event for `settle`, and the same size and mtime on two checks in a row, so a
 //! photo being copied in is never read half-written. A full rescan runs every
-//! `rescan_interval` to catch whatever the events missed. Deleting a local file deletes
+//! `rescan_interval` to catch whatever the events missed. Files that failed (server away,
+//! network down) are tried again on their own after `retry`, doubling up to `max_retry`, and
+//! their `Failed` event says when. Deleting a local file deletes
 //! nothing on the server: the engine never deletes.
 
 use std::collections::HashMap;
@@ -12,7 +14,58 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
+use crate::events::Event;
 use crate::sync::{Engine, Summary};
+
+/// Failed files waiting for their next attempt.
+#[derive(Default)]
+struct Retries {
+    due: HashMap<PathBuf, (Instant, u32)>,
+}
+
+impl Retries {
+    /// Schedules each failed file of `summary` and says when in a `Failed` event.
+    fn schedule(&mut self, engine: &Engine, summary: &Summary, options: &WatchOptions) {
+        for (path, reason) in &summary.failed {
+            if path.as_os_str().is_empty() {
+                continue;
+            }
+            let tries = self.due.get(path).map_or(0, |d| d.1) + 1;
+            let wait = options
+                .retry
+                .saturating_mul(1 << (tries - 1).min(16))
+                .min(options.max_retry);
+            self.due
+                .insert(path.clone(), (Instant::now() + wait, tries));
+            engine.emit(Event::Failed {
+                path: path.clone(),
+                reason: reason.clone(),
+                next_retry: Some(std::time::SystemTime::now() + wait),
+            });
+        }
+    }
+
+    /// Files due now; the rest keep waiting.
+    fn take_due(&mut self) -> Vec<PathBuf> {
+        let now = Instant::now();
+        let due: Vec<PathBuf> = self
+            .due
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        due
+    }
+
+    /// Forgets files that no longer failed.
+    fn settle(&mut self, tried: &[PathBuf], summary: &Summary) {
+        for p in tried {
+            if !summary.failed.iter().any(|(f, _)| f == p) {
+                self.due.remove(p);
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct WatchOptions {
@@ -21,6 +74,10 @@ pub struct WatchOptions {
     /// How often pending changes are checked.
     pub tick: Duration,
     pub rescan_interval: Duration,
+    /// First wait before a failed file is tried again.
+    pub retry: Duration,
+    /// Longest wait between retries.
+    pub max_retry: Duration,
 }
 
 impl Default for WatchOptions {
@@ -29,6 +86,8 @@ impl Default for WatchOptions {
             settle: Duration::from_secs(2),
             tick: Duration::from_millis(500),
             rescan_interval: Duration::from_secs(3600),
+            retry: Duration::from_secs(15),
+            max_retry: Duration::from_secs(900),
         }
     }
 }
@@ -62,7 +121,14 @@ impl Engine {
                 .watch(p, RecursiveMode::Recursive)
                 .map_err(|e| format!("cannot watch {}: {e}", p.display()))?;
         }
-        on_round(self.sync(paths).await);
+        let mut retries = Retries::default();
+        let mut round = |retries: &mut Retries, tried: &[PathBuf], summary: Summary| {
+            retries.settle(tried, &summary);
+            retries.schedule(self, &summary, &options);
+            on_round(summary);
+        };
+        let all = self.sync(paths).await;
+        round(&mut retries, &[], all);
         let control = self.control();
         let mut settling: HashMap<PathBuf, Settling> = HashMap::new();
         let mut tick = tokio::time::interval(options.tick);
@@ -79,8 +145,16 @@ impl Engine {
                     if last_rescan.elapsed() >= options.rescan_interval {
                         last_rescan = Instant::now();
                         settling.clear();
-                        on_round(self.sync(paths).await);
+                        retries.due.clear();
+                        let all = self.sync(paths).await;
+                        round(&mut retries, &[], all);
                         continue;
+                    }
+                    let due = retries.take_due();
+                    if !due.is_empty() {
+                        tracing::debug!(files = due.len(), "retrying failed files");
+                        let summary = self.sync(&due).await;
+                        round(&mut retries, &due, summary);
                     }
                     let mut ready = Vec::new();
                     settling.retain(|p, s| {
@@ -121,7 +195,8 @@ impl Engine {
                     }
                     if !ready.is_empty() {
                         tracing::debug!(files = ready.len(), "settled changes");
-                        on_round(self.sync(&ready).await);
+                        let summary = self.sync(&ready).await;
+                        round(&mut retries, &ready, summary);
                     }
                 }
             }

@@ -288,6 +288,7 @@ async fn watch_uploads_a_slowly_written_photo_once_and_never_deletes() {
                 settle: std::time::Duration::from_millis(800),
                 tick: std::time::Duration::from_millis(200),
                 rescan_interval: std::time::Duration::from_secs(3600),
+                ..Default::default()
             };
             engine
                 .watch(&[folder], options, move |summary| {
@@ -444,4 +445,145 @@ async fn pause_holds_uploads_and_resume_finishes_them() {
     assert_eq!(summary.failed.len(), 1);
     assert_eq!(summary.failed[0].1, "cancelled");
     assert_eq!(server_images(&s).await, 1);
+}
+
+#[tokio::test]
+async fn a_same_picture_skip_is_recorded_with_its_reason_and_can_be_forced() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let first = local.path().join("first");
+    let second = local.path().join("second");
+    std::fs::create_dir(&first).unwrap();
+    std::fs::create_dir(&second).unwrap();
+    write(&first, "bee.jpg", &photo("european-honey-bee.jpg"));
+    let small = write(
+        &second,
+        "bee-small.jpg",
+        &make_copy(&photo("european-honey-bee.jpg"), Copy::HalfSize),
+    );
+    let (engine, log) = engine(&s, local.path());
+    assert_eq!(engine.sync(&[first]).await.uploaded, 1);
+    let summary = engine.sync(std::slice::from_ref(&second)).await;
+    assert_eq!(
+        (summary.uploaded, summary.on_server),
+        (0, 1),
+        "{summary:#?}"
+    );
+
+    // The match survives the run: which server image, and why.
+    let key = ServerConfig {
+        url: s.url.clone(),
+        token: s.token.clone(),
+    }
+    .key();
+    let matches = engine.state().matches(&key).unwrap();
+    assert_eq!(matches.len(), 1);
+    assert_eq!(matches[0].path, small);
+    assert_eq!(matches[0].remote_name, "bee.jpg");
+    assert!(matches[0].remote_pixels > matches[0].local_pixels);
+    let reason = OnServer::from(&matches[0]).reason();
+    assert!(
+        reason.contains("same picture as bee.jpg") && reason.contains("at least as large"),
+        "{reason}"
+    );
+    // The event carried the same match.
+    let carried = events_for(&log.lock().unwrap(), "bee-small.jpg")
+        .iter()
+        .any(|e| matches!(e, Event::OnServer { how, .. } if *how == OnServer::from(&matches[0])));
+    assert!(carried);
+
+    // Another plain sync still leaves it out.
+    assert_eq!(engine.sync(std::slice::from_ref(&second)).await.uploaded, 0);
+    assert_eq!(server_images(&s).await, 1);
+
+    // Forced: it goes up, the match is cleared, and the next sync finds it synced.
+    engine.force_upload(std::slice::from_ref(&small)).unwrap();
+    let summary = engine.sync(std::slice::from_ref(&small)).await;
+    assert_eq!(summary.uploaded, 1, "{summary:#?}");
+    assert_eq!(server_images(&s).await, 2);
+    assert!(engine.state().matches(&key).unwrap().is_empty());
+    assert_eq!(engine.sync(&[second]).await.already_synced, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_retries_files_that_failed_while_the_server_was_away() {
+    use std::time::Duration;
+    let s = server().await;
+    // A second server on a port of our own, which we can stop and start again.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn(photosync_server::serve(
+        listener,
+        s.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    let away = TestServer {
+        url: format!("http://{addr}"),
+        token: s.token.clone(),
+        state: s.state.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let local = tempfile::tempdir().unwrap();
+    let folder = local.path().join("watched");
+    std::fs::create_dir(&folder).unwrap();
+    let (engine, log) = engine(&away, local.path());
+    let engine = Arc::new(engine);
+    let task = {
+        let (engine, folder) = (engine.clone(), folder.clone());
+        tokio::spawn(async move {
+            let options = photosync_engine::WatchOptions {
+                settle: Duration::from_millis(300),
+                tick: Duration::from_millis(100),
+                retry: Duration::from_millis(500),
+                max_retry: Duration::from_secs(1),
+                ..Default::default()
+            };
+            engine.watch(&[folder], options, |_| {}).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop.send(());
+    first.await.unwrap().unwrap();
+
+    write(&folder, "while-away.jpg", &photo("coffee.jpg"));
+    // It fails with a reason and a time for the next attempt...
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let retry_told = log.lock().unwrap().iter().any(|e| {
+            matches!(e, Event::Failed { path, next_retry: Some(_), .. }
+                if path.ends_with("while-away.jpg"))
+        });
+        if retry_told {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no retry scheduled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server_images(&s).await, 0);
+
+    // ...and once the server is back on the same address, it goes up with no new file event.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(photosync_server::serve(
+        listener,
+        s.state.clone(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server_images(&s).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log_has_upload = log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Uploaded { path, .. } if path.ends_with("while-away.jpg")));
+    assert!(log_has_upload);
+    engine.control().cancel();
+    task.await.unwrap().unwrap();
 }

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageFormat, RgbImage};
 
@@ -374,7 +374,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `bin --data-dir dir serve --listen 127.0.0.1:0 extra...` and waits until it
     /// listens.
-    pub fn start(bin: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
+    pub fn start(bin: &Path, dir: &Path, extra: &[&str]) -> ServerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(bin)
             .arg("--data-dir")
@@ -427,7 +427,7 @@ impl Drop for ServerProcess {
 }
 
 /// `bin --data-dir dir user add name`; returns the token it prints.
-pub fn add_user(bin: &std::path::Path, dir: &std::path::Path, name: &str) -> String {
+pub fn add_user(bin: &Path, dir: &Path, name: &str) -> String {
     let out = std::process::Command::new(bin)
         .arg("--data-dir")
         .arg(dir)
@@ -436,4 +436,54 @@ pub fn add_user(bin: &std::path::Path, dir: &std::path::Path, name: &str) -> Str
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Writes `n` (up to 1,224) distinct 960×640 JPEGs: crops of the real test photos at different places, in four
+/// orientations, named `IMG_0000.jpg`...; returns `dir`.
+pub fn distinct_photos(dir: &Path, n: usize) -> PathBuf {
+    let sources: Vec<_> = photos().iter().map(|(_, b)| decode(b)).collect();
+    let mut jobs = Vec::new();
+    'outer: for orient in 0..4 {
+        for spot in 0..9u32 {
+            for src in 0..sources.len() {
+                if jobs.len() == n {
+                    break 'outer;
+                }
+                jobs.push((src, spot, orient));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let chunk = jobs.len().div_ceil(2);
+    std::thread::scope(|s| {
+        for (part, list) in jobs.chunks(chunk).enumerate() {
+            let sources = &sources;
+            s.spawn(move || {
+                for (i, &(src, spot, orient)) in list.iter().enumerate() {
+                    let img = &sources[src];
+                    let (w, h) = (img.width() * 3 / 5, img.height() * 3 / 5);
+                    let (x, y) = (
+                        (img.width() - w) * (spot % 3) / 2,
+                        (img.height() - h) * (spot / 3) / 2,
+                    );
+                    let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
+                    let crop = match orient {
+                        0 => crop,
+                        1 => image::imageops::flip_horizontal(&crop),
+                        2 => image::imageops::flip_vertical(&crop),
+                        _ => image::imageops::rotate180(&crop),
+                    };
+                    let big = image::imageops::resize(
+                        &crop,
+                        960,
+                        640,
+                        image::imageops::FilterType::Triangle,
+                    );
+                    let name = format!("IMG_{:04}.jpg", part * chunk + i);
+                    std::fs::write(dir.join(name), jpeg(&big, 85, false, None)).unwrap();
+                }
+            });
+        }
+    });
+    dir.to_path_buf()
 }
