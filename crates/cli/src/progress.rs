@@ -60,7 +60,7 @@ impl Progress {
             Event::Identifying { path } => self
                 .overall
                 .set_message(format!("identifying {}", Self::name(&path))),
-            Event::AlreadySynced { path }
+            Event::AlreadySynced { path, .. }
             | Event::OnServer { path, .. }
             | Event::Skipped { path, .. } => self.finish_one(&path),
             Event::Queued { .. } => {}

@@ -98,6 +98,29 @@ fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
     r.headers().get(name)?.to_str().ok()?.parse().ok()
 }
 
+/// What a connection test found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Ok,
+    /// No answer at all (refused, timed out, no route, bad address).
+    Unreachable(String),
+    /// A Photosync server that refused the token.
+    BadToken,
+    /// Something answered, but not as a Photosync server does.
+    NotPhotosync(String),
+}
+
+impl std::fmt::Display for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Connection::Ok => write!(f, "connected"),
+            Connection::Unreachable(why) => write!(f, "the server cannot be reached: {why}"),
+            Connection::BadToken => write!(f, "the server refused the token"),
+            Connection::NotPhotosync(why) => write!(f, "this is not a Photosync server ({why})"),
+        }
+    }
+}
+
 impl Client {
     pub fn new(server: ServerConfig) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
@@ -115,6 +138,30 @@ impl Client {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.url.trim_end_matches('/'))
+    }
+
+    /// Whether the server answers, is a Photosync server, and takes the token.
+    pub async fn check(&self) -> Connection {
+        let r = self
+            .http
+            .get(format!("{}?limit=1", self.url(path::IMAGES)))
+            .bearer_auth(&self.server.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => return Connection::Unreachable(network(e).to_string()),
+        };
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await.unwrap_or_default();
+        let list = from_json::<photosync_protocol::ImageList>(&bytes);
+        let api_error = from_json::<ApiError>(&bytes);
+        match status {
+            200 if list.is_ok() => Connection::Ok,
+            401 | 403 if api_error.is_ok() => Connection::BadToken,
+            _ => Connection::NotPhotosync(format!("HTTP {status} without a Photosync answer")),
+        }
     }
 
     /// Asks which of `queries` the server holds, in batches of at most 10,000.

@@ -88,6 +88,10 @@ pub enum Event {
     /// The sync list already holds these bytes: nothing to ask the server.
     AlreadySynced {
         path: PathBuf,
+        /// The server's image.
+        remote_id: i64,
+        /// Another local file with the same bytes, when there is one (a renamed or moved copy).
+        same_as: Option<PathBuf>,
     },
     /// The server holds it; nothing will be uploaded.
     OnServer {
@@ -113,6 +117,9 @@ pub enum Event {
     Skipped {
         path: PathBuf,
         reason: String,
+        /// The file should be backed up but cannot be (unreadable, a corrupt image), as
+        /// opposed to one left out on purpose (an empty file).
+        problem: bool,
     },
     Failed {
         path: PathBuf,
@@ -126,7 +133,7 @@ impl Event {
         match self {
             Event::Discovered { path }
             | Event::Identifying { path }
-            | Event::AlreadySynced { path }
+            | Event::AlreadySynced { path, .. }
             | Event::OnServer { path, .. }
             | Event::Queued { path, .. }
             | Event::Uploading { path, .. }

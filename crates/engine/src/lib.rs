@@ -13,7 +13,7 @@ mod sync;
 mod upload;
 mod watch;
 
-pub use client::{Client, ClientError, ServerConfig};
+pub use client::{Client, ClientError, Connection, ServerConfig};
 pub use events::{Event, EventSink, OnServer};
 pub use state::{MatchRecord, State};
 pub use sync::{Control, Engine, Options, Summary};

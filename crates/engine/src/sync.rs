@@ -125,6 +125,9 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// The one skip made on purpose; every other skip is a file that cannot be backed up.
+const EMPTY_FILE: &str = "empty file (0 bytes)";
+
 /// One file after identification.
 enum Known {
     File(FileRecord),
@@ -142,7 +145,7 @@ fn known_unchanged(state: &State, path: &Path) -> Option<Known> {
     let meta = std::fs::metadata(path).ok()?;
     let (size, mtime) = (meta.len(), mtime_ns(&meta));
     if size == 0 {
-        return Some(Known::Skip("empty file (0 bytes)".into()));
+        return Some(Known::Skip(EMPTY_FILE.into()));
     }
     if let Ok(Some(rec)) = state.file(path) {
         if rec.size == size && rec.mtime_ns == mtime {
@@ -186,7 +189,7 @@ fn know(state: &State, path: &Path, events: &EventSink) -> Known {
     };
     let (size, mtime) = (meta.len(), mtime_ns(&meta));
     if size == 0 {
-        return Known::Skip("empty file (0 bytes)".into());
+        return Known::Skip(EMPTY_FILE.into());
     }
     events(Event::Identifying {
         path: path.to_path_buf(),
@@ -366,6 +369,7 @@ impl Engine {
                 Ok(Known::Skip(reason)) => {
                     emit(Event::Skipped {
                         path: path.clone(),
+                        problem: reason != EMPTY_FILE,
                         reason: reason.clone(),
                     });
                     summary.skipped.push((path.clone(), reason));
@@ -380,9 +384,16 @@ impl Engine {
         let key = self.options.server.key();
         let mut ask = Vec::new();
         for (digest, (rec, paths)) in by_digest {
-            if matches!(self.state.synced(&key, &digest), Ok(Some(_))) {
+            if let Ok(Some(synced)) = self.state.synced(&key, &digest) {
+                // Another local file with these bytes, if one is known: "same bytes as ...".
+                let known = self.state.paths_of(&digest).unwrap_or_default();
                 for p in paths {
-                    emit(Event::AlreadySynced { path: p });
+                    let same_as = known.iter().find(|k| **k != p).cloned();
+                    emit(Event::AlreadySynced {
+                        path: p,
+                        remote_id: synced.remote_id,
+                        same_as,
+                    });
                     summary.already_synced += 1;
                 }
             } else {

@@ -587,3 +587,50 @@ async fn watch_retries_files_that_failed_while_the_server_was_away() {
     engine.control().cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_connection_check_tells_unreachable_bad_token_and_not_photosync_apart() {
+    use photosync_engine::{Client, Connection};
+    let s = server().await;
+    let check = |url: &str, token: &str| {
+        let client = Client::new(ServerConfig {
+            url: url.to_owned(),
+            token: token.to_owned(),
+        })
+        .unwrap();
+        async move { client.check().await }
+    };
+    assert_eq!(check(&s.url, &s.token).await, Connection::Ok);
+    assert_eq!(check(&s.url, "psk_wrong").await, Connection::BadToken);
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    assert!(matches!(
+        check(&url, &s.token).await,
+        Connection::Unreachable(_)
+    ));
+    // Some other web server.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", other.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut c, _)) = other.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf).await;
+            let body = "<html>It works!</html>";
+            let _ = c
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    });
+    let found = check(&url, &s.token).await;
+    assert!(matches!(found, Connection::NotPhotosync(_)), "{found:?}");
+    assert!(found.to_string().contains("not a Photosync server"));
+}

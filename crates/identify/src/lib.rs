@@ -131,6 +131,24 @@ fn read_at_most(path: &Path, max: u64) -> Result<Vec<u8>, IdentifyError> {
     Ok(bytes)
 }
 
+/// The picture of `path`, upright and decoded at reduced size where the format allows it (a
+/// 12 MP JPEG comes out at 500×375; the short side stays at least 128 px): enough for a
+/// thumbnail, at a fraction of a full decode's cost.
+pub fn preview(path: &Path, limits: &Limits) -> Result<image::RgbImage, IdentifyError> {
+    let size = std::fs::metadata(path)?.len();
+    if size > limits.max_file_bytes {
+        return Err(IdentifyError::FileTooLarge {
+            size,
+            max: limits.max_file_bytes,
+        });
+    }
+    let bytes = read_at_most(path, limits.max_file_bytes)?;
+    if bytes.is_empty() {
+        return Err(IdentifyError::Empty);
+    }
+    Ok(decode::decode(&bytes, limits)?.pixels)
+}
+
 /// Digests and identifies an image already in memory.
 pub fn identify_bytes(bytes: &[u8], limits: &Limits) -> Result<Identity, IdentifyError> {
     if bytes.is_empty() {

@@ -1,0 +1,522 @@
+//! The desktop app's background service: it owns the engine and keeps the chosen folders
+//! synced (watch mode), takes dropped files, pauses, re-checks, forces uploads, notices when
+//! the server goes away and comes back, and folds every engine event into the status board.
+//! Shells (the Tauri app) call these methods and render the board; no sync logic lives there.
+
+mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use photosync_board::{Board, Page, Query, Row, Status, Totals};
+use photosync_engine::{Client, Connection, Engine, Event, Options, ServerConfig, Summary};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+pub use settings::Settings;
+
+/// Where the service keeps its files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub settings: PathBuf,
+    /// The engine's SQLite state (sync list, file table, pending uploads).
+    pub state: PathBuf,
+    pub thumbnails: PathBuf,
+}
+
+impl Paths {
+    /// Everything under one folder (tests, portable installs).
+    pub fn under(dir: &Path) -> Paths {
+        Paths {
+            settings: dir.join("settings.json"),
+            state: dir.join("state.db"),
+            thumbnails: dir.join("thumbnails"),
+        }
+    }
+}
+
+/// How the service tells its shell something happened.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // callbacks
+pub struct Hooks {
+    /// The board changed (called often; the shell batches).
+    pub changed: Arc<dyn Fn() + Send + Sync>,
+    /// Something a person should hear about even with the window closed: (title, body).
+    pub notify: Arc<dyn Fn(String, String) + Send + Sync>,
+}
+
+impl Hooks {
+    pub fn none() -> Hooks {
+        Hooks {
+            changed: Arc::new(|| {}),
+            notify: Arc::new(|_, _| {}),
+        }
+    }
+}
+
+/// A round with at least this many uploads is a "big sync" worth a notification.
+const BIG_SYNC: usize = 10;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderInfo {
+    pub path: PathBuf,
+    pub files: usize,
+    pub done: usize,
+}
+
+/// Everything a status display needs besides the rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub totals: Totals,
+    pub status_line: String,
+    pub paused: bool,
+    pub offline: bool,
+    pub configured: bool,
+    pub server_url: String,
+    /// Bytes per second over the last five minutes, oldest first (5 s steps).
+    pub rate_series: Vec<f64>,
+}
+
+struct Running {
+    engine: Arc<Engine>,
+    task: JoinHandle<()>,
+}
+
+struct Inner {
+    paths: Paths,
+    settings: Mutex<Settings>,
+    board: Mutex<Board>,
+    running: tokio::sync::Mutex<Option<Running>>,
+    paused: AtomicBool,
+    offline: AtomicBool,
+    /// A poll for the server's return is under way.
+    polling: AtomicBool,
+    hooks: Hooks,
+    rt: tokio::runtime::Handle,
+    thumbs: photosync_thumbs::Thumbs,
+}
+
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // holds the engine and a runtime handle
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Service {
+    /// Loads the settings; nothing runs until `start`.
+    pub fn new(paths: Paths, hooks: Hooks, rt: tokio::runtime::Handle) -> Result<Service, String> {
+        let settings = Settings::load(&paths.settings)?;
+        Ok(Service {
+            inner: Arc::new(Inner {
+                thumbs: photosync_thumbs::Thumbs::new(paths.thumbnails.clone()),
+                paths,
+                settings: Mutex::new(settings),
+                board: Mutex::new(Board::new()),
+                running: tokio::sync::Mutex::new(None),
+                paused: AtomicBool::new(false),
+                offline: AtomicBool::new(false),
+                polling: AtomicBool::new(false),
+                hooks,
+                rt,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        lock(&self.inner.settings).clone()
+    }
+
+    fn save(&self, settings: Settings) -> Result<(), String> {
+        settings.save(&self.inner.paths.settings)?;
+        *lock(&self.inner.settings) = settings;
+        Ok(())
+    }
+
+    /// Checks a server address and token without saving them.
+    pub async fn test_connection(url: &str, token: &str) -> Connection {
+        let url = url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Connection::Unreachable(
+                "the address must start with http:// or https://".into(),
+            );
+        }
+        match Client::new(ServerConfig {
+            url: url.to_owned(),
+            token: token.trim().to_owned(),
+        }) {
+            Ok(c) => c.check().await,
+            Err(e) => Connection::Unreachable(e.to_string()),
+        }
+    }
+
+    /// Saves the server and token once they pass the connection test, and starts syncing.
+    pub async fn configure(&self, url: &str, token: &str) -> Result<(), String> {
+        match Self::test_connection(url, token).await {
+            Connection::Ok => {}
+            other => return Err(other.to_string()),
+        }
+        let mut s = self.settings();
+        s.server_url = url.trim().trim_end_matches('/').to_owned();
+        s.token = token.trim().to_owned();
+        self.save(s)?;
+        self.restart().await
+    }
+
+    pub async fn add_folder(&self, path: &Path) -> Result<(), String> {
+        let path = std::path::absolute(path).map_err(|e| e.to_string())?;
+        if !path.is_dir() {
+            return Err(format!("{} is not a folder", path.display()));
+        }
+        let mut s = self.settings();
+        if s.folders.iter().any(|f| f == &path) {
+            return Ok(());
+        }
+        s.folders.push(path);
+        self.save(s)?;
+        self.restart().await
+    }
+
+    pub async fn remove_folder(&self, path: &Path) -> Result<(), String> {
+        let mut s = self.settings();
+        s.folders.retain(|f| f != path);
+        self.save(s)?;
+        lock(&self.inner.board).remove_under(path);
+        (self.inner.hooks.changed)();
+        self.restart().await
+    }
+
+    pub fn folders(&self) -> Vec<FolderInfo> {
+        let board = lock(&self.inner.board);
+        self.settings()
+            .folders
+            .into_iter()
+            .map(|path| {
+                let (files, done) = board.count_under(&path);
+                FolderInfo { path, files, done }
+            })
+            .collect()
+    }
+
+    /// Preferences other than the server and the folders.
+    pub async fn update_settings(&self, new: Settings) -> Result<(), String> {
+        let mut s = self.settings();
+        let restart = s.concurrency != new.concurrency
+            || s.bandwidth_limit != new.bandwidth_limit
+            || s.upload_all_copies != new.upload_all_copies;
+        s.concurrency = new.concurrency.clamp(1, 16);
+        s.bandwidth_limit = new.bandwidth_limit;
+        s.upload_all_copies = new.upload_all_copies;
+        s.start_at_login = new.start_at_login;
+        self.save(s)?;
+        if restart {
+            self.restart().await?;
+        }
+        Ok(())
+    }
+
+    fn options(&self, s: &Settings) -> Options {
+        let mut o = Options::new(
+            ServerConfig {
+                url: s.server_url.clone(),
+                token: s.token.clone(),
+            },
+            self.inner.paths.state.clone(),
+        );
+        o.concurrency = s.concurrency.max(1);
+        o.bandwidth_limit = (s.bandwidth_limit > 0).then_some(s.bandwidth_limit);
+        o.upload_all_copies = s.upload_all_copies;
+        o
+    }
+
+    fn sink(&self) -> photosync_engine::EventSink {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        Arc::new(move |e: Event| {
+            if let Some(inner) = weak.upgrade() {
+                lock(&inner.board).apply(&e, Instant::now());
+                (inner.hooks.changed)();
+            }
+        })
+    }
+
+    /// Starts watching the folders (a full sync first), if a server is configured.
+    pub async fn start(&self) -> Result<(), String> {
+        let mut running = self.inner.running.lock().await;
+        if running.is_some() {
+            return Ok(());
+        }
+        let s = self.settings();
+        if !s.is_configured() {
+            return Ok(());
+        }
+        let engine = Arc::new(Engine::new(self.options(&s), self.sink())?);
+        if self.is_paused() {
+            engine.control().pause();
+        }
+        let (me, e) = (self.clone(), engine.clone());
+        let options = photosync_engine::WatchOptions {
+            retry: Duration::from_secs(5),
+            max_retry: Duration::from_secs(300),
+            ..Default::default()
+        };
+        let task = self.inner.rt.spawn(async move {
+            let folders = s.folders.clone();
+            let result = e
+                .watch(&folders, options, |summary| me.after_round(&summary))
+                .await;
+            if let Err(why) = result {
+                tracing::warn!(error = %why, "watching stopped");
+                (me.inner.hooks.notify)("Photosync cannot watch a folder".into(), why);
+            }
+        });
+        *running = Some(Running { engine, task });
+        Ok(())
+    }
+
+    /// Stops the engine, waiting for it to settle; pending uploads resume at the next start.
+    pub async fn stop(&self) {
+        let taken = self.inner.running.lock().await.take();
+        if let Some(r) = taken {
+            r.engine.control().cancel();
+            let _ = r.task.await;
+        }
+    }
+
+    /// Stops and starts again (after a change of server, folders or options), or syncs now.
+    pub async fn restart(&self) -> Result<(), String> {
+        self.stop().await;
+        self.start().await
+    }
+
+    async fn engine(&self) -> Result<Arc<Engine>, String> {
+        if self.inner.running.lock().await.is_none() {
+            self.start().await?;
+        }
+        self.inner
+            .running
+            .lock()
+            .await
+            .as_ref()
+            .map(|r| r.engine.clone())
+            .ok_or_else(|| "connect to a server first".to_owned())
+    }
+
+    /// Syncs these files and folders right away (dropped on the window); they show first.
+    pub async fn sync_dropped(&self, paths: Vec<PathBuf>) -> Result<(), String> {
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
+            .collect();
+        let engine = self.engine().await?;
+        lock(&self.inner.board).mark_dropped(&paths);
+        (self.inner.hooks.changed)();
+        let me = self.clone();
+        self.inner.rt.spawn(async move {
+            let summary = engine.sync(&paths).await;
+            me.after_round(&summary);
+        });
+        Ok(())
+    }
+
+    /// Uploads a file despite a same-picture match.
+    pub async fn force_upload(&self, path: PathBuf) -> Result<(), String> {
+        let engine = self.engine().await?;
+        engine.force_upload(std::slice::from_ref(&path))?;
+        self.run_now(engine, vec![path]);
+        Ok(())
+    }
+
+    /// Tries a failed file again now.
+    pub async fn retry(&self, path: PathBuf) -> Result<(), String> {
+        let engine = self.engine().await?;
+        self.run_now(engine, vec![path]);
+        Ok(())
+    }
+
+    /// Asks the server again about every file instead of trusting the sync list.
+    pub async fn recheck(&self) -> Result<(), String> {
+        let engine = self.engine().await?;
+        let folders = self.settings().folders;
+        let me = self.clone();
+        self.inner.rt.spawn(async move {
+            let summary = engine.recheck(&folders).await;
+            me.after_round(&summary);
+        });
+        Ok(())
+    }
+
+    fn run_now(&self, engine: Arc<Engine>, paths: Vec<PathBuf>) {
+        let me = self.clone();
+        self.inner.rt.spawn(async move {
+            let summary = engine.sync(&paths).await;
+            me.after_round(&summary);
+        });
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(Ordering::SeqCst)
+    }
+
+    pub async fn set_paused(&self, paused: bool) {
+        self.inner.paused.store(paused, Ordering::SeqCst);
+        if let Some(r) = self.inner.running.lock().await.as_ref() {
+            if paused {
+                r.engine.control().pause();
+            } else {
+                r.engine.control().resume();
+            }
+        }
+        (self.inner.hooks.changed)();
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.inner.offline.load(Ordering::SeqCst)
+    }
+
+    /// After each sync round: notifications, and the offline check when files failed.
+    fn after_round(&self, summary: &Summary) {
+        let notify = &self.inner.hooks.notify;
+        if summary.uploaded >= BIG_SYNC {
+            notify(
+                "Backup finished".into(),
+                format!("{} photos uploaded", summary.uploaded),
+            );
+        }
+        if let Some((path, why)) = summary.failed.first() {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            );
+            notify(
+                format!("{} files could not be backed up", summary.failed.len()),
+                format!("{name}: {why}"),
+            );
+            self.check_online();
+        } else if summary.uploaded + summary.on_server + summary.already_synced > 0
+            && self.inner.offline.swap(false, Ordering::SeqCst)
+        {
+            (self.inner.hooks.changed)();
+        }
+    }
+
+    /// Files failed: is the server away? If so, poll until it is back (only while away: no
+    /// polling when all is well), then retry the failed files at once.
+    fn check_online(&self) {
+        if self.inner.polling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        self.inner.rt.spawn(async move {
+            let s = me.settings();
+            let mut delay = Duration::from_secs(1);
+            loop {
+                let found = Self::test_connection(&s.server_url, &s.token).await;
+                let away = matches!(found, Connection::Unreachable(_));
+                if me.inner.offline.swap(away, Ordering::SeqCst) != away {
+                    tracing::info!(away, "server connection changed");
+                    (me.inner.hooks.changed)();
+                }
+                if !away {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+                if me.inner.running.lock().await.is_none() {
+                    break;
+                }
+            }
+            me.inner.polling.store(false, Ordering::SeqCst);
+            let failed: Vec<PathBuf> = lock(&me.inner.board)
+                .rows()
+                .iter()
+                .filter(|r| r.status == Status::Failed)
+                .map(|r| r.path.clone())
+                .collect();
+            let engine = me
+                .inner
+                .running
+                .lock()
+                .await
+                .as_ref()
+                .map(|r| r.engine.clone());
+            if let (Some(engine), false) = (engine, failed.is_empty()) {
+                me.run_now(engine, failed);
+            }
+        });
+    }
+
+    pub fn overview(&self) -> Overview {
+        let now = Instant::now();
+        let (paused, offline) = (self.is_paused(), self.is_offline());
+        let board = lock(&self.inner.board);
+        let s = self.settings();
+        Overview {
+            totals: board.totals(now),
+            status_line: if s.is_configured() {
+                board.status_line(now, paused, offline)
+            } else {
+                "Not connected to a server".into()
+            },
+            paused,
+            offline,
+            configured: s.is_configured(),
+            server_url: s.server_url,
+            rate_series: board.rate_history().series(now, 60),
+        }
+    }
+
+    pub fn status_line(&self) -> String {
+        self.overview().status_line
+    }
+
+    pub fn query(&self, q: &Query) -> Page {
+        lock(&self.inner.board).query(q)
+    }
+
+    pub fn take_changed(&self) -> Vec<Row> {
+        lock(&self.inner.board).take_changed()
+    }
+
+    /// A row's thumbnail (JPEG), made from the picture and cached.
+    pub async fn thumbnail(&self, id: u64) -> Result<Vec<u8>, String> {
+        let path = lock(&self.inner.board)
+            .row(id)
+            .map(|r| r.path.clone())
+            .ok_or("no such file")?;
+        let thumbs = self.inner.thumbs.clone();
+        tokio::task::spawn_blocking(move || thumbs.get(&path).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Applies server, token and folders given from outside (environment, first-run scripts).
+    pub fn preset(
+        &self,
+        url: Option<String>,
+        token: Option<String>,
+        folders: Vec<PathBuf>,
+    ) -> Result<(), String> {
+        let mut s = self.settings();
+        if let Some(u) = url.filter(|u| !u.is_empty()) {
+            s.server_url = u;
+        }
+        if let Some(t) = token.filter(|t| !t.is_empty()) {
+            s.token = t;
+        }
+        for f in folders {
+            let f = std::path::absolute(&f).unwrap_or(f);
+            if f.is_dir() && !s.folders.contains(&f) {
+                s.folders.push(f);
+            }
+        }
+        self.save(s)
+    }
+}
+
+#[cfg(test)]
+mod tests;

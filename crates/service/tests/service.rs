@@ -1,0 +1,148 @@
+//! The service against the real server on loopback, with real photos.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use photosync_board::{Query, Status};
+use photosync_server::{token_hash, AppState, Config};
+use photosync_service::{Hooks, Paths, Service};
+
+async fn server(dir: &Path) -> (String, String, AppState) {
+    let state = AppState::embedded(dir, Config::default()).unwrap();
+    let token = "psk_service_test".to_owned();
+    state
+        .store
+        .create_user("me", &token_hash(&token), 0)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(photosync_server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    (url, token, state)
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let (url, token, state) = server(server_dir.path()).await;
+    let home = tempfile::tempdir().unwrap();
+    let notices: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let hooks = Hooks {
+        changed: Arc::new(|| {}),
+        notify: {
+            let n = notices.clone();
+            Arc::new(move |t, b| n.lock().unwrap().push((t, b)))
+        },
+    };
+    let service = Service::new(
+        Paths::under(home.path()),
+        hooks,
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    assert_eq!(service.overview().status_line, "Not connected to a server");
+
+    // A wrong token and a wrong address are refused with what went wrong, and not saved.
+    let e = service.configure(&url, "psk_wrong").await.unwrap_err();
+    assert!(e.contains("refused the token"), "{e}");
+    let e = service
+        .configure("ftp://nowhere", &token)
+        .await
+        .unwrap_err();
+    assert!(e.contains("http://"), "{e}");
+    assert!(!service.settings().is_configured());
+    service.configure(&url, &token).await.unwrap();
+
+    let photos = home.path().join("Pictures");
+    std::fs::create_dir(&photos).unwrap();
+    for n in ["aqua.jpg", "dune.jpg", "storm.jpg", "coffee.jpg"] {
+        std::fs::copy(photosync_testkit::photos_dir().join(n), photos.join(n)).unwrap();
+    }
+    std::fs::write(photos.join("broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").unwrap();
+    service.add_folder(&photos).await.unwrap();
+    wait_until("the folder is synced", || {
+        let t = service.overview().totals;
+        t.by_status[&Status::Uploaded] == 4 && t.by_status[&Status::Failed] == 1
+    })
+    .await;
+    let folders = service.folders();
+    assert_eq!((folders[0].files, folders[0].done), (5, 5));
+    assert_eq!(service.overview().status_line, "Up to date · 1 failed");
+    let failed = service.query(&Query {
+        status: Some("failed".into()),
+        ..Query::default()
+    });
+    assert_eq!(failed.rows[0].name, "broken.jpg");
+    assert!(
+        failed.rows[0].reason.as_deref().unwrap().contains("jpeg"),
+        "{:?}",
+        failed.rows[0]
+    );
+    assert_eq!(state.store.list_images(1, 0, 100).await.unwrap().len(), 4);
+
+    // A thumbnail is made from the picture.
+    let id = service.query(&Query::default()).rows[0].id;
+    let thumb = service.thumbnail(id).await.unwrap();
+    assert_eq!(&thumb[..2], b"\xFF\xD8");
+
+    // A dropped file is synced at once and listed first; a renamed copy is on the server.
+    let elsewhere = home.path().join("Desktop");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::copy(
+        photosync_testkit::photos_dir().join("wood.jpg"),
+        elsewhere.join("new.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(photos.join("aqua.jpg"), elsewhere.join("renamed.jpg")).unwrap();
+    service
+        .sync_dropped(vec![
+            elsewhere.join("new.jpg"),
+            elsewhere.join("renamed.jpg"),
+        ])
+        .await
+        .unwrap();
+    wait_until("the dropped files are done", || {
+        let page = service.query(&Query::default());
+        page.rows[..2]
+            .iter()
+            .all(|r| r.dropped && r.status.is_settled())
+    })
+    .await;
+    let page = service.query(&Query::default());
+    let renamed = page.rows.iter().find(|r| r.name == "renamed.jpg").unwrap();
+    // Its bytes are in the sync list already: synced, and the reason names the other file.
+    assert_eq!(renamed.status, Status::Synced);
+    let m = renamed.matched.as_ref().unwrap();
+    assert_eq!((m.kind, m.name.as_str()), ("same_bytes", "aqua.jpg"));
+    assert!(m.reason.contains("same bytes as aqua.jpg"), "{}", m.reason);
+
+    // Settings survive a restart of the service; pending nothing.
+    service.set_paused(true).await;
+    assert!(service.overview().status_line.starts_with("Paused"));
+    service.set_paused(false).await;
+    service.stop().await;
+    let again = Service::new(
+        Paths::under(home.path()),
+        Hooks::none(),
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    assert_eq!(again.settings().folders, vec![photos.clone()]);
+    assert!(notices.lock().unwrap().iter().all(|(t, _)| !t.is_empty()));
+}

@@ -1,0 +1,122 @@
+//! Thumbnails for the desktop list: decoded at reduced scale by the identifier's decoder (a
+//! 12 MP JPEG never decodes at full size), resized to fit a square, stored as JPEG in a cache
+//! folder. The cache key covers the path, size and mtime, so an edited file gets a new one.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use photosync_identify::{preview, IdentifyError, Limits};
+
+/// The longest side of a thumbnail, in pixels.
+pub const SIDE: u32 = 160;
+
+#[derive(Debug, Clone)]
+pub struct Thumbs {
+    dir: PathBuf,
+}
+
+impl Thumbs {
+    pub fn new(dir: PathBuf) -> Thumbs {
+        Thumbs { dir }
+    }
+
+    fn key(path: &Path) -> std::io::Result<String> {
+        let meta = std::fs::metadata(path)?;
+        let mtime = meta
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut h = blake3::Hasher::new();
+        h.update(path.as_os_str().as_bytes());
+        h.update(&meta.len().to_le_bytes());
+        h.update(&mtime.to_le_bytes());
+        Ok(h.finalize().to_hex()[..32].to_owned())
+    }
+
+    /// The JPEG bytes of `path`'s thumbnail, made on first use.
+    pub fn get(&self, path: &Path) -> Result<Vec<u8>, IdentifyError> {
+        let key = Self::key(path)?;
+        let file = self.dir.join(&key[..2]).join(format!("{key}.jpg"));
+        if let Ok(bytes) = std::fs::read(&file) {
+            return Ok(bytes);
+        }
+        let bytes = make(path)?;
+        // A cache that cannot be written still gives the thumbnail.
+        let written = std::fs::create_dir_all(file.parent().unwrap_or(&self.dir)).and_then(|()| {
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &file)
+        });
+        if let Err(e) = written {
+            tracing::warn!(file = %file.display(), error = %e, "thumbnail not cached");
+        }
+        Ok(bytes)
+    }
+}
+
+fn make(path: &Path) -> Result<Vec<u8>, IdentifyError> {
+    let pixels = preview(path, &Limits::default())?;
+    let thumb = image::DynamicImage::ImageRgb8(pixels).thumbnail(SIDE, SIDE);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&thumb.to_rgb8())
+        .map_err(|e| IdentifyError::Corrupt {
+            format: "thumbnail",
+            reason: e.to_string(),
+        })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_thumbnail_fits_the_square_keeps_the_aspect_and_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("aqua.jpg");
+        std::fs::copy(photosync_testkit::photos_dir().join("aqua.jpg"), &photo).unwrap();
+        let thumbs = Thumbs::new(dir.path().join("cache"));
+        let bytes = thumbs.get(&photo).unwrap();
+        let img = image::load_from_memory(&bytes).unwrap();
+        assert_eq!(
+            (img.width(), img.height()),
+            (160, 100),
+            "800x500 fits 160x100"
+        );
+        let cached: Vec<_> = walk(&dir.path().join("cache"));
+        assert_eq!(cached.len(), 1);
+        assert_eq!(std::fs::read(&cached[0]).unwrap(), bytes);
+        // Same file, same thumbnail from the cache; an edit makes a new one.
+        assert_eq!(thumbs.get(&photo).unwrap(), bytes);
+        std::fs::copy(photosync_testkit::photos_dir().join("dune.jpg"), &photo).unwrap();
+        assert_ne!(thumbs.get(&photo).unwrap(), bytes);
+        assert_eq!(walk(&dir.path().join("cache")).len(), 2);
+    }
+
+    #[test]
+    fn bad_files_give_errors_not_thumbnails() {
+        let dir = tempfile::tempdir().unwrap();
+        let thumbs = Thumbs::new(dir.path().join("cache"));
+        let text = dir.path().join("notes.jpg");
+        std::fs::write(&text, b"just text").unwrap();
+        assert!(thumbs.get(&text).is_err());
+        let empty = dir.path().join("empty.jpg");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(thumbs.get(&empty).is_err());
+        assert!(thumbs.get(&dir.path().join("missing.jpg")).is_err());
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,367 @@
+//! The Photosync desktop app: a thin Tauri v2 shell. Commands and events adapt
+//! `photosync-service` (which runs the engine) to the window; no sync logic lives here.
+//!
+//! - `run_app` takes any `tauri::Builder<R>`, so the whole app runs on Tauri's mock runtime in
+//!   tests; desktop-only plugins (single instance, autostart, notifications, dialog) and the
+//!   tray are added by `main.rs`.
+//! - Board changes reach the window as one `board` event per 250 ms at most, carrying the
+//!   changed rows and the totals, and only when something changed: no polling.
+
+pub mod tray;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use photosync_board::{Page, Query, Row};
+use photosync_engine::Connection;
+use photosync_service::{FolderInfo, Hooks, Overview, Paths, Service, Settings};
+use serde::Serialize;
+use tauri::{Emitter, Manager, Runtime};
+
+/// How often at most the window hears about changes.
+pub const BOARD_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The payload of the `board` event.
+#[derive(Debug, Clone, Serialize)]
+pub struct BoardUpdate {
+    pub overview: Overview,
+    pub changed: Vec<Row>,
+}
+
+/// Managed state: the service and the signal that the board changed.
+#[allow(missing_debug_implementations)] // holds the service
+pub struct AppState {
+    pub service: Service,
+    dirty: Arc<tokio::sync::Notify>,
+    quitting: AtomicBool,
+}
+
+/// Where the app keeps its files: `PHOTOSYNC_DESKTOP_DIR` if set (tests, portable use), else
+/// the platform's config, data and cache directories.
+pub fn app_paths() -> Result<Paths, String> {
+    if let Some(dir) = std::env::var_os("PHOTOSYNC_DESKTOP_DIR") {
+        return Ok(Paths::under(&PathBuf::from(dir)));
+    }
+    let dirs = directories::ProjectDirs::from("org", "photosync", "photosync-desktop")
+        .ok_or("no home directory")?;
+    Ok(Paths {
+        settings: dirs.config_dir().join("settings.json"),
+        state: dirs.data_dir().join("state.db"),
+        thumbnails: dirs.cache_dir().join("thumbnails"),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConnectionReport {
+    pub ok: bool,
+    /// "ok", "unreachable", "bad_token" or "not_photosync".
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl From<Connection> for ConnectionReport {
+    fn from(c: Connection) -> Self {
+        let kind = match &c {
+            Connection::Ok => "ok",
+            Connection::Unreachable(_) => "unreachable",
+            Connection::BadToken => "bad_token",
+            Connection::NotPhotosync(_) => "not_photosync",
+        };
+        ConnectionReport {
+            ok: c == Connection::Ok,
+            kind,
+            message: c.to_string(),
+        }
+    }
+}
+
+fn service<R: Runtime>(app: &tauri::AppHandle<R>) -> Result<Service, String> {
+    app.try_state::<AppState>()
+        .map(|s| s.service.clone())
+        .ok_or_else(|| "the app is still starting".to_owned())
+}
+
+#[tauri::command]
+fn overview<R: Runtime>(app: tauri::AppHandle<R>) -> Result<Overview, String> {
+    Ok(service(&app)?.overview())
+}
+
+#[tauri::command]
+fn list<R: Runtime>(app: tauri::AppHandle<R>, query: Query) -> Result<Page, String> {
+    Ok(service(&app)?.query(&query))
+}
+
+#[tauri::command]
+async fn test_connection(url: String, token: String) -> ConnectionReport {
+    Service::test_connection(&url, &token).await.into()
+}
+
+#[tauri::command]
+async fn configure<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    url: String,
+    token: String,
+) -> Result<(), String> {
+    service(&app)?.configure(&url, &token).await
+}
+
+#[tauri::command]
+fn folders<R: Runtime>(app: tauri::AppHandle<R>) -> Result<Vec<FolderInfo>, String> {
+    Ok(service(&app)?.folders())
+}
+
+#[tauri::command]
+async fn add_folder<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
+    service(&app)?.add_folder(&path).await
+}
+
+#[tauri::command]
+async fn remove_folder<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
+    service(&app)?.remove_folder(&path).await
+}
+
+/// Files or folders to sync right away: what a drop on the window does.
+#[tauri::command]
+async fn sync_paths<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    paths: Vec<PathBuf>,
+) -> Result<(), String> {
+    service(&app)?.sync_dropped(paths).await
+}
+
+#[tauri::command]
+async fn force_upload<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
+    service(&app)?.force_upload(path).await
+}
+
+#[tauri::command]
+async fn retry<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
+    service(&app)?.retry(path).await
+}
+
+#[tauri::command]
+async fn recheck<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
+    service(&app)?.recheck().await
+}
+
+#[tauri::command]
+async fn sync_now<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
+    service(&app)?.restart().await
+}
+
+#[tauri::command]
+async fn set_paused<R: Runtime>(app: tauri::AppHandle<R>, paused: bool) -> Result<(), String> {
+    service(&app)?.set_paused(paused).await;
+    Ok(())
+}
+
+/// The settings, without the token (the window never needs it back).
+#[tauri::command]
+fn get_settings<R: Runtime>(app: tauri::AppHandle<R>) -> Result<Settings, String> {
+    let mut s = service(&app)?.settings();
+    s.token = String::new();
+    Ok(s)
+}
+
+#[tauri::command]
+async fn update_settings<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    settings: Settings,
+) -> Result<(), String> {
+    set_autostart(&app, settings.start_at_login)?;
+    service(&app)?.update_settings(settings).await
+}
+
+fn set_autostart<R: Runtime>(app: &tauri::AppHandle<R>, on: bool) -> Result<(), String> {
+    // Absent on the mock runtime and wherever the plugin is not registered.
+    let Some(manager) = app.try_state::<tauri_plugin_autostart::AutoLaunchManager>() else {
+        return Ok(());
+    };
+    let result = if on {
+        manager.enable()
+    } else {
+        manager.disable()
+    };
+    result.map_err(|e| format!("start at login: {e}"))
+}
+
+/// Sends one notification, if the notification plugin is there.
+fn notify<R: Runtime>(app: &tauri::AppHandle<R>, title: &str, body: &str) {
+    use tauri_plugin_notification::NotificationExt;
+    if app
+        .try_state::<tauri_plugin_notification::Notification<R>>()
+        .is_none()
+    {
+        return;
+    }
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+        tracing::debug!(error = %e, "notification not shown");
+    }
+}
+
+/// Shows and focuses the main window (tray "Open", a second launch).
+pub fn show_main<R: Runtime>(app: &tauri::AppHandle<R>) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+/// Stops syncing cleanly (pending uploads resume at the next start), then exits.
+pub fn quit<R: Runtime>(app: &tauri::AppHandle<R>) {
+    let Some(state) = app.try_state::<AppState>() else {
+        app.exit(0);
+        return;
+    };
+    state.quitting.store(true, Ordering::SeqCst);
+    let (service, app) = (state.service.clone(), app.clone());
+    tauri::async_runtime::spawn(async move {
+        service.stop().await;
+        app.exit(0);
+    });
+}
+
+/// Waits for board changes and sends them to the window and the tray, at most once per
+/// `BOARD_INTERVAL`.
+fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::Notify>) {
+    tauri::async_runtime::spawn(async move {
+        loop {
+            dirty.notified().await;
+            tokio::time::sleep(BOARD_INTERVAL).await;
+            let Ok(service) = service(&app) else { continue };
+            let update = BoardUpdate {
+                overview: service.overview(),
+                changed: service.take_changed(),
+            };
+            tray::set_status(&app, &update.overview);
+            if let Err(e) = app.emit("board", &update) {
+                tracing::debug!(error = %e, "board event not sent");
+            }
+        }
+    });
+}
+
+/// The whole app on any runtime: state, commands, the `thumb://` protocol, window behaviour.
+pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
+    builder
+        .invoke_handler(tauri::generate_handler![
+            overview,
+            list,
+            test_connection,
+            configure,
+            folders,
+            add_folder,
+            remove_folder,
+            sync_paths,
+            force_upload,
+            retry,
+            recheck,
+            sync_now,
+            set_paused,
+            get_settings,
+            update_settings
+        ])
+        // Thumbnails made in Rust: thumb://localhost/<row id>
+        .register_asynchronous_uri_scheme_protocol("thumb", |ctx, request, responder| {
+            let app = ctx.app_handle().clone();
+            let id = request
+                .uri()
+                .path()
+                .trim_start_matches('/')
+                .parse::<u64>()
+                .ok();
+            tauri::async_runtime::spawn(async move {
+                let found = match (service(&app), id) {
+                    (Ok(s), Some(id)) => s.thumbnail(id).await,
+                    _ => Err("no such thumbnail".into()),
+                };
+                let response = match found {
+                    Ok(jpeg) => tauri::http::Response::builder()
+                        .header("content-type", "image/jpeg")
+                        .header("cache-control", "max-age=3600")
+                        .body(jpeg),
+                    Err(e) => tauri::http::Response::builder()
+                        .status(404)
+                        .header("content-type", "text/plain")
+                        .body(e.into_bytes()),
+                };
+                match response {
+                    Ok(r) => responder.respond(r),
+                    Err(e) => tracing::warn!(error = %e, "thumbnail response"),
+                }
+            });
+        })
+        .on_window_event(|window, event| match event {
+            // Closing the window keeps syncing in the tray.
+            tauri::WindowEvent::CloseRequested { api, .. } => {
+                let quitting = window
+                    .app_handle()
+                    .try_state::<AppState>()
+                    .is_some_and(|s| s.quitting.load(Ordering::SeqCst));
+                if !quitting && window.app_handle().tray_by_id(tray::ID).is_some() {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+            tauri::WindowEvent::DragDrop(tauri::DragDropEvent::Drop { paths, .. }) => {
+                let (app, paths) = (window.app_handle().clone(), paths.clone());
+                tauri::async_runtime::spawn(async move {
+                    if let Ok(s) = service(&app) {
+                        if let Err(e) = s.sync_dropped(paths).await {
+                            let _ = app.emit("problem", e);
+                        }
+                    }
+                });
+            }
+            _ => {}
+        })
+        .setup(|app| {
+            let handle = app.handle().clone();
+            let dirty = Arc::new(tokio::sync::Notify::new());
+            let hooks = Hooks {
+                changed: {
+                    let dirty = dirty.clone();
+                    Arc::new(move || dirty.notify_one())
+                },
+                notify: {
+                    let handle = handle.clone();
+                    Arc::new(move |title, body| notify(&handle, &title, &body))
+                },
+            };
+            let paths = app_paths()?;
+            let rt = tauri::async_runtime::handle().inner().clone();
+            let service = Service::new(paths, hooks, rt)?;
+            // Server, token and folders may come from the environment (first-run scripts).
+            let folders = std::env::var_os("PHOTOSYNC_FOLDERS")
+                .map(|v| std::env::split_paths(&v).collect())
+                .unwrap_or_default();
+            service.preset(
+                std::env::var("PHOTOSYNC_SERVER").ok(),
+                std::env::var("PHOTOSYNC_TOKEN").ok(),
+                folders,
+            )?;
+            app.manage(AppState {
+                service: service.clone(),
+                dirty: dirty.clone(),
+                quitting: AtomicBool::new(false),
+            });
+            forward_board(handle.clone(), dirty);
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = service.start().await {
+                    tracing::warn!(error = %e, "sync not started");
+                    let _ = handle.emit("problem", e);
+                }
+            });
+            Ok(())
+        })
+}
+
+impl AppState {
+    /// Wakes the board forwarder (tests use it to flush).
+    pub fn touch(&self) {
+        self.dirty.notify_one();
+    }
+}

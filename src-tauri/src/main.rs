@@ -1,0 +1,56 @@
+//! `photosync-desktop`: the window, the tray and the desktop-only plugins around `run_app`.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        tracing::error!(
+            "no display: the desktop app needs a graphical session. On a machine without a \
+             screen, use the `photosync` command line (photosync sync / watch)."
+        );
+        return std::process::ExitCode::from(2);
+    }
+    let builder = tauri::Builder::default()
+        // First: a second launch only focuses the first window.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            photosync_desktop::show_main(app);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_dialog::init());
+    let app =
+        photosync_desktop::run_app(builder).build(tauri::generate_context!("../tauri.conf.json"));
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "the app could not start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = photosync_desktop::tray::install(app.handle()) {
+        tracing::warn!(error = %e, "no tray icon");
+    }
+    app.run(|app, event| {
+        // With the window closed the app lives on in the tray; only Quit ends it.
+        if let tauri::RunEvent::ExitRequested {
+            code: None, api, ..
+        } = event
+        {
+            if app.tray_by_id(photosync_desktop::tray::ID).is_some() {
+                api.prevent_exit();
+            }
+        }
+    });
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,234 @@
+//! The app's commands, event adapter and tray actions on Tauri's mock runtime (no window, no
+//! display), against a real server on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, INVOKE_KEY};
+use tauri::{Listener, Manager};
+
+/// A server on its own runtime, as a separate process would be.
+fn start_server(dir: &std::path::Path) -> (String, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let state =
+                photosync_server::AppState::embedded(&dir, photosync_server::Config::default())
+                    .unwrap();
+            let token = "psk_mock_app".to_owned();
+            state
+                .store
+                .create_user("me", &photosync_server::token_hash(&token), 0)
+                .await
+                .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            tx.send((url, token)).unwrap();
+            photosync_server::serve(
+                listener,
+                state,
+                std::future::pending(),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn invoke(
+    webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<Value, Value> {
+    get_ipc_response(
+        webview,
+        tauri::webview::InvokeRequest {
+            cmd: cmd.into(),
+            callback: tauri::ipc::CallbackFn(0),
+            error: tauri::ipc::CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: tauri::ipc::InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    )
+    .map(|b| b.deserialize::<Value>().unwrap())
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn commands_events_and_tray_actions_drive_the_service() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let (url, token) = start_server(server_dir.path());
+    let home = tempfile::tempdir().unwrap();
+    // This test binary holds this one test, so the variable is ours alone.
+    std::env::set_var("PHOTOSYNC_DESKTOP_DIR", home.path().join("app"));
+
+    let mut app = photosync_desktop::run_app(mock_builder())
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    // One turn of the (mock) event loop runs the app's setup.
+    #[allow(deprecated)]
+    app.run_iteration(|_, _| {});
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+    let updates: Arc<Mutex<Vec<Value>>> = Arc::default();
+    {
+        let updates = updates.clone();
+        app.listen_any("board", move |e| {
+            updates
+                .lock()
+                .unwrap()
+                .push(serde_json::from_str(e.payload()).unwrap());
+        });
+    }
+
+    // First run: not connected; each kind of bad connection is told apart.
+    let o = invoke(&webview, "overview", json!({})).unwrap();
+    assert_eq!(o["configured"], false);
+    assert_eq!(o["status_line"], "Not connected to a server");
+    let r = invoke(
+        &webview,
+        "test_connection",
+        json!({"url": url, "token": "psk_bad"}),
+    )
+    .unwrap();
+    assert_eq!(
+        (r["ok"].clone(), r["kind"].clone()),
+        (json!(false), json!("bad_token"))
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let r = invoke(
+        &webview,
+        "test_connection",
+        json!({"url": nowhere, "token": token}),
+    )
+    .unwrap();
+    assert_eq!(r["kind"], "unreachable");
+    let e = invoke(
+        &webview,
+        "configure",
+        json!({"url": url, "token": "psk_bad"}),
+    )
+    .unwrap_err();
+    assert!(e.as_str().unwrap().contains("refused the token"), "{e}");
+    invoke(&webview, "configure", json!({"url": url, "token": token})).unwrap();
+    assert_eq!(
+        invoke(&webview, "get_settings", json!({})).unwrap()["token"],
+        "",
+        "never sent back"
+    );
+
+    // A folder of real photos, one corrupt.
+    let photos = home.path().join("Pictures");
+    std::fs::create_dir(&photos).unwrap();
+    for n in ["aqua.jpg", "dune.jpg", "storm.jpg"] {
+        std::fs::copy(photosync_testkit::photos_dir().join(n), photos.join(n)).unwrap();
+    }
+    std::fs::write(photos.join("corrupt.jpg"), b"\xFF\xD8\xFF\xE0\x00\x10JFIF").unwrap();
+    let e = invoke(
+        &webview,
+        "add_folder",
+        json!({"path": home.path().join("nope")}),
+    )
+    .unwrap_err();
+    assert!(e.as_str().unwrap().contains("is not a folder"), "{e}");
+    invoke(&webview, "add_folder", json!({"path": photos})).unwrap();
+    wait_for("uploaded", || {
+        let o = invoke(&webview, "overview", json!({})).unwrap();
+        o["totals"]["by_status"]["uploaded"] == 3 && o["totals"]["by_status"]["failed"] == 1
+    });
+    let folders = invoke(&webview, "folders", json!({})).unwrap();
+    assert_eq!(folders[0]["files"], 4);
+
+    // The event adapter: batched updates with changed rows and totals.
+    wait_for("a board event with the final totals", || {
+        updates
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|u| u["overview"]["totals"]["by_status"]["uploaded"] == 3)
+    });
+    let seen: Vec<String> = updates
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|u| u["changed"].as_array().unwrap().clone())
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    for n in ["aqua.jpg", "dune.jpg", "storm.jpg", "corrupt.jpg"] {
+        assert!(seen.iter().any(|s| s == n), "{n} never sent: {seen:?}");
+    }
+    // Far fewer messages than engine events: they are batched.
+    assert!(updates.lock().unwrap().len() < 40);
+
+    let page = invoke(
+        &webview,
+        "list",
+        json!({"query": {"status": "failed", "offset": 0, "limit": 10}}),
+    )
+    .unwrap();
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["rows"][0]["name"], "corrupt.jpg");
+    assert!(page["rows"][0]["reason"].as_str().unwrap().contains("jpeg"));
+
+    // Tray actions: pause and resume reach the service.
+    photosync_desktop::tray::on_menu(app.handle(), "pause");
+    wait_for("paused", || {
+        invoke(&webview, "overview", json!({})).unwrap()["paused"] == true
+    });
+    assert!(
+        invoke(&webview, "overview", json!({})).unwrap()["status_line"]
+            .as_str()
+            .unwrap()
+            .starts_with("Paused")
+    );
+    photosync_desktop::tray::on_menu(app.handle(), "pause");
+    wait_for("resumed", || {
+        invoke(&webview, "overview", json!({})).unwrap()["paused"] == false
+    });
+
+    // A drop goes through sync_paths and shows first.
+    let dropped = home.path().join("dropped.jpg");
+    std::fs::copy(photosync_testkit::photos_dir().join("wood.jpg"), &dropped).unwrap();
+    invoke(&webview, "sync_paths", json!({"paths": [dropped]})).unwrap();
+    wait_for("the drop is uploaded", || {
+        let page = invoke(
+            &webview,
+            "list",
+            json!({"query": {"offset": 0, "limit": 1}}),
+        )
+        .unwrap();
+        page["rows"][0]["name"] == "dropped.jpg" && page["rows"][0]["status"] == "uploaded"
+    });
+
+    // Settings are saved; a bad command argument is an error, not a crash.
+    let mut s = invoke(&webview, "get_settings", json!({})).unwrap();
+    s["bandwidth_limit"] = json!(500_000);
+    invoke(&webview, "update_settings", json!({"settings": s})).unwrap();
+    assert_eq!(
+        invoke(&webview, "get_settings", json!({})).unwrap()["bandwidth_limit"],
+        500_000
+    );
+    assert!(invoke(&webview, "add_folder", json!({"wrong": 1})).is_err());
+
+    let state = app.state::<photosync_desktop::AppState>();
+    tauri::async_runtime::block_on(state.service.stop());
+}
