@@ -221,6 +221,10 @@ impl Board {
                 row.status = Status::Identifying;
                 row.reason = None;
             }
+            // A later rescan finds what this session uploaded or matched in the sync list: the
+            // row keeps saying what happened to it.
+            Event::AlreadySynced { .. }
+                if matches!(row.status, Status::Uploaded | Status::OnServer) => {}
             Event::AlreadySynced {
                 remote_id, same_as, ..
             } => {

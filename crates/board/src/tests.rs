@@ -252,3 +252,27 @@ fn the_rate_history_spreads_bytes_over_its_window() {
         10.0
     );
 }
+
+#[test]
+fn a_rescan_does_not_hide_what_this_session_did() {
+    let b = board_with(&[
+        Event::Uploaded {
+            path: p("a.jpg"),
+            remote_id: 1,
+        },
+        Event::AlreadySynced {
+            path: p("a.jpg"),
+            remote_id: 1,
+            same_as: None,
+        },
+        Event::AlreadySynced {
+            path: p("b.jpg"),
+            remote_id: 1,
+            same_as: Some(p("a.jpg")),
+        },
+    ]);
+    assert_eq!(b.rows()[0].status, Status::Uploaded);
+    assert_eq!(b.rows()[1].status, Status::Synced);
+    let m = b.rows()[1].matched.as_ref().unwrap();
+    assert!(m.reason.contains("same bytes as a.jpg"), "{}", m.reason);
+}

@@ -1,0 +1,488 @@
+//! End to end: the real app in a real window under Xvfb, driven through WebDriver
+//! (tauri-driver + WebKitWebDriver), against a real server on loopback started here.
+//! Screenshots of the main states go to target/screenshots/.
+//!
+//! Needs Xvfb, tauri-driver and WebKitWebDriver (`scripts/setup` installs them).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const APP: &str = env!("CARGO_BIN_EXE_photosync-desktop");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tool(name: &str) -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([home.join(".cargo/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is missing: run `bash scripts/setup`"))
+}
+
+/// A private X display.
+fn xvfb() -> (Proc, String) {
+    for n in 90..200 {
+        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = Command::new(tool("Xvfb"))
+            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = Proc(child);
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&socket).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if Path::new(&socket).exists() {
+            return (proc, display);
+        }
+    }
+    panic!("no free X display");
+}
+
+/// The server in this process, stoppable and restartable on the same address.
+struct TestServer {
+    state: photosync_server::AppState,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    async fn start(dir: &Path) -> (TestServer, String) {
+        let state =
+            photosync_server::AppState::embedded(dir, photosync_server::Config::default()).unwrap();
+        let token = "psk_e2e_token".to_owned();
+        state
+            .store
+            .create_user("me", &photosync_server::token_hash(&token), 0)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut s = TestServer {
+            state,
+            addr,
+            stop: None,
+            task: None,
+        };
+        s.serve(listener);
+        (s, token)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(photosync_server::serve(
+            listener,
+            self.state.clone(),
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(1),
+        )));
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn go_away(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    async fn come_back(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    async fn images(&self) -> usize {
+        self.state
+            .store
+            .list_images(1, 0, 1000)
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// Calls a command of the app the way the page does.
+async fn invoke(c: &Client, cmd: &str, args: Value) -> Value {
+    c.execute_async(
+        "const [cmd, args, done] = arguments;
+         window.__TAURI__.core.invoke(cmd, args).then(done, (e) => done({ error: String(e) }));",
+        vec![json!(cmd), args],
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_js(c: &Client, what: &str, condition: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if js(c, &format!("return !!({condition});")).await == json!(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let status = js(
+                c,
+                "return document.getElementById('status-line').textContent",
+            )
+            .await;
+            let rows = js(
+                c,
+                "return [...document.querySelectorAll('.row')].map(r => r.dataset.name + ' ' + r.dataset.status + ': ' + r.querySelector('.detail').textContent)",
+            )
+            .await;
+            panic!("timed out: {what}\nstatus: {status}\nrows: {rows:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn row_status(name: &str) -> String {
+    format!("(document.querySelector('.row[data-name=\"{name}\"]') || {{dataset: {{}}}}).dataset.status")
+}
+
+async fn fill(c: &Client, id: &str, text: &str) {
+    let el = c.find(Locator::Id(id)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn screenshot(c: &Client, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, c.screenshot().await.unwrap()).unwrap();
+    path
+}
+
+/// A blank or single-colour capture has next to no distinct colours or contrast.
+fn assert_not_blank(path: &Path) {
+    let img = image::open(path).unwrap().to_rgb8();
+    assert!(
+        img.width() >= 600 && img.height() >= 400,
+        "{}: tiny",
+        path.display()
+    );
+    let mut colours = std::collections::HashSet::new();
+    let (mut sum, mut sq, mut n) = (0f64, 0f64, 0f64);
+    for p in img.pixels().step_by(7) {
+        colours.insert(p.0);
+        let l = 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
+        sum += l;
+        sq += l * l;
+        n += 1.0;
+    }
+    let sd = (sq / n - (sum / n).powi(2)).max(0.0).sqrt();
+    assert!(
+        colours.len() > 200 && sd > 20.0,
+        "{} looks blank: {} colours, luma sd {sd:.1}",
+        path.display(),
+        colours.len()
+    );
+}
+
+fn copy_photo(name: &str, to: &Path) {
+    std::fs::copy(photosync_testkit::photos_dir().join(name), to).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_server() {
+    let work = tempfile::tempdir().unwrap();
+    let (mut server, token) = TestServer::start(&work.path().join("server")).await;
+
+    // The library: real photos, a corrupt image and a file that cannot be read.
+    let library = work.path().join("Pictures");
+    std::fs::create_dir(&library).unwrap();
+    for n in [
+        "aqua.jpg",
+        "dune.jpg",
+        "storm.jpg",
+        "coffee.jpg",
+        "garden.jpg",
+        "wood.jpg",
+    ] {
+        copy_photo(n, &library.join(n));
+    }
+    let mut corrupt =
+        std::fs::read(photosync_testkit::photos_dir().join("castle-maintenon.jpg")).unwrap();
+    corrupt.truncate(600);
+    std::fs::write(library.join("corrupt.jpg"), corrupt).unwrap();
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if root {
+        // Root reads any file: a link to nothing is what cannot be read.
+        std::os::unix::fs::symlink(work.path().join("gone.jpg"), library.join("unreadable.jpg"))
+            .unwrap();
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        copy_photo("brick.jpg", &library.join("unreadable.jpg"));
+        std::fs::set_permissions(
+            library.join("unreadable.jpg"),
+            std::fs::Permissions::from_mode(0),
+        )
+        .unwrap();
+    }
+
+    let (_x, display) = xvfb();
+    let (port, native) = (free_port(), free_port());
+    let _driver = Proc(
+        Command::new(tool("tauri-driver"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .env("DISPLAY", &display)
+            .env("PHOTOSYNC_DESKTOP_DIR", work.path().join("app"))
+            .env_remove("PHOTOSYNC_SERVER")
+            .env_remove("PHOTOSYNC_TOKEN")
+            .env_remove("PHOTOSYNC_FOLDERS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port, "tauri-driver");
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("wry"));
+    caps.insert("tauri:options".into(), json!({ "application": APP }));
+    let c = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+
+    // First run: the connection form; a wrong token is told apart.
+    wait_js(
+        &c,
+        "the first-run form",
+        "!document.getElementById('setup').classList.contains('hidden')",
+    )
+    .await;
+    fill(&c, "server-url", &server.url()).await;
+    fill(&c, "token", "psk_not_this_one").await;
+    click(&c, "test-connection").await;
+    wait_js(
+        &c,
+        "the bad token message",
+        "document.getElementById('connection-message').textContent.includes('refused the token')",
+    )
+    .await;
+    let first_run = screenshot(&c, "first-run").await;
+    fill(&c, "token", &token).await;
+    click(&c, "test-connection").await;
+    wait_js(
+        &c,
+        "the good connection message",
+        "document.getElementById('connection-message').textContent.startsWith('Connected')",
+    )
+    .await;
+    click(&c, "connect").await;
+    wait_js(
+        &c,
+        "the form to close",
+        "document.getElementById('setup').classList.contains('hidden')",
+    )
+    .await;
+
+    // A folder, by a path (the native dialog is out of WebDriver's reach).
+    fill(&c, "folder-path", library.to_str().unwrap()).await;
+    click(&c, "add-folder-path").await;
+    wait_js(
+        &c,
+        "every photo uploaded and both bad files failed",
+        "document.querySelectorAll('.row[data-status=uploaded]').length === 6 && document.querySelectorAll('.row[data-status=failed]').length === 2",
+    )
+    .await;
+    let reasons = js(&c, "return [...document.querySelectorAll('.row[data-status=failed] .detail')].map(d => d.textContent)").await;
+    assert!(
+        reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.as_str().unwrap().len() > 10),
+        "{reasons}"
+    );
+    assert!(
+        reasons.to_string().contains("jpeg"),
+        "the corrupt file says why: {reasons}"
+    );
+    assert_eq!(
+        js(
+            &c,
+            "return document.getElementById('filter-uploaded').textContent"
+        )
+        .await,
+        json!("Uploaded6")
+    );
+    assert_eq!(server.images().await, 6, "the server holds them");
+    wait_js(
+        &c,
+        "the folder's counts",
+        "document.querySelector('#folders li .count').textContent === '8/8'",
+    )
+    .await;
+    let thumbs = js(&c, "return [...document.querySelectorAll('.row img')].filter(i => i.complete && i.naturalWidth > 0).length").await;
+    assert!(thumbs.as_u64().unwrap() >= 6, "thumbnails shown: {thumbs}");
+    let main = screenshot(&c, "main").await;
+
+    // A renamed copy is recognised, with the reason.
+    copy_photo("aqua.jpg", &library.join("renamed-copy.jpg"));
+    wait_js(
+        &c,
+        "the renamed copy is known",
+        &format!("{} === 'synced'", row_status("renamed-copy.jpg")),
+    )
+    .await;
+    let why = js(
+        &c,
+        "return document.querySelector('.row[data-name=\"renamed-copy.jpg\"] .detail').textContent",
+    )
+    .await;
+    assert!(
+        why.as_str().unwrap().contains("same bytes as aqua.jpg"),
+        "{why}"
+    );
+    assert_eq!(server.images().await, 6);
+
+    // Pause holds uploads; resume lets them go.
+    click(&c, "pause").await;
+    wait_js(
+        &c,
+        "paused",
+        "document.getElementById('status-line').textContent.startsWith('Paused')",
+    )
+    .await;
+    copy_photo("burst-pan-0.jpg", &library.join("while-paused.jpg"));
+    wait_js(
+        &c,
+        "queued while paused",
+        &format!("{} === 'queued'", row_status("while-paused.jpg")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        js(&c, &format!("return {}", row_status("while-paused.jpg"))).await,
+        json!("queued")
+    );
+    assert_eq!(server.images().await, 6, "nothing uploaded while paused");
+    assert_eq!(
+        js(&c, "return document.getElementById('pause').textContent").await,
+        json!("Resume")
+    );
+    click(&c, "pause").await;
+    wait_js(
+        &c,
+        "uploaded after resume",
+        &format!("{} === 'uploaded'", row_status("while-paused.jpg")),
+    )
+    .await;
+
+    // A drop, through the same entry point the window's drop handler uses; shown first.
+    let dropped = work.path().join("dropped.jpg");
+    copy_photo("european-honey-bee.jpg", &dropped);
+    let r = invoke(&c, "sync_paths", json!({ "paths": [dropped] })).await;
+    assert_eq!(r, Value::Null, "{r}");
+    wait_js(
+        &c,
+        "the dropped file on top, uploaded",
+        "(() => { const r = document.querySelector('.row[data-name=\"dropped.jpg\"]'); return r && r.style.top === '0px' && r.dataset.status === 'uploaded' && r.classList.contains('dropped'); })()",
+    )
+    .await;
+    let after_drop = screenshot(&c, "dropped").await;
+
+    // The server goes away mid-sync: offline, then back by itself.
+    server.go_away().await;
+    copy_photo("ladybird.jpg", &library.join("while-away.jpg"));
+    wait_js(
+        &c,
+        "offline shown",
+        "!document.getElementById('offline').classList.contains('hidden')",
+    )
+    .await;
+    let offline = screenshot(&c, "offline").await;
+    server.come_back().await;
+    wait_js(
+        &c,
+        "online again",
+        "document.getElementById('offline').classList.contains('hidden')",
+    )
+    .await;
+    wait_js(
+        &c,
+        "the file from the outage uploaded",
+        &format!("{} === 'uploaded'", row_status("while-away.jpg")),
+    )
+    .await;
+    assert_eq!(server.images().await, 9);
+
+    for shot in [&first_run, &main, &after_drop, &offline] {
+        assert_not_blank(shot);
+    }
+    c.close().await.unwrap();
+}
