@@ -281,7 +281,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         copy_photo("brick.jpg", &library.join("unreadable.jpg"));
         std::fs::set_permissions(
             library.join("unreadable.jpg"),
-            std::fs::Permissions::from_mode(0),
+            std::fs::Permissions::from_mode(0o000),
         )
         .unwrap();
     }
