@@ -7,187 +7,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
+mod common;
+use common::{connect, invoke, js, wait_js, xvfb, TestServer};
+
 const APP: &str = env!("CARGO_BIN_EXE_photosync-desktop");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn tool(name: &str) -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([home.join(".cargo/bin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is missing: run `bash scripts/setup`"))
-}
-
-/// A private X display.
-fn xvfb() -> (Proc, String) {
-    for n in 90..200 {
-        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new(tool("Xvfb"))
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let proc = Proc(child);
-        let socket = format!("/tmp/.X11-unix/X{n}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&socket).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if Path::new(&socket).exists() {
-            return (proc, display);
-        }
-    }
-    panic!("no free X display");
-}
-
-/// The server in this process, stoppable and restartable on the same address.
-struct TestServer {
-    state: photosync_server::AppState,
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestServer {
-    async fn start(dir: &Path) -> (TestServer, String) {
-        let state =
-            photosync_server::AppState::embedded(dir, photosync_server::Config::default()).unwrap();
-        let token = "psk_e2e_token".to_owned();
-        state
-            .store
-            .create_user("me", &photosync_server::token_hash(&token), 0)
-            .await
-            .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut s = TestServer {
-            state,
-            addr,
-            stop: None,
-            task: None,
-        };
-        s.serve(listener);
-        (s, token)
-    }
-
-    fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.stop = Some(tx);
-        self.task = Some(tokio::spawn(photosync_server::serve(
-            listener,
-            self.state.clone(),
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(1),
-        )));
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn go_away(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-
-    async fn come_back(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener);
-    }
-
-    async fn images(&self) -> usize {
-        self.state
-            .store
-            .list_images(1, 0, 1000)
-            .await
-            .unwrap()
-            .len()
-    }
-}
-
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![]).await.unwrap()
-}
-
-/// Calls a command of the app the way the page does.
-async fn invoke(c: &Client, cmd: &str, args: Value) -> Value {
-    c.execute_async(
-        "const [cmd, args, done] = arguments;
-         window.__TAURI__.core.invoke(cmd, args).then(done, (e) => done({ error: String(e) }));",
-        vec![json!(cmd), args],
-    )
-    .await
-    .unwrap()
-}
-
-async fn wait_js(c: &Client, what: &str, condition: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if js(c, &format!("return !!({condition});")).await == json!(true) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let status = js(
-                c,
-                "return document.getElementById('status-line').textContent",
-            )
-            .await;
-            let rows = js(
-                c,
-                "return [...document.querySelectorAll('.row')].map(r => r.dataset.name + ' ' + r.dataset.status + ': ' + r.querySelector('.detail').textContent)",
-            )
-            .await;
-            panic!("timed out: {what}\nstatus: {status}\nrows: {rows:#}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn row_status(name: &str) -> String {
     format!("(document.querySelector('.row[data-name=\"{name}\"]') || {{dataset: {{}}}}).dataset.status")
@@ -287,35 +116,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     }
 
     let (_x, display) = xvfb();
-    let (port, native) = (free_port(), free_port());
-    let _driver = Proc(
-        Command::new(tool("tauri-driver"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native.to_string(),
-            ])
-            .env("DISPLAY", &display)
-            .env("PHOTOSYNC_DESKTOP_DIR", work.path().join("app"))
-            .env_remove("PHOTOSYNC_SERVER")
-            .env_remove("PHOTOSYNC_TOKEN")
-            .env_remove("PHOTOSYNC_FOLDERS")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(port, "tauri-driver");
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("wry"));
-    caps.insert("tauri:options".into(), json!({ "application": APP }));
-    let c = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap();
+    let (_driver, c) = connect(APP, &display, &work.path().join("app")).await;
 
     // First run: the connection form; a wrong token is told apart.
     wait_js(

@@ -70,8 +70,8 @@ fn a_thousand_files_sync_with_bounded_client_memory() {
     let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
     let local = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let small = distinct_photos(&local.path().join("small"), 100);
-    let large = distinct_photos(&local.path().join("large"), 1000);
+    let small = distinct_photos(&local.path().join("small"), 100, 960, 640);
+    let large = distinct_photos(&local.path().join("large"), 1000, 960, 640);
     eprintln!("libraries written: {:?}", started.elapsed());
 
     let small_run = photosync(

@@ -97,6 +97,17 @@ impl Control {
         self.cancelled.load(Ordering::SeqCst)
     }
 
+    /// Returns once `cancel` has been called.
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     pub(crate) async fn wait_while_paused(&self) {
         while self.is_paused() && !self.is_cancelled() {
             let changed = self.changed.notified();

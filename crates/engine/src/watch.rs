@@ -45,6 +45,10 @@ impl Retries {
         }
     }
 
+    fn next_due(&self) -> Option<Instant> {
+        self.due.values().map(|(at, _)| *at).min()
+    }
+
     /// Files due now; the rest keep waiting.
     fn take_due(&mut self) -> Vec<PathBuf> {
         let now = Instant::now();
@@ -131,17 +135,26 @@ impl Engine {
         round(&mut retries, &[], all);
         let control = self.control();
         let mut settling: HashMap<PathBuf, Settling> = HashMap::new();
-        let mut tick = tokio::time::interval(options.tick);
         let mut last_rescan = Instant::now();
         while !control.is_cancelled() {
+            // Wake only for work: a settling file, a retry or the next rescan. An idle watcher
+            // sleeps until then (no polling loop).
+            let mut wake = last_rescan + options.rescan_interval;
+            if !settling.is_empty() {
+                wake = wake.min(Instant::now() + options.tick);
+            }
+            if let Some(due) = retries.next_due() {
+                wake = wake.min(due);
+            }
             tokio::select! {
+                () = control.cancelled() => break,
                 Some(p) = rx.recv() => {
                     settling
                         .entry(p)
                         .and_modify(|s| s.last_event = Instant::now())
                         .or_insert(Settling { last_event: Instant::now(), seen: None });
                 }
-                _ = tick.tick() => {
+                () = tokio::time::sleep_until(wake.into()) => {
                     if last_rescan.elapsed() >= options.rescan_interval {
                         last_rescan = Instant::now();
                         settling.clear();

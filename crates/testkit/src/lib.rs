@@ -438,13 +438,17 @@ pub fn add_user(bin: &Path, dir: &Path, name: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// Writes `n` (up to 1,224) distinct 960×640 JPEGs: crops of the real test photos at different places, in four
-/// orientations, named `IMG_0000.jpg`...; returns `dir`.
-pub fn distinct_photos(dir: &Path, n: usize) -> PathBuf {
+/// Writes `n` distinct `width`×`height` JPEGs named `IMG_00000.jpg`...: crops (60 % of each
+/// side) of the real test photos at places on a grid fine enough for `n`, in four
+/// orientations. Returns `dir`.
+pub fn distinct_photos(dir: &Path, n: usize, width: u32, height: u32) -> PathBuf {
     let sources: Vec<_> = photos().iter().map(|(_, b)| decode(b)).collect();
+    // A g×g grid of crop positions per photo and orientation.
+    let per_spot = sources.len() * 4;
+    let g = (1..).find(|g| g * g * per_spot >= n).unwrap_or(1) as u32;
     let mut jobs = Vec::new();
     'outer: for orient in 0..4 {
-        for spot in 0..9u32 {
+        for spot in 0..g * g {
             for src in 0..sources.len() {
                 if jobs.len() == n {
                     break 'outer;
@@ -454,7 +458,7 @@ pub fn distinct_photos(dir: &Path, n: usize) -> PathBuf {
         }
     }
     std::fs::create_dir_all(dir).unwrap();
-    let chunk = jobs.len().div_ceil(2);
+    let chunk = jobs.len().div_ceil(2).max(1);
     std::thread::scope(|s| {
         for (part, list) in jobs.chunks(chunk).enumerate() {
             let sources = &sources;
@@ -462,9 +466,10 @@ pub fn distinct_photos(dir: &Path, n: usize) -> PathBuf {
                 for (i, &(src, spot, orient)) in list.iter().enumerate() {
                     let img = &sources[src];
                     let (w, h) = (img.width() * 3 / 5, img.height() * 3 / 5);
+                    let step = (g - 1).max(1);
                     let (x, y) = (
-                        (img.width() - w) * (spot % 3) / 2,
-                        (img.height() - h) * (spot / 3) / 2,
+                        (img.width() - w) * (spot % g) / step,
+                        (img.height() - h) * (spot / g) / step,
                     );
                     let crop = image::imageops::crop_imm(img, x, y, w, h).to_image();
                     let crop = match orient {
@@ -473,14 +478,14 @@ pub fn distinct_photos(dir: &Path, n: usize) -> PathBuf {
                         2 => image::imageops::flip_vertical(&crop),
                         _ => image::imageops::rotate180(&crop),
                     };
-                    let big = image::imageops::resize(
+                    let out = image::imageops::resize(
                         &crop,
-                        960,
-                        640,
+                        width,
+                        height,
                         image::imageops::FilterType::Triangle,
                     );
-                    let name = format!("IMG_{:04}.jpg", part * chunk + i);
-                    std::fs::write(dir.join(name), jpeg(&big, 85, false, None)).unwrap();
+                    let name = format!("IMG_{:05}.jpg", part * chunk + i);
+                    std::fs::write(dir.join(name), jpeg(&out, 85, false, None)).unwrap();
                 }
             });
         }
