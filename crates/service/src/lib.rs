@@ -93,6 +93,8 @@ struct Inner {
     offline: AtomicBool,
     /// A poll for the server's return is under way.
     polling: AtomicBool,
+    /// Failures already notified.
+    told_failed: Mutex<std::collections::HashSet<PathBuf>>,
     hooks: Hooks,
     rt: tokio::runtime::Handle,
     thumbs: photosync_thumbs::Thumbs,
@@ -122,6 +124,7 @@ impl Service {
                 paused: AtomicBool::new(false),
                 offline: AtomicBool::new(false),
                 polling: AtomicBool::new(false),
+                told_failed: Mutex::default(),
                 hooks,
                 rt,
             }),
@@ -387,15 +390,26 @@ impl Service {
                 format!("{} photos uploaded", summary.uploaded),
             );
         }
-        if let Some((path, why)) = summary.failed.first() {
-            let name = path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into(),
-            );
-            notify(
-                format!("{} files could not be backed up", summary.failed.len()),
-                format!("{name}: {why}"),
-            );
+        if !summary.failed.is_empty() {
+            // Each failure is told once, not at every retry.
+            let new: Vec<&(PathBuf, String)> = {
+                let mut told = lock(&self.inner.told_failed);
+                summary
+                    .failed
+                    .iter()
+                    .filter(|(p, _)| told.insert(p.clone()))
+                    .collect()
+            };
+            if let Some((path, why)) = new.first() {
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into(),
+                );
+                notify(
+                    format!("{} files could not be backed up", new.len()),
+                    format!("{name}: {why}"),
+                );
+            }
             self.check_online();
         } else if summary.uploaded + summary.on_server + summary.already_synced > 0
             && self.inner.offline.swap(false, Ordering::SeqCst)

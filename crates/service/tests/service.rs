@@ -75,25 +75,39 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
         std::fs::copy(photosync_testkit::photos_dir().join(n), photos.join(n)).unwrap();
     }
     std::fs::write(photos.join("broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").unwrap();
+    std::os::unix::fs::symlink(home.path().join("nowhere.jpg"), photos.join("gone.jpg")).unwrap();
     service.add_folder(&photos).await.unwrap();
     wait_until("the folder is synced", || {
         let t = service.overview().totals;
-        t.by_status[&Status::Uploaded] == 4 && t.by_status[&Status::Failed] == 1
+        t.by_status[&Status::Uploaded] == 4 && t.by_status[&Status::Failed] == 2
     })
     .await;
+    // Another full round meets the same failure: it is notified once, not at every retry.
+    service.restart().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let told = |n: &Arc<Mutex<Vec<(String, String)>>>| {
+        n.lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, b)| t.contains("could not be backed up") && b.starts_with("gone.jpg"))
+            .count()
+    };
+    wait_until("the failure notified", || told(&notices) >= 1).await;
+    assert_eq!(told(&notices), 1);
     let folders = service.folders();
-    assert_eq!((folders[0].files, folders[0].done), (5, 5));
-    assert_eq!(service.overview().status_line, "Up to date · 1 failed");
+    assert_eq!((folders[0].files, folders[0].done), (6, 6));
+    assert_eq!(service.overview().status_line, "Up to date · 2 failed");
     let failed = service.query(&Query {
         status: Some("failed".into()),
         ..Query::default()
     });
-    assert_eq!(failed.rows[0].name, "broken.jpg");
+    let broken = failed.rows.iter().find(|r| r.name == "broken.jpg").unwrap();
     assert!(
-        failed.rows[0].reason.as_deref().unwrap().contains("jpeg"),
-        "{:?}",
-        failed.rows[0]
+        broken.reason.as_deref().unwrap().contains("jpeg"),
+        "{broken:?}"
     );
+    let gone = failed.rows.iter().find(|r| r.name == "gone.jpg").unwrap();
+    assert!(gone.reason.is_some(), "{gone:?}");
     assert_eq!(state.store.list_images(1, 0, 100).await.unwrap().len(), 4);
 
     // A thumbnail is made from the picture.
