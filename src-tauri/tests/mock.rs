@@ -219,6 +219,41 @@ fn commands_events_and_tray_actions_drive_the_service() {
         page["rows"][0]["name"] == "dropped.jpg" && page["rows"][0]["status"] == "uploaded"
     });
 
+    // A smaller copy of a picture the server has is left out, with why; forcing uploads it.
+    let small = photos.join("aqua-small.jpg");
+    std::fs::write(
+        &small,
+        photosync_testkit::make_copy(
+            &std::fs::read(photos.join("aqua.jpg")).unwrap(),
+            photosync_testkit::Copy::HalfSize,
+        ),
+    )
+    .unwrap();
+    invoke(&webview, "sync_paths", json!({"paths": [small]})).unwrap();
+    let row_of = |name: &str| {
+        let page = invoke(
+            &webview,
+            "list",
+            json!({"query": {"search": name, "offset": 0, "limit": 5}}),
+        )
+        .unwrap();
+        page["rows"][0].clone()
+    };
+    wait_for("the copy is matched", || {
+        row_of("aqua-small")["status"] == "on_server"
+    });
+    let row = row_of("aqua-small");
+    assert_eq!(row["matched"]["kind"], "same_picture");
+    assert_eq!(row["matched"]["name"], "aqua.jpg");
+    assert!(row["matched"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("at least as large"));
+    invoke(&webview, "force_upload", json!({"path": small})).unwrap();
+    wait_for("the forced copy is uploaded", || {
+        row_of("aqua-small")["status"] == "uploaded"
+    });
+
     // Settings are saved; a bad command argument is an error, not a crash.
     let mut s = invoke(&webview, "get_settings", json!({})).unwrap();
     s["bandwidth_limit"] = json!(500_000);
