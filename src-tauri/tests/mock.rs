@@ -17,26 +17,13 @@ fn start_server(dir: &std::path::Path) -> (String, String) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
-            let state =
-                photosync_server::AppState::embedded(&dir, photosync_server::Config::default())
-                    .unwrap();
             let token = "psk_mock_app".to_owned();
-            state
-                .store
-                .create_user("me", &photosync_server::token_hash(&token), 0)
+            let state = photosync_server::AppState::embedded_with_user(&dir, "me", &token)
                 .await
                 .unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
+            let url = photosync_server::spawn_local(state).await.unwrap();
             tx.send((url, token)).unwrap();
-            photosync_server::serve(
-                listener,
-                state,
-                std::future::pending(),
-                Duration::from_secs(1),
-            )
-            .await
-            .unwrap();
+            std::future::pending::<()>().await;
         });
     });
     rx.recv().unwrap()

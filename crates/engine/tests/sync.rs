@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use photosync_engine::{Engine, Event, OnServer, Options, ServerConfig, Summary};
-use photosync_server::{token_hash, AppState, Config};
+use photosync_server::AppState;
 use photosync_testkit::{make_copy, photos_dir, Copy};
 
 struct TestServer {
@@ -18,21 +18,11 @@ struct TestServer {
 
 async fn server() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::embedded(dir.path(), Config::default()).unwrap();
     let token = "psk_engine_test".to_owned();
-    state
-        .store
-        .create_user("me", &token_hash(&token), 0)
+    let state = AppState::embedded_with_user(dir.path(), "me", &token)
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(photosync_server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-        std::time::Duration::from_secs(1),
-    ));
+    let url = photosync_server::spawn_local(state.clone()).await.unwrap();
     TestServer {
         url,
         token,

@@ -80,6 +80,31 @@ impl AppState {
         let blobs = LocalBlobs::open(data_dir)?;
         Ok(AppState::new(Arc::new(store), Arc::new(blobs), config))
     }
+
+    /// `embedded` with default settings and one user holding `token` (tests, local runs).
+    pub async fn embedded_with_user(
+        data_dir: &Path,
+        user: &str,
+        token: &str,
+    ) -> Result<Self, StartError> {
+        let state = AppState::embedded(data_dir, Config::default())?;
+        state.store.create_user(user, &token_hash(token), 0).await?;
+        Ok(state)
+    }
+}
+
+/// Serves `state` on 127.0.0.1 with a port the system picks, in the background, for as long as
+/// the runtime lives; returns the base URL.
+pub async fn spawn_local(state: AppState) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(serve(
+        listener,
+        state,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    Ok(url)
 }
 
 #[derive(Debug, thiserror::Error)]

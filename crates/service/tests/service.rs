@@ -7,25 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use photosync_board::{Query, Status};
-use photosync_server::{token_hash, AppState, Config};
+use photosync_server::AppState;
 use photosync_service::{Hooks, Paths, Service};
 
 async fn server(dir: &Path) -> (String, String, AppState) {
-    let state = AppState::embedded(dir, Config::default()).unwrap();
     let token = "psk_service_test".to_owned();
-    state
-        .store
-        .create_user("me", &token_hash(&token), 0)
+    let state = AppState::embedded_with_user(dir, "me", &token)
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(photosync_server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-        Duration::from_secs(1),
-    ));
+    let url = photosync_server::spawn_local(state.clone()).await.unwrap();
     (url, token, state)
 }
 

@@ -85,12 +85,8 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(dir: &Path) -> (TestServer, String) {
-        let state =
-            photosync_server::AppState::embedded(dir, photosync_server::Config::default()).unwrap();
         let token = "psk_e2e_token".to_owned();
-        state
-            .store
-            .create_user("me", &photosync_server::token_hash(&token), 0)
+        let state = photosync_server::AppState::embedded_with_user(dir, "me", &token)
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
