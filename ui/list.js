@@ -12,11 +12,21 @@ export class FileList {
     this.spacer = spacer;
     this.onCount = onCount;
     this.filter = { status: null, search: '' };
-    this.rendered = new Map(); // row id -> element
+    this.rendered = new Map(); // row position -> element
+    this.shownIds = new Set();
+    this.lastAll = -1;
     this.pending = false;
     this.again = false;
     container.addEventListener('scroll', () => this.refresh());
     window.addEventListener('resize', () => this.refresh());
+  }
+
+  // After a batch of changes: fetch again only if a row in view changed or files were added.
+  changed(ids, all) {
+    if (all !== this.lastAll || ids.some((id) => this.shownIds.has(id))) {
+      this.lastAll = all;
+      this.refresh();
+    }
   }
 
   setFilter(filter) {
@@ -47,6 +57,7 @@ export class FileList {
     this.spacer.style.height = `${page.total * ROW_HEIGHT}px`;
     this.onCount(page.total);
     const keep = new Set();
+    this.shownIds = new Set(page.rows.map((r) => r.id));
     page.rows.forEach((row, i) => {
       const top = (first + i) * ROW_HEIGHT;
       const key = `${top}`;

@@ -95,6 +95,7 @@ $('connect').addEventListener('click', async () => {
 
 $('pause').addEventListener('click', () => api.setPaused(!(current && current.paused)).then(refreshOverview));
 $('sync-now').addEventListener('click', () => api.syncNow().catch((e) => showProblem(String(e))));
+$('hide').addEventListener('click', () => window.__TAURI__.window.getCurrentWindow().hide());
 $('recheck').addEventListener('click', () => api.recheck().catch((e) => showProblem(String(e))));
 $('add-folder').addEventListener('click', async () => addFolder(await api.pickFolder()));
 $('add-folder-path').addEventListener('click', () => addFolder($('folder-path').value.trim()));
@@ -144,7 +145,7 @@ async function refreshOverview() {
 let foldersDue = false;
 api.listen('board', (update) => {
   renderOverview(update.overview);
-  fileList.refresh();
+  fileList.changed(update.changed, update.overview.totals.all);
   if (!foldersDue) {
     foldersDue = true;
     setTimeout(() => { foldersDue = false; renderFolders(); }, 1000);

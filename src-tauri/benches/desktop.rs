@@ -37,29 +37,35 @@ fn tree(root: u32) -> Vec<u32> {
     out
 }
 
-fn rss_mb(pids: &[u32]) -> f64 {
+/// Proportional set size in MB: shared pages (WebKit's libraries) count once across the
+/// processes, not once per process as RSS would.
+fn pss_mb(pids: &[u32]) -> f64 {
     pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
         .filter_map(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix("Pss:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
         .sum::<f64>()
         / 1024.0
 }
 
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 /// User + system CPU seconds used so far by `pids`.
-fn cpu_secs(pids: &[u32]) -> f64 {
+fn cpu_secs(pid: u32) -> f64 {
     let tick = 100.0; // USER_HZ on Linux
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .map(|s| {
-            let rest = &s[s.rfind(')').map_or(0, |i| i + 2)..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick
-        })
-        .sum()
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| {
+        let rest = &s[s.rfind(')').map_or(0, |i| i + 2)..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick
+    })
 }
 
 fn app_pid(app_dir: &std::path::Path) -> u32 {
@@ -142,8 +148,8 @@ async fn main() {
         first_window.as_secs_f64()
     );
     let pid = app_pid(&app_dir);
-    let empty_mb = rss_mb(&tree(pid));
-    println!("memory, empty window: {empty_mb:.0} MB (app + WebKit processes)");
+    let empty_mb = pss_mb(&tree(pid));
+    println!("memory, empty window: {empty_mb:.0} MB (PSS of the app and its WebKit processes)");
 
     // Frame times: rAF intervals recorded in the page, idle first as the baseline.
     js(
@@ -202,7 +208,7 @@ async fn main() {
     )
     .await;
     let synced = started.elapsed();
-    let listed_mb = rss_mb(&tree(pid));
+    let listed_mb = pss_mb(&tree(pid));
     let o = invoke(&c, "overview", json!({})).await;
     println!(
         "\nfirst sync of {FILES} files: {:.0} s ({} uploaded, {} on the server already); server holds {}",
@@ -217,22 +223,33 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     js(&c, "window.location.reload(); return true;").await; // drop the bench's own rAF/scroll loops
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for label in ["synced, window open", "synced, window closed to the tray"] {
+    for label in ["synced, window open", "synced, window hidden to the tray"] {
         if label.contains("tray") {
-            let _ = c.close_window().await;
+            js(&c, "document.getElementById('hide').click(); return true;").await;
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         let pids = tree(pid);
-        let (cpu0, t0) = (cpu_secs(&pids), Instant::now());
+        let before: Vec<f64> = pids.iter().map(|p| cpu_secs(*p)).collect();
+        let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(20)).await;
-        let used = cpu_secs(&pids) - cpu0;
+        let secs = t0.elapsed().as_secs_f64();
+        let per: Vec<String> = pids
+            .iter()
+            .zip(&before)
+            .map(|(p, b)| format!("{} {:.2} %", comm(*p), 100.0 * (cpu_secs(*p) - b) / secs))
+            .collect();
+        let total: f64 = pids
+            .iter()
+            .zip(&before)
+            .map(|(p, b)| cpu_secs(*p) - b)
+            .sum();
         println!(
-            "idle, {label}: CPU {:.2} % of one core over {:.0} s; memory {:.0} MB",
-            100.0 * used / t0.elapsed().as_secs_f64(),
-            t0.elapsed().as_secs_f64(),
-            rss_mb(&tree(pid))
+            "idle, {label}: CPU {:.2} % of one core over {secs:.0} s ({}); memory {:.0} MB",
+            100.0 * total / secs,
+            per.join(", "),
+            pss_mb(&tree(pid))
         );
     }
     let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
-    println!("app still running in the tray after the window closed: {alive}");
+    println!("app still running after the window was hidden: {alive}");
 }

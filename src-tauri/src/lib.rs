@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use photosync_board::{Page, Query, Row};
+use photosync_board::{Page, Query};
 use photosync_engine::Connection;
 use photosync_service::{FolderInfo, Hooks, Overview, Paths, Service, Settings};
 use serde::Serialize;
@@ -23,11 +23,12 @@ use tauri::{Emitter, Manager, Runtime};
 /// How often at most the window hears about changes.
 pub const BOARD_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The payload of the `board` event.
+/// The payload of the `board` event: the totals, and which rows changed (ids only: the window
+/// fetches the rows it shows, so 10,000 changes do not cross the bridge as 10,000 rows).
 #[derive(Debug, Clone, Serialize)]
 pub struct BoardUpdate {
     pub overview: Overview,
-    pub changed: Vec<Row>,
+    pub changed: Vec<u64>,
 }
 
 /// Managed state: the service and the signal that the board changed.
@@ -234,7 +235,7 @@ fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::N
             let Ok(service) = service(&app) else { continue };
             let update = BoardUpdate {
                 overview: service.overview(),
-                changed: service.take_changed(),
+                changed: service.take_changed().into_iter().map(|r| r.id).collect(),
             };
             tray::set_status(&app, &update.overview);
             if let Err(e) = app.emit("board", &update) {

@@ -153,15 +153,26 @@ fn commands_events_and_tray_actions_drive_the_service() {
             .iter()
             .any(|u| u["overview"]["totals"]["by_status"]["uploaded"] == 3)
     });
-    let seen: Vec<String> = updates
+    let seen: std::collections::BTreeSet<u64> = updates
         .lock()
         .unwrap()
         .iter()
         .flat_map(|u| u["changed"].as_array().unwrap().clone())
-        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .map(|id| id.as_u64().unwrap())
         .collect();
-    for n in ["aqua.jpg", "dune.jpg", "storm.jpg", "corrupt.jpg"] {
-        assert!(seen.iter().any(|s| s == n), "{n} never sent: {seen:?}");
+    let all = invoke(
+        &webview,
+        "list",
+        json!({"query": {"offset": 0, "limit": 100}}),
+    )
+    .unwrap();
+    for row in all["rows"].as_array().unwrap() {
+        let id = row["id"].as_u64().unwrap();
+        assert!(
+            seen.contains(&id),
+            "{} never announced: {seen:?}",
+            row["name"]
+        );
     }
     // Far fewer messages than engine events: they are batched.
     assert!(updates.lock().unwrap().len() < 40);

@@ -113,7 +113,11 @@ impl Engine {
     ) -> Result<(), String> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Reading a file (ours, a viewer's, a thumbnailer's) changes nothing.
             if let Ok(event) = res {
+                if matches!(event.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
                 for p in event.paths {
                     let _ = tx.send(p);
                 }
