@@ -222,7 +222,12 @@ async fn main() {
     // Idle once synced: window open, then closed to the tray.
     tokio::time::sleep(Duration::from_secs(3)).await;
     js(&c, "window.location.reload(); return true;").await; // drop the bench's own rAF/scroll loops
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let per: Vec<String> = tree(pid)
+        .into_iter()
+        .map(|p| format!("{} {:.0} MB", comm(p), pss_mb(&[p])))
+        .collect();
+    println!("  after reloading the window: {}", per.join(", "));
     for label in ["synced, window open", "synced, window hidden to the tray"] {
         if label.contains("tray") {
             js(&c, "document.getElementById('hide').click(); return true;").await;

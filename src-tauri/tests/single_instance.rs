@@ -28,7 +28,7 @@ fn a_second_launch_hands_over_and_exits() {
         .read_line(&mut address)
         .unwrap();
     let _bus = Proc(bus);
-    let launch = || {
+    let launch = |stderr: Stdio| {
         Command::new(APP)
             .env("DISPLAY", &display)
             .env("DBUS_SESSION_BUS_ADDRESS", address.trim())
@@ -37,11 +37,11 @@ fn a_second_launch_hands_over_and_exits() {
             .env_remove("PHOTOSYNC_TOKEN")
             .env_remove("PHOTOSYNC_FOLDERS")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap()
     };
-    let mut first = Proc(launch());
+    let mut first = Proc(launch(Stdio::null()));
     // The first instance is up once its setup has written the settings.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !work.path().join("settings.json").exists() {
@@ -53,7 +53,7 @@ fn a_second_launch_hands_over_and_exits() {
     }
     std::thread::sleep(Duration::from_millis(500));
 
-    let mut second = launch();
+    let mut second = launch(Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = second.try_wait().unwrap() {
@@ -65,7 +65,9 @@ fn a_second_launch_hands_over_and_exits() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status:?}: {err}");
     assert!(
         first.0.try_wait().unwrap().is_none(),
         "the first instance must keep running"

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use photosync_identify::{preview, IdentifyError, Limits};
 
-/// The longest side of a thumbnail, in pixels.
-pub const SIDE: u32 = 160;
+/// The longest side of a thumbnail, in pixels: the list shows them at 52 px, so this is enough
+/// for a 2× screen and keeps the window's image memory small.
+pub const SIDE: u32 = 112;
 
 #[derive(Debug, Clone)]
 pub struct Thumbs {
@@ -82,8 +83,8 @@ mod tests {
         let img = image::load_from_memory(&bytes).unwrap();
         assert_eq!(
             (img.width(), img.height()),
-            (160, 100),
-            "800x500 fits 160x100"
+            (112, 70),
+            "800x500 fits 112x70"
         );
         let cached: Vec<_> = walk(&dir.path().join("cache"));
         assert_eq!(cached.len(), 1);

@@ -56,19 +56,25 @@ pub fn xvfb() -> (Proc, String) {
             continue;
         }
         let display = format!(":{n}");
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        // A socket without a lock is left over from a server that is gone.
+        let _ = std::fs::remove_file(&socket);
         let child = Command::new(tool("Xvfb"))
             .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let proc = Proc(child);
-        let socket = format!("/tmp/.X11-unix/X{n}");
+        let mut proc = Proc(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !Path::new(&socket).exists() && Instant::now() < deadline {
+            if proc.0.try_wait().unwrap().is_some() {
+                break; // the display was taken after all: try the next
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        if Path::new(&socket).exists() {
+        std::thread::sleep(Duration::from_millis(100));
+        if Path::new(&socket).exists() && proc.0.try_wait().unwrap().is_none() {
             return (proc, display);
         }
     }
