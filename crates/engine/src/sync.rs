@@ -353,13 +353,15 @@ impl Engine {
                     permits.clone(),
                     p.clone(),
                 );
+                // With whether the file was read now (new, changed, renamed) or known unchanged.
                 async move {
                     match cached {
-                        Some(k) => Ok(k),
+                        Some(k) => Ok((k, false)),
                         None => {
                             let _permit = permits.acquire_owned().await;
                             tokio::task::spawn_blocking(move || know(&state, &p, &events))
                                 .await
+                                .map(|k| (k, true))
                                 .map_err(|e| e.to_string())
                         }
                     }
@@ -368,8 +370,13 @@ impl Engine {
             .map(tokio::spawn)
             .collect();
         let mut by_digest: BTreeMap<String, (FileRecord, Vec<PathBuf>)> = BTreeMap::new();
+        let mut read_now = std::collections::HashSet::new();
         for (path, task) in files.iter().zip(tasks) {
-            match task.await.map_err(|e| e.to_string()).and_then(|r| r) {
+            let known = task.await.map_err(|e| e.to_string()).and_then(|r| r);
+            if matches!(known, Ok((_, true))) {
+                read_now.insert(path.clone());
+            }
+            match known.map(|(k, _)| k) {
                 Ok(Known::File(rec)) => {
                     by_digest
                         .entry(rec.digest.clone())
@@ -396,10 +403,15 @@ impl Engine {
         let mut ask = Vec::new();
         for (digest, (rec, paths)) in by_digest {
             if let Ok(Some(synced)) = self.state.synced(&key, &digest) {
-                // Another local file with these bytes, if one is known: "same bytes as ...".
-                let known = self.state.paths_of(&digest).unwrap_or_default();
+                // Another local file with these bytes: "same bytes as ...". Looked up only for
+                // files read now (a new or renamed copy), so a rescan stays at stat speed.
+                let others = if paths.iter().any(|p| read_now.contains(p)) {
+                    self.state.paths_of(&digest).unwrap_or_default()
+                } else {
+                    paths.clone()
+                };
                 for p in paths {
-                    let same_as = known.iter().find(|k| **k != p).cloned();
+                    let same_as = others.iter().find(|k| **k != p).cloned();
                     emit(Event::AlreadySynced {
                         path: p,
                         remote_id: synced.remote_id,

@@ -141,7 +141,7 @@ impl TestServer {
     pub async fn images(&self) -> usize {
         self.state
             .store
-            .list_images(1, 0, 1000)
+            .list_images(1, 0, u32::MAX)
             .await
             .unwrap()
             .len()
