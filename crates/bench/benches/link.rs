@@ -254,8 +254,13 @@ fn main() {
             for (i, (_, sizer)) in cases.iter().enumerate() {
                 seed += 1;
                 let file = random_file(&work, &format!("f{seed}.bin"), bytes, seed);
-                let (took, parts, _) =
-                    rt.block_on(upload(&file, &token, *sizer, &work.join("state.db"), |_| {}));
+                let (took, parts, _) = rt.block_on(upload(
+                    &file,
+                    &token,
+                    *sizer,
+                    &work.join("state.db"),
+                    |_| {},
+                ));
                 let _ = std::fs::remove_file(&file);
                 runs[i].push((bytes as f64 * 8.0 / took / (f64::from(mbit) * 1e6), parts));
             }
