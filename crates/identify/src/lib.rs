@@ -105,20 +105,18 @@ pub fn sniff_format(head: &[u8]) -> Result<Format, IdentifyError> {
 
 /// Reads `path` once, then digests and identifies the bytes.
 pub fn identify_file(path: &Path, limits: &Limits) -> Result<Identity, IdentifyError> {
-    let size = std::fs::metadata(path)?.len();
-    if size > limits.max_file_bytes {
-        return Err(IdentifyError::FileTooLarge {
-            size,
-            max: limits.max_file_bytes,
-        });
-    }
-    let bytes = read_at_most(path, limits.max_file_bytes)?;
-    identify_bytes(&bytes, limits)
+    identify_bytes(&read_file(path, limits)?, limits)
 }
 
-/// Reads the file, refusing it if it grew past `max` since its size was checked.
-fn read_at_most(path: &Path, max: u64) -> Result<Vec<u8>, IdentifyError> {
+/// The whole file, refused before reading if it is over the limit, and if it grew past it
+/// while being read.
+fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>, IdentifyError> {
     use std::io::Read;
+    let max = limits.max_file_bytes;
+    let size = std::fs::metadata(path)?.len();
+    if size > max {
+        return Err(IdentifyError::FileTooLarge { size, max });
+    }
     let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
     file.take(max + 1).read_to_end(&mut bytes)?;
@@ -135,14 +133,7 @@ fn read_at_most(path: &Path, max: u64) -> Result<Vec<u8>, IdentifyError> {
 /// 12 MP JPEG comes out at 500×375; the short side stays at least 128 px): enough for a
 /// thumbnail, at a fraction of a full decode's cost.
 pub fn preview(path: &Path, limits: &Limits) -> Result<image::RgbImage, IdentifyError> {
-    let size = std::fs::metadata(path)?.len();
-    if size > limits.max_file_bytes {
-        return Err(IdentifyError::FileTooLarge {
-            size,
-            max: limits.max_file_bytes,
-        });
-    }
-    let bytes = read_at_most(path, limits.max_file_bytes)?;
+    let bytes = read_file(path, limits)?;
     if bytes.is_empty() {
         return Err(IdentifyError::Empty);
     }
