@@ -4,8 +4,8 @@
 //! - `run_app` takes any `tauri::Builder<R>`, so the whole app runs on Tauri's mock runtime in
 //!   tests; desktop-only plugins (single instance, autostart, notifications, dialog) and the
 //!   tray are added by `main.rs`.
-//! - Board changes reach the window as one `board` event per 250 ms at most, carrying the
-//!   changed rows and the totals, and only when something changed: no polling.
+//! - Board changes reach the window as one `board` event per 250 ms at most, carrying the ids of
+//!   the changed rows and the totals, and only when something changed: no polling.
 
 pub mod tray;
 
