@@ -262,6 +262,27 @@ fn commands_events_and_tray_actions_drive_the_service() {
     );
     assert!(invoke(&webview, "add_folder", json!({"wrong": 1})).is_err());
 
+    // Removing the folder forgets its files in the window (the server keeps them).
+    invoke(&webview, "remove_folder", json!({"path": photos})).unwrap();
+    assert_eq!(invoke(&webview, "folders", json!({})).unwrap(), json!([]));
+    let page = invoke(
+        &webview,
+        "list",
+        json!({"query": {"offset": 0, "limit": 100}}),
+    )
+    .unwrap();
+    let names: Vec<&str> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["dropped.jpg", "aqua-small.jpg"],
+        "dropped files stay listed, wherever they are"
+    );
+
     let state = app.state::<photosync_desktop::AppState>();
     tauri::async_runtime::block_on(state.service.stop());
 }

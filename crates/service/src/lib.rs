@@ -189,9 +189,11 @@ impl Service {
         let mut s = self.settings();
         s.folders.retain(|f| f != path);
         self.save(s)?;
+        // Stopped first, so no late event of the old round brings its files back.
+        self.stop().await;
         lock(&self.inner.board).remove_under(path);
         (self.inner.hooks.changed)();
-        self.restart().await
+        self.start().await
     }
 
     pub fn folders(&self) -> Vec<FolderInfo> {
