@@ -31,11 +31,10 @@ pub struct BoardUpdate {
     pub changed: Vec<u64>,
 }
 
-/// Managed state: the service and the signal that the board changed.
+/// Managed state: the service, and whether Quit was chosen.
 #[allow(missing_debug_implementations)] // holds the service
 pub struct AppState {
     pub service: Service,
-    dirty: Arc<tokio::sync::Notify>,
     quitting: AtomicBool,
 }
 
@@ -346,7 +345,6 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             )?;
             app.manage(AppState {
                 service: service.clone(),
-                dirty: dirty.clone(),
                 quitting: AtomicBool::new(false),
             });
             forward_board(handle.clone(), dirty);
@@ -358,11 +356,4 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             });
             Ok(())
         })
-}
-
-impl AppState {
-    /// Wakes the board forwarder (tests use it to flush).
-    pub fn touch(&self) {
-        self.dirty.notify_one();
-    }
 }

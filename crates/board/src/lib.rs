@@ -58,21 +58,22 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| serde_json_name(*st) == s)
+        Status::ALL.into_iter().find(|st| st.name() == s)
     }
-}
 
-fn serde_json_name(s: Status) -> &'static str {
-    match s {
-        Status::Found => "found",
-        Status::Identifying => "identifying",
-        Status::Synced => "synced",
-        Status::OnServer => "on_server",
-        Status::Queued => "queued",
-        Status::Uploading => "uploading",
-        Status::Uploaded => "uploaded",
-        Status::Skipped => "skipped",
-        Status::Failed => "failed",
+    /// The name on the wire (as serialised).
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Found => "found",
+            Status::Identifying => "identifying",
+            Status::Synced => "synced",
+            Status::OnServer => "on_server",
+            Status::Queued => "queued",
+            Status::Uploading => "uploading",
+            Status::Uploaded => "uploaded",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+        }
     }
 }
 

@@ -486,10 +486,6 @@ impl Service {
         }
     }
 
-    pub fn status_line(&self) -> String {
-        self.overview().status_line
-    }
-
     pub fn query(&self, q: &Query) -> Page {
         lock(&self.inner.board).query(q)
     }
