@@ -240,7 +240,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    for mbit in if only_step { vec![] } else { vec![2u32, 8, 50] } {
+    // PHOTOSYNC_BENCH_RATES=50 runs only the 50 Mbit/s steady cases (a comma list).
+    let rates: Vec<u32> = std::env::var("PHOTOSYNC_BENCH_RATES")
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![2, 8, 50]);
+    let steady_only = std::env::var_os("PHOTOSYNC_BENCH_STEADY_ONLY").is_some();
+    for mbit in if only_step { vec![] } else { rates } {
         Link::rate(mbit);
         let bytes = (f64::from(mbit) * 1e6 / 8.0 * 20.0) as usize; // about 20 s of link time
         let cases = [
@@ -282,6 +287,9 @@ fn main() {
         }
     }
 
+    if steady_only {
+        return;
+    }
     // Step: 20 -> 2 -> 20 Mbit/s during one upload.
     Link::rate(20);
     seed += 1;

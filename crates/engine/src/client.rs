@@ -253,14 +253,30 @@ impl Client {
         Ok((offset, header_u64(&r, IMAGE_ID_HEADER).map(|i| i as i64)))
     }
 
-    /// Sends one part with a BLAKE3 checksum; the time runs until the server's response.
+    /// One PATCH of `part` at `offset`, with its BLAKE3 checksum.
     pub async fn send_part(
         &self,
         url: &str,
         offset: u64,
         part: Vec<u8>,
     ) -> Result<PartAck, ClientError> {
-        let sum = STANDARD.encode(blake3::hash(&part).as_bytes());
+        let sum = blake3::hash(&part);
+        let len = part.len() as u64;
+        self.send_body(url, offset, len, &sum, part.into()).await
+    }
+
+    /// One PATCH of `len` bytes at `offset` streamed from `body`, whose BLAKE3 is `sum`. The
+    /// length is declared up front, so the body is not sent chunked. The part's time runs until
+    /// the server's response: a written body is not a delivered one.
+    pub async fn send_body(
+        &self,
+        url: &str,
+        offset: u64,
+        len: u64,
+        sum: &blake3::Hash,
+        body: reqwest::Body,
+    ) -> Result<PartAck, ClientError> {
+        let sum = STANDARD.encode(sum.as_bytes());
         let start = Instant::now();
         let r = self
             .http
@@ -268,9 +284,10 @@ impl Client {
             .bearer_auth(&self.server.token)
             .header(tus::RESUMABLE, tus::VERSION)
             .header("content-type", tus::OFFSET_CONTENT_TYPE)
+            .header("content-length", len)
             .header(tus::UPLOAD_OFFSET, offset)
             .header(tus::UPLOAD_CHECKSUM, format!("blake3 {sum}"))
-            .body(part)
+            .body(body)
             .send()
             .await
             .map_err(network)?;

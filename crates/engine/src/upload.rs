@@ -2,9 +2,12 @@
 //! rate, a checksum on every part, retries with backoff and jitter.
 
 use std::io::{Read, Seek, SeekFrom};
+
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use tokio::io::AsyncReadExt as _;
 
 use photosync_part_sizer::PartSizer;
 use photosync_protocol::{meta, Metadata};
@@ -61,19 +64,129 @@ pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Reads `len` bytes at `offset`, refusing if the file changed since it was identified.
-fn read_part(job: &Job, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+/// Opens the file at `offset`, refusing if it changed since it was identified.
+fn open_at(job: &Job, offset: u64) -> Result<std::fs::File, String> {
     let mut f = std::fs::File::open(&job.path).map_err(|e| format!("cannot read: {e}"))?;
     let meta = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
     if meta.len() != job.length || mtime_ns(&meta) != job.mtime_ns {
-        return Err("the file changed while it was being uploaded; it will be read again".into());
+        return Err(CHANGED.into());
     }
     f.seek(SeekFrom::Start(offset))
         .map_err(|e| format!("cannot read: {e}"))?;
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact(&mut buf)
+    Ok(f)
+}
+
+const CHANGED: &str = "the file changed while it was being uploaded; it will be read again";
+
+/// The part's bytes, read from the file while they are sent, so a part never sits in memory
+/// whole. The server checks them against the checksum; a file changed in between is refused
+/// there and read again here.
+async fn body_of(job: &Job, offset: u64, len: u64) -> Result<reqwest::Body, String> {
+    let j = job.clone();
+    let f = tokio::task::spawn_blocking(move || open_at(&j, offset))
+        .await
+        .map_err(|e| e.to_string())??;
+    let reader = tokio::fs::File::from_std(f).take(len);
+    Ok(reqwest::Body::wrap_stream(
+        tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10),
+    ))
+}
+
+/// The checksum of the `len` bytes at `offset`, going on from `from`: a hasher that has
+/// already taken the part's first bytes. The checksum goes in the request's headers, so it is
+/// computed before the part is sent.
+fn checksum(
+    job: &Job,
+    offset: u64,
+    len: u64,
+    from: blake3::Hasher,
+) -> Result<blake3::Hash, String> {
+    let mut h = from;
+    let done = h.count();
+    let f = open_at(job, offset + done)?;
+    h.update_reader(f.take(len - done))
         .map_err(|e| format!("cannot read: {e}"))?;
-    Ok(buf)
+    if h.count() != len {
+        return Err(CHANGED.into());
+    }
+    Ok(h.finalize())
+}
+
+/// How often hashing ahead keeps the hasher's state.
+const CHECKPOINT: u64 = 1 << 20;
+
+/// Hashing of the file onward from where the next part starts, done while the part before it
+/// is sent, so the link does not wait for the checksum. The next part's size is only known
+/// once the part in flight is acknowledged, so the hasher's state is kept every
+/// [`CHECKPOINT`] bytes; whatever size the sizer then picks, less than a checkpoint is left to
+/// hash.
+struct Ahead {
+    offset: u64,
+    limit: u64,
+    stop: Arc<AtomicBool>,
+    states: tokio::sync::mpsc::UnboundedReceiver<blake3::Hasher>,
+}
+
+impl Ahead {
+    /// Starts hashing up to `limit` bytes from `offset` on a blocking thread.
+    fn start(job: &Job, offset: u64, limit: u64) -> Ahead {
+        let (tx, states) = tokio::sync::mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (job, halt) = (job.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            // A read error ends the hashing early; the part's own checksum then reports it.
+            let Ok(mut f) = open_at(&job, offset).map(|f| f.take(limit)) else {
+                return;
+            };
+            let mut h = blake3::Hasher::new();
+            let mut buf = vec![0u8; CHECKPOINT as usize];
+            while !halt.load(Ordering::Relaxed) {
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        h.update(&buf[..n]);
+                        if (h.count() % CHECKPOINT == 0 || h.count() == limit)
+                            && tx.send(h.clone()).is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ahead {
+            offset,
+            limit,
+            stop,
+            states,
+        }
+    }
+
+    /// The furthest state that has taken no more than the `len` bytes at `offset`: a fresh
+    /// hasher if this hashing began elsewhere.
+    async fn furthest(mut self, offset: u64, len: u64) -> blake3::Hasher {
+        let mut from = blake3::Hasher::new();
+        if offset == self.offset && len <= self.limit {
+            loop {
+                // States come at each checkpoint and at the limit.
+                let next = ((from.count() / CHECKPOINT + 1) * CHECKPOINT).min(self.limit);
+                if next > len || next == from.count() {
+                    break;
+                }
+                match self.states.recv().await {
+                    Some(h) if h.count() <= len => from = h,
+                    _ => break,
+                }
+            }
+        }
+        from
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 fn file_name(path: &Path) -> String {
@@ -107,6 +220,7 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, String> {
         None => (create(ctx, job).await?, 0),
     };
     let mut attempts = 0;
+    let mut ahead: Option<Ahead> = None;
     loop {
         ctx.control.wait_while_paused().await;
         if ctx.control.is_cancelled() {
@@ -124,19 +238,26 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, String> {
                 Err(e) => return Err(e.to_string()),
             }
         }
-        let size = ctx
-            .sizer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_size()
-            .min(job.length - offset);
-        let part = {
+        let (size, limit) = {
+            let s = ctx.sizer.lock().unwrap_or_else(|p| p.into_inner());
+            (s.next_size().min(job.length - offset), s.largest_next())
+        };
+        let from = match ahead.take() {
+            Some(a) => a.furthest(offset, size).await,
+            None => blake3::Hasher::new(),
+        };
+        let sum = {
             let job = job.clone();
-            tokio::task::spawn_blocking(move || read_part(&job, offset, size))
+            tokio::task::spawn_blocking(move || checksum(&job, offset, size, from))
                 .await
                 .map_err(|e| e.to_string())??
         };
-        match ctx.client.send_part(&url, offset, part).await {
+        let next = offset + size;
+        if next < job.length {
+            ahead = Some(Ahead::start(job, next, limit.min(job.length - next)));
+        }
+        let body = body_of(job, offset, size).await?;
+        match ctx.client.send_body(&url, offset, size, &sum, body).await {
             Ok(ack) => {
                 attempts = 0;
                 let sent = ack.offset.saturating_sub(offset);
@@ -248,4 +369,92 @@ fn save_pending(ctx: &Ctx, job: &Job, url: &str, offset: u64) -> Result<(), Stri
             },
         )
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job_of(path: &Path) -> Job {
+        let meta = std::fs::metadata(path).unwrap();
+        Job {
+            path: path.to_path_buf(),
+            digest: String::new(),
+            length: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+            identifier: None,
+        }
+    }
+
+    fn fresh() -> blake3::Hasher {
+        blake3::Hasher::new()
+    }
+
+    #[test]
+    fn a_part_checksum_covers_exactly_its_range_and_refuses_a_changed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let job = job_of(&path);
+        assert_eq!(
+            checksum(&job, 1000, 5000, fresh()).unwrap(),
+            blake3::hash(&bytes[1000..6000])
+        );
+        assert_eq!(
+            checksum(&job, 90_000, 10_000, fresh()).unwrap(),
+            blake3::hash(&bytes[90_000..])
+        );
+        // Asked past the end: the file is not what was identified.
+        assert_eq!(
+            checksum(&job, 90_000, 10_001, fresh()).unwrap_err(),
+            CHANGED
+        );
+        std::fs::write(&path, &bytes[..50_000]).unwrap();
+        assert_eq!(checksum(&job, 0, 10, fresh()).unwrap_err(), CHANGED);
+        assert_eq!(open_at(&job, 0).unwrap_err(), CHANGED);
+        std::fs::remove_file(&path).unwrap();
+        assert!(checksum(&job, 0, 10, fresh())
+            .unwrap_err()
+            .starts_with("cannot read"));
+    }
+
+    #[tokio::test]
+    async fn hashing_ahead_serves_any_part_size_from_where_it_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        let bytes: Vec<u8> = (0..(6u32 << 20)).map(|i| (i * 13 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let job = job_of(&path);
+        let at = 1000;
+        let limit = 3 * CHECKPOINT + 5;
+        for (len, kept) in [
+            (10, 0),
+            (CHECKPOINT, CHECKPOINT),
+            (5 * CHECKPOINT / 2, 2 * CHECKPOINT),
+            (limit, limit),
+            (limit + 1, 0), // further than it hashed: from the start
+        ] {
+            let from = Ahead::start(&job, at, limit).furthest(at, len).await;
+            assert_eq!(from.count(), kept, "part of {len}");
+            let end = (at + len) as usize;
+            assert_eq!(
+                checksum(&job, at, len, from).unwrap(),
+                blake3::hash(&bytes[at as usize..end])
+            );
+        }
+        // Hashing that began elsewhere (the server answered another offset) is not used.
+        let from = Ahead::start(&job, at, limit)
+            .furthest(at + 1, CHECKPOINT)
+            .await;
+        assert_eq!(from.count(), 0);
+        // A file changed meanwhile: nothing kept, and the part's checksum says so.
+        let ahead = Ahead::start(&job, at, limit);
+        std::fs::write(&path, &bytes[..1 << 20]).unwrap();
+        let from = ahead.furthest(at, 2 * CHECKPOINT).await;
+        assert_eq!(
+            checksum(&job, at, 2 * CHECKPOINT, from).unwrap_err(),
+            CHANGED
+        );
+    }
 }

@@ -68,6 +68,16 @@ impl PartSizer {
         self.next
     }
 
+    /// The largest size the next measurement can propose: what may be prepared ahead.
+    pub fn largest_next(&self) -> u64 {
+        let growth = self
+            .config
+            .max_growth_measured
+            .max(self.config.max_growth)
+            .max(1.0);
+        ((self.next as f64 * growth) as u64).clamp(self.config.min, self.config.max)
+    }
+
     /// The smoothed rate in bytes per second, if any part was measured.
     pub fn rate(&self) -> Option<f64> {
         self.rate
@@ -133,6 +143,7 @@ mod tests {
             prop_assert!((c.min..=c.max).contains(&s.next_size()));
             for (bytes, millis, fail) in steps {
                 let before = s.next_size();
+                let largest = s.largest_next();
                 if fail {
                     s.record_failure();
                     prop_assert!(s.next_size() <= before);
@@ -144,6 +155,7 @@ mod tests {
                     prop_assert!(s.next_size() as f64 <= (before as f64 * cap).max(c.min as f64));
                 }
                 prop_assert!((c.min..=c.max).contains(&s.next_size()));
+                prop_assert!(s.next_size() <= largest, "prepared ahead too little");
             }
         }
 

@@ -61,20 +61,49 @@ impl LocalBlobs {
 struct LocalPart {
     file: tokio::fs::File,
     start: u64,
+    /// Bytes written since the last write-back was started.
+    unsynced: u64,
+    /// A write-back running beside the writes, so the disk works while the part arrives and
+    /// the commit's sync, which the client waits for, finds little left to do.
+    writeback: Option<tokio::task::JoinHandle<io::Result<()>>>,
+}
+
+/// How much a part writes before a background write-back starts.
+const WRITEBACK_EVERY: u64 = 4 << 20;
+
+impl LocalPart {
+    async fn settle_writeback(&mut self) -> io::Result<()> {
+        match self.writeback.take() {
+            Some(w) => w.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
 impl PartWriter for LocalPart {
     async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes).await
+        self.file.write_all(bytes).await?;
+        self.unsynced += bytes.len() as u64;
+        let idle = self.writeback.as_ref().is_none_or(|w| w.is_finished());
+        if self.unsynced >= WRITEBACK_EVERY && idle {
+            self.settle_writeback().await?;
+            self.file.flush().await?;
+            let file = self.file.try_clone().await?.into_std().await;
+            self.writeback = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> io::Result<()> {
+        self.settle_writeback().await?;
         self.file.flush().await?;
         self.file.sync_data().await
     }
 
     async fn abort(mut self: Box<Self>) -> io::Result<()> {
+        let _ = self.settle_writeback().await;
         self.file.flush().await?;
         self.file.set_len(self.start).await?;
         self.file.sync_data().await
@@ -101,6 +130,8 @@ impl Blobs for LocalBlobs {
         Ok(Box::new(LocalPart {
             file,
             start: offset,
+            unsynced: 0,
+            writeback: None,
         }))
     }
 

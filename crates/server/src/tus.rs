@@ -652,8 +652,15 @@ async fn identify_blob(
         .acquire()
         .await
         .map_err(ApiError::internal)?;
-    let (_, mut reader) = state.blobs.open(digest).await?;
-    let mut bytes = Vec::with_capacity(length as usize);
+    let (_, reader) = state.blobs.open(digest).await?;
+    // The first bytes say whether it is an image at all: a video is not read into memory.
+    let mut reader = tokio::io::AsyncReadExt::take(reader, length);
+    let mut bytes = vec![0u8; length.min(64) as usize];
+    tokio::io::AsyncReadExt::read_exact(&mut reader, &mut bytes).await?;
+    if photosync_identify::sniff_format(&bytes).is_err() {
+        return Ok(None);
+    }
+    bytes.reserve_exact((length - bytes.len() as u64) as usize);
     tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes).await?;
     tokio::task::spawn_blocking(move || identify_bytes(&bytes, &limits).ok())
         .await

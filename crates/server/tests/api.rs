@@ -842,6 +842,73 @@ async fn an_idle_body_is_cut_and_a_checksummed_part_discarded() {
     assert_eq!(s.offset(&s.alice, &loc).await, 500);
 }
 
+/// Parts long enough to be written back while they arrive: a bad one is still discarded
+/// whole, and the good ones are stored byte for byte.
+#[tokio::test]
+async fn large_parts_written_back_as_they_arrive_are_kept_or_discarded_whole() {
+    let s = server().await;
+    // Not a picture: the server keeps any file; 13 MiB in parts of 10 MiB and the rest.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let bytes: Vec<u8> = (0..13 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let loc = s.start(&s.alice, "big.bin", &bytes).await;
+    let patch = |offset: usize, part: &[u8], sum_of: &[u8]| {
+        let sum = STANDARD.encode(blake3::hash(sum_of).as_bytes());
+        // 64 KiB chunks, as a network delivers them: several write-backs start mid-part.
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            part.chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
+        s.send(
+            s.req(Method::PATCH, &loc, &s.alice)
+                .header("content-type", tus::OFFSET_CONTENT_TYPE)
+                .header(tus::UPLOAD_OFFSET, offset.to_string())
+                .header(tus::UPLOAD_CHECKSUM, format!("blake3 {sum}"))
+                .body(Body::from_stream(futures_util::stream::iter(chunks)))
+                .unwrap(),
+        )
+    };
+    let first = &bytes[..10 << 20];
+    let mut wrong = first.to_vec();
+    wrong[(10 << 20) - 1] ^= 1;
+    let r = patch(0, &wrong, first).await;
+    assert_eq!(r.status().as_u16(), 460);
+    assert_eq!(
+        s.offset(&s.alice, &loc).await,
+        0,
+        "bad part discarded whole"
+    );
+    let r = patch(0, first, first).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.offset(&s.alice, &loc).await, 10 << 20);
+    let r = patch(10 << 20, &bytes[10 << 20..], &bytes[10 << 20..]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let id = header(&r, photosync_protocol::IMAGE_ID_HEADER)
+        .unwrap()
+        .to_owned();
+    let r = s
+        .send(
+            s.req(
+                Method::GET,
+                &format!("/api/v1/images/{id}/content"),
+                &s.alice,
+            )
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = axum::body::to_bytes(r.into_body(), 1 << 25).await.unwrap();
+    assert!(got.as_ref() == bytes.as_slice(), "stored bytes differ");
+    let images = s.images(&s.alice).await;
+    assert_eq!(images[0]["name"], "big.bin");
+    assert!(images[0]["identifier"].is_null(), "not a picture: no identifier");
+}
+
 fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
