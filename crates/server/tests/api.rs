@@ -906,7 +906,10 @@ async fn large_parts_written_back_as_they_arrive_are_kept_or_discarded_whole() {
     assert!(got.as_ref() == bytes.as_slice(), "stored bytes differ");
     let images = s.images(&s.alice).await;
     assert_eq!(images[0]["name"], "big.bin");
-    assert!(images[0]["identifier"].is_null(), "not a picture: no identifier");
+    assert!(
+        images[0]["identifier"].is_null(),
+        "not a picture: no identifier"
+    );
 }
 
 fn tokio_stream_from(
