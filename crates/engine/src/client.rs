@@ -57,8 +57,19 @@ impl ClientError {
     }
 }
 
+/// The error with its causes: reqwest's own text names only the URL, the cause says why
+/// (refused, timed out, a certificate not trusted).
 fn network(e: reqwest::Error) -> ClientError {
-    ClientError::Network(e.to_string())
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    ClientError::Network(text)
 }
 
 /// A part the server acknowledged.
