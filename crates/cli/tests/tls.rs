@@ -17,8 +17,7 @@ const CLIENT: &str = env!("CARGO_BIN_EXE_photosync");
 fn tls_front(cert: &rcgen::CertifiedKey, backend: String) -> u16 {
     let chain = vec![cert.cert.der().clone()];
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    // The ring provider by name: the workspace also builds rustls with aws-lc-rs, and with two
-    // providers there is no process default.
+    // The ring provider by name, as reqwest's client uses it; no process default is needed.
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -212,8 +212,8 @@ pub async fn connect(app: &str, display: &str, app_dir: &Path) -> (Proc, Client)
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("wry"));
     caps.insert("tauri:options".into(), json!({ "application": app }));
-    let client = ClientBuilder::rustls()
-        .unwrap()
+    let http = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(http)
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
