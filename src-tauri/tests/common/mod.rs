@@ -212,11 +212,26 @@ pub async fn connect(app: &str, display: &str, app_dir: &Path) -> (Proc, Client)
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("wry"));
     caps.insert("tauri:options".into(), json!({ "application": app }));
-    let http = hyper_util::client::legacy::connect::HttpConnector::new();
-    let client = ClientBuilder::new(http)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap();
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(caps);
+    // tauri-driver accepts before WebKitWebDriver behind it listens; on a cold machine a first
+    // session request can find the connection closed. Wait for the native driver, and retry.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", native)).is_err() && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut attempt = 0;
+    let client = loop {
+        attempt += 1;
+        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(c) => break c,
+            Err(e) if attempt < 5 && Instant::now() < deadline => {
+                tracing::warn!(attempt, error = %e, "WebDriver session failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("no WebDriver session after {attempt} attempts: {e}"),
+        }
+    };
     (driver, client)
 }
