@@ -112,17 +112,8 @@ impl Drop for Server {
 }
 
 fn random_file(dir: &Path, name: &str, bytes: usize, seed: u64) -> PathBuf {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..bytes)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 32) as u8
-        })
-        .collect();
     let p = dir.join(name);
-    std::fs::write(&p, data).unwrap();
+    std::fs::write(&p, photosync_testkit::noise(bytes, seed)).unwrap();
     p
 }
 

@@ -2,15 +2,13 @@
 //! rate, a checksum on every part, retries with backoff and jitter.
 
 use std::io::{Read, Seek, SeekFrom};
-
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::io::AsyncReadExt as _;
 
 use photosync_part_sizer::PartSizer;
 use photosync_protocol::{meta, Metadata};
+use tokio::io::AsyncReadExt as _;
 
 use crate::client::Client;
 use crate::events::{Event, EventSink};
@@ -123,7 +121,7 @@ const CHECKPOINT: u64 = 1 << 20;
 struct Ahead {
     offset: u64,
     limit: u64,
-    stop: Arc<AtomicBool>,
+    /// Dropping it stops the hashing.
     states: tokio::sync::mpsc::UnboundedReceiver<blake3::Hasher>,
 }
 
@@ -131,8 +129,7 @@ impl Ahead {
     /// Starts hashing up to `limit` bytes from `offset` on a blocking thread.
     fn start(job: &Job, offset: u64, limit: u64) -> Ahead {
         let (tx, states) = tokio::sync::mpsc::unbounded_channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (job, halt) = (job.clone(), stop.clone());
+        let job = job.clone();
         tokio::task::spawn_blocking(move || {
             // A read error ends the hashing early; the part's own checksum then reports it.
             let Ok(mut f) = open_at(&job, offset).map(|f| f.take(limit)) else {
@@ -140,7 +137,7 @@ impl Ahead {
             };
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; CHECKPOINT as usize];
-            while !halt.load(Ordering::Relaxed) {
+            while !tx.is_closed() {
                 match f.read(&mut buf) {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
@@ -157,7 +154,6 @@ impl Ahead {
         Ahead {
             offset,
             limit,
-            stop,
             states,
         }
     }
@@ -180,12 +176,6 @@ impl Ahead {
             }
         }
         from
-    }
-}
-
-impl Drop for Ahead {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

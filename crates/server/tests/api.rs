@@ -136,6 +136,15 @@ impl Server {
         self.patch(token, &loc, 0, bytes).await
     }
 
+    async fn content(&self, token: &str, id: impl std::fmt::Display) -> Response<Body> {
+        self.send(
+            self.req(Method::GET, &format!("/api/v1/images/{id}/content"), token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn images(&self, token: &str) -> Vec<serde_json::Value> {
         let r = self
             .send(
@@ -221,17 +230,7 @@ async fn whole_upload_in_parts_then_detect_list_and_download() {
     assert!(images[0]["identifier"].as_str().unwrap().starts_with("v1:"));
 
     let id = images[0]["id"].as_i64().unwrap();
-    let r = s
-        .send(
-            s.req(
-                Method::GET,
-                &format!("/api/v1/images/{id}/content"),
-                &s.alice,
-            )
-            .body(Body::empty())
-            .unwrap(),
-        )
-        .await;
+    let r = s.content(&s.alice, id).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "content-type"), Some("image/jpeg"));
     let got = axum::body::to_bytes(r.into_body(), 1 << 24).await.unwrap();
@@ -848,15 +847,7 @@ async fn an_idle_body_is_cut_and_a_checksummed_part_discarded() {
 async fn large_parts_written_back_as_they_arrive_are_kept_or_discarded_whole() {
     let s = server().await;
     // Not a picture: the server keeps any file; 13 MiB in parts of 10 MiB and the rest.
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
-    let bytes: Vec<u8> = (0..13 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let bytes = photosync_testkit::noise(13 << 20, 7);
     let loc = s.start(&s.alice, "big.bin", &bytes).await;
     let patch = |offset: usize, part: &[u8], sum_of: &[u8]| {
         let sum = STANDARD.encode(blake3::hash(sum_of).as_bytes());
@@ -890,17 +881,7 @@ async fn large_parts_written_back_as_they_arrive_are_kept_or_discarded_whole() {
     let id = header(&r, photosync_protocol::IMAGE_ID_HEADER)
         .unwrap()
         .to_owned();
-    let r = s
-        .send(
-            s.req(
-                Method::GET,
-                &format!("/api/v1/images/{id}/content"),
-                &s.alice,
-            )
-            .body(Body::empty())
-            .unwrap(),
-        )
-        .await;
+    let r = s.content(&s.alice, &id).await;
     assert_eq!(r.status(), StatusCode::OK);
     let got = axum::body::to_bytes(r.into_body(), 1 << 25).await.unwrap();
     assert!(got.as_ref() == bytes.as_slice(), "stored bytes differ");
