@@ -36,6 +36,33 @@ enum Command {
         /// Hours an unfinished upload is kept after its last part.
         #[arg(long, default_value_t = 24, env = "PHOTOSYNC_UPLOAD_TTL_HOURS")]
         upload_ttl_hours: u64,
+        /// Seconds a connection may take to send a request's headers (also closes connections
+        /// idle between requests).
+        #[arg(long, default_value_t = 30, env = "PHOTOSYNC_HEADER_TIMEOUT")]
+        header_timeout: u64,
+        /// Seconds any request but an upload body may take, its body included.
+        #[arg(long, default_value_t = 60, env = "PHOTOSYNC_REQUEST_TIMEOUT")]
+        request_timeout: u64,
+        /// Connections served at once; more wait to be accepted.
+        #[arg(long, default_value_t = 1024, env = "PHOTOSYNC_MAX_CONNECTIONS")]
+        max_connections: usize,
+        /// Unfinished uploads one user may hold at once.
+        #[arg(long, default_value_t = 1000, env = "PHOTOSYNC_MAX_UNFINISHED_UPLOADS")]
+        max_unfinished_uploads: u64,
+        /// Total declared bytes of one user's unfinished uploads.
+        #[arg(long, default_value_t = 64 << 30, env = "PHOTOSYNC_MAX_UNFINISHED_BYTES")]
+        max_unfinished_bytes: u64,
+        /// Bytes of disk kept free: uploads that would leave less are refused (507).
+        #[arg(long, default_value_t = 256 << 20, env = "PHOTOSYNC_MIN_FREE_SPACE")]
+        min_free_space: u64,
+        /// A browser origin allowed to call the server (CORS), e.g. https://photos.example;
+        /// repeat for more. Off when not given.
+        #[arg(
+            long = "cors-origin",
+            env = "PHOTOSYNC_CORS_ORIGINS",
+            value_delimiter = ','
+        )]
+        cors_origins: Vec<String>,
     },
     /// Manage the users who may back up here.
     #[command(subcommand)]
@@ -45,11 +72,36 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Create a user and print their token (shown once).
-    Add { name: String },
-    /// List users with their image counts.
+    Add {
+        name: String,
+        /// Storage quota in bytes (none: unlimited).
+        #[arg(long)]
+        quota: Option<u64>,
+    },
+    /// List users with their image counts, bytes stored and quotas.
     List,
-    /// Remove a user and their records.
+    /// Remove a user, their images and unfinished uploads; photos no other user holds are
+    /// deleted from storage.
     Remove { name: String },
+    /// Set a user's storage quota in bytes, or `none` to lift it.
+    SetQuota { name: String, quota: Quota },
+}
+
+/// A quota given on the command line: bytes, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct Quota(Option<u64>);
+
+impl std::str::FromStr for Quota {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Quota(None));
+        }
+        s.parse()
+            .map(|q| Quota(Some(q)))
+            .map_err(|_| format!("{s:?} is neither a number of bytes nor 'none'"))
+    }
 }
 
 fn data_dir(given: Option<PathBuf>) -> Option<PathBuf> {
@@ -91,11 +143,25 @@ async fn main() -> ExitCode {
             max_upload_size,
             idle_timeout,
             upload_ttl_hours,
+            header_timeout,
+            request_timeout,
+            max_connections,
+            max_unfinished_uploads,
+            max_unfinished_bytes,
+            min_free_space,
+            cors_origins,
             ..
         } => Config {
             max_upload_size: *max_upload_size,
             idle_timeout: Duration::from_secs(*idle_timeout),
             upload_ttl: Duration::from_secs(upload_ttl_hours * 3600),
+            header_timeout: Duration::from_secs(*header_timeout),
+            request_timeout: Duration::from_secs(*request_timeout),
+            max_connections: *max_connections,
+            max_unfinished_uploads: *max_unfinished_uploads,
+            max_unfinished_bytes: *max_unfinished_bytes,
+            min_free_space: *min_free_space,
+            cors_origins: cors_origins.clone(),
             ..Config::default()
         },
         Command::User(_) => Config::default(),
@@ -116,14 +182,14 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(format!("cannot listen on {listen}: {e}")),
         },
-        Command::User(UserCommand::Add { name }) => {
+        Command::User(UserCommand::Add { name, quota }) => {
             let token = new_token();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
             match state
                 .store
-                .create_user(&name, &token_hash(&token), now)
+                .create_user(&name, &token_hash(&token), now, quota)
                 .await
             {
                 Ok(_) => {
@@ -145,14 +211,27 @@ async fn main() -> ExitCode {
             .map(|users| {
                 #[allow(clippy::print_stdout)]
                 for u in users {
-                    println!("{}\t{} images", u.name, u.images);
+                    let quota = u
+                        .quota
+                        .map_or("no quota".to_owned(), |q| format!("quota {q}"));
+                    println!(
+                        "{}\t{} images\t{} bytes\t{quota}",
+                        u.name, u.images, u.bytes
+                    );
                 }
             }),
-        Command::User(UserCommand::Remove { name }) => match state.store.remove_user(&name).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!("no user named {name:?}")),
-            Err(e) => Err(e.to_string()),
-        },
+        Command::User(UserCommand::Remove { name }) => {
+            match photosync_server::remove_user(&state, &name).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("no user named {name:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Command::User(UserCommand::SetQuota { name, quota }) => state
+            .store
+            .set_quota(&name, quota.0)
+            .await
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

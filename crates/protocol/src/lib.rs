@@ -3,8 +3,12 @@
 //!
 //! Only this crate and the shells (server handlers, CLI, desktop app) know about JSON.
 
+mod headers;
 mod metadata;
 
+pub use headers::{
+    is_offset_content_type, parse_number, ChecksumAlgorithm, ChecksumHeader, HeaderError,
+};
 pub use metadata::{Metadata, MetadataError};
 
 use serde::{Deserialize, Serialize};
@@ -34,7 +38,8 @@ pub mod tus {
 pub mod meta {
     /// The file name, without folders.
     pub const NAME: &str = "filename";
-    /// BLAKE3 of the whole file, 64 hex digits. Required: the server verifies it on completion.
+    /// BLAKE3 of the whole file, 64 hex digits. Optional: when given, the server verifies it on
+    /// completion; when absent, the server computes it from what it received.
     pub const DIGEST: &str = "digest";
     /// The image identifier (`v1:...`), when the file is an image.
     pub const IDENTIFIER: &str = "identifier";

@@ -13,8 +13,8 @@ pub enum MetadataError {
     BadKey(String),
     #[error("metadata value for {0:?} is not valid base64")]
     NotBase64(String),
-    #[error("metadata value for {0:?} is not UTF-8")]
-    NotUtf8(String),
+    #[error("metadata value for {0:?} is not base64 of UTF-8 text{hint}", hint = if *.1 { " (it looks like raw hex: encode the text itself as base64)" } else { "" })]
+    NotUtf8(String, bool),
     #[error("metadata key {0:?} appears twice")]
     Duplicate(String),
 }
@@ -42,7 +42,10 @@ impl Metadata {
                     let raw = STANDARD
                         .decode(v)
                         .map_err(|_| MetadataError::NotBase64(key.to_owned()))?;
-                    String::from_utf8(raw).map_err(|_| MetadataError::NotUtf8(key.to_owned()))?
+                    String::from_utf8(raw).map_err(|_| {
+                        let hex = v.bytes().all(|b| b.is_ascii_hexdigit());
+                        MetadataError::NotUtf8(key.to_owned(), hex)
+                    })?
                 }
             };
             if map.insert(key.to_owned(), value).is_some() {
@@ -116,8 +119,12 @@ mod tests {
         ));
         assert!(matches!(
             Metadata::parse("a /w=="),
-            Err(MetadataError::NotUtf8(_))
+            Err(MetadataError::NotUtf8(_, false))
         ));
+        // A BLAKE3 digest sent as hex where base64 is expected decodes, but not to text.
+        let hex = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+        let err = Metadata::parse(&format!("digest {hex}")).unwrap_err();
+        assert!(err.to_string().contains("looks like raw hex"), "{err}");
         assert!(matches!(
             Metadata::parse("é YQ=="),
             Err(MetadataError::BadKey(_))

@@ -168,10 +168,7 @@ pub async fn download(
         Some("heif") => "image/heif",
         _ => "application/octet-stream",
     };
-    let disposition = format!(
-        "attachment; filename=\"{}\"",
-        info.name.replace(['"', '\\'], "_")
-    );
+    let disposition = content_disposition(&info.name);
     let mut r = Body::from_stream(tokio_util::io::ReaderStream::new(reader)).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -180,8 +177,30 @@ pub async fn download(
         header::ETAG,
         HeaderValue::from_str(&format!("\"{}\"", info.digest)).map_err(ApiError::internal)?,
     );
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
+    h.insert(header::CONTENT_DISPOSITION, disposition);
     Ok(r)
+}
+
+/// `attachment` with the stored name (RFC 6266): an ASCII `filename` for old clients and the
+/// exact name as UTF-8 in `filename*`. Control characters never reach the header.
+fn content_disposition(name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| match c {
+            ' '..='~' if c != '"' && c != '\\' => c,
+            _ => '_',
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }

@@ -4,6 +4,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use photosync_protocol::tus;
 
+use crate::store::{LimitError, StoreError};
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -42,9 +44,44 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(e)
+impl ApiError {
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not take that method",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Limit(limit) => {
+                let (status, code) = match limit {
+                    // These clear as the user's uploads finish or expire: try later.
+                    LimitError::TooManyUploads { .. } => {
+                        (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads")
+                    }
+                    LimitError::UnfinishedBytes { .. } => {
+                        (StatusCode::TOO_MANY_REQUESTS, "too_many_unfinished_bytes")
+                    }
+                    LimitError::Quota { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
+                };
+                ApiError::new(status, code, limit.to_string())
+            }
+            StoreError::BlobBusy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is cleaning up this file's storage; retry in a second",
+            ),
+            StoreError::UploadGone => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the upload was deleted while this request ran",
+            ),
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -61,9 +98,6 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         let mut r = (self.status, axum::Json(body)).into_response();
-        // Every answer, errors included, says which tus version it speaks.
-        r.headers_mut()
-            .insert(tus::RESUMABLE, HeaderValue::from_static(tus::VERSION));
         if self.status == StatusCode::PRECONDITION_FAILED {
             r.headers_mut()
                 .insert(tus::VERSION_HEADER, HeaderValue::from_static(tus::VERSION));
@@ -72,6 +106,15 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer"),
+            );
+        }
+        if matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
             );
         }
         r

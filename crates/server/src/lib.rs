@@ -9,6 +9,7 @@ mod auth;
 pub mod blobs;
 mod error;
 mod index;
+mod limits;
 pub mod sqlite;
 pub mod store;
 mod tus;
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use photosync_protocol::path;
@@ -25,7 +27,7 @@ use photosync_protocol::path;
 pub use auth::{new_token, token_hash};
 pub use blobs::{Blobs, LocalBlobs};
 pub use sqlite::SqliteStore;
-pub use store::{Store, StoreError, UserSummary};
+pub use store::{LimitError, Store, StoreError, UserSummary};
 
 /// Server limits and timings.
 #[derive(Debug, Clone)]
@@ -34,9 +36,26 @@ pub struct Config {
     pub max_upload_size: u64,
     /// An upload with no activity for this long expires.
     pub upload_ttl: Duration,
-    /// A request body that sends nothing for this long is cut.
+    /// An upload body that sends nothing for this long is cut. An upload's write lease lasts
+    /// twice this and is renewed while data arrives.
     pub idle_timeout: Duration,
-    /// How often expired uploads are cleaned up.
+    /// A connection must deliver a request's headers within this; it also closes connections
+    /// idle between requests.
+    pub header_timeout: Duration,
+    /// Requests other than upload bodies (detection, listings, HEAD...) must be answered
+    /// within this, their bodies included.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// Unfinished uploads a user may hold at once.
+    pub max_unfinished_uploads: u64,
+    /// Total declared bytes of a user's unfinished uploads.
+    pub max_unfinished_bytes: u64,
+    /// Disk space kept free: data that would leave less is refused with 507.
+    pub min_free_space: u64,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_origins: Vec<String>,
+    /// How often expired uploads, orphaned parts and unreferenced blobs are cleaned up.
     pub sweep_interval: Duration,
 }
 
@@ -46,6 +65,13 @@ impl Default for Config {
             max_upload_size: 4 << 30,
             upload_ttl: Duration::from_secs(24 * 3600),
             idle_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_unfinished_uploads: 1000,
+            max_unfinished_bytes: 64 << 30,
+            min_free_space: 256 << 20,
+            cors_origins: Vec::new(),
             sweep_interval: Duration::from_secs(60),
         }
     }
@@ -88,7 +114,10 @@ impl AppState {
         token: &str,
     ) -> Result<Self, StartError> {
         let state = AppState::embedded(data_dir, Config::default())?;
-        state.store.create_user(user, &token_hash(token), 0).await?;
+        state
+            .store
+            .create_user(user, &token_hash(token), now(), None)
+            .await?;
         Ok(state)
     }
 }
@@ -116,7 +145,7 @@ pub enum StartError {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let uploads = Router::new()
         .route(path::UPLOADS, post(tus::create).options(tus::options))
         .route(
             "/files/{id}",
@@ -125,14 +154,24 @@ pub fn router(state: AppState) -> Router {
                 .delete(tus::delete)
                 .options(tus::options),
         )
+        .route_layer(middleware::from_fn(tus::tus_layer));
+    let api = Router::new()
         .route(
             path::DETECT,
             post(api::detect).layer(axum::extract::DefaultBodyLimit::max(api::DETECT_MAX_BODY)),
         )
         .route(path::IMAGES, get(api::list_images))
         .route("/api/v1/images/{id}", get(api::image_info))
-        .route("/api/v1/images/{id}/content", get(api::download))
+        .route("/api/v1/images/{id}/content", get(api::download));
+    let mut app = uploads
+        .merge(api)
         .fallback(|| async { error::ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::request_timeout,
+        ))
+        .layer(middleware::from_fn(limits::request_size))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(
@@ -141,25 +180,54 @@ pub fn router(state: AppState) -> Router {
                 .on_response(
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
                 ),
-        )
-        .with_state(state)
+        );
+    if let Some(cors) = limits::cors(&state.config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.with_state(state)
 }
 
-/// Deletes expired uploads now and then, until the process ends.
+/// Deletes expired uploads, orphaned parts and unreferenced blobs now and then, until the
+/// process ends.
 pub fn spawn_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.config.sweep_interval);
         loop {
             tick.tick().await;
-            if let Err(e) = tus::sweep_expired(&state).await {
-                tracing::warn!(error = %e.message, "sweeping expired uploads failed");
+            if let Err(e) = tus::sweep(&state).await {
+                tracing::warn!(error = %e.message, "sweeping failed");
             }
         }
     })
 }
 
+/// Deletes blobs that nothing references any more (after a user was removed, say).
+pub async fn collect_garbage(state: &AppState) -> Result<(), StoreError> {
+    tus::collect_garbage(state)
+        .await
+        .map_err(|e| StoreError::Backend(e.message))
+}
+
+/// Removes a user with their images and unfinished uploads, then their blobs that no other
+/// user holds. A request of theirs still running ends with 404 and stores nothing.
+pub async fn remove_user(state: &AppState, name: &str) -> Result<bool, StoreError> {
+    let Some(removed) = state.store.remove_user(name).await? else {
+        return Ok(false);
+    };
+    for id in &removed.uploads {
+        if let Err(e) = state.blobs.discard(id).await {
+            tracing::warn!(upload = %id, error = %e, "discarding a removed user's upload failed");
+        }
+    }
+    collect_garbage(state).await?;
+    Ok(true)
+}
+
 /// Serves until `shutdown` resolves; in-flight requests then get `grace` to finish. Parts that
 /// were cut off were never acknowledged, and nothing half-written is ever published.
+///
+/// Each connection is HTTP/1.1 with a header timeout (which also ends idle keep-alive
+/// connections), and at most `max_connections` are served at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -169,28 +237,79 @@ pub async fn serve(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     let sweeper = spawn_sweeper(state.clone());
+    let config = state.config.clone();
+    let app = router(state);
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut stopped = stop_rx.clone();
-    let result = tokio::select! {
-        r = server => r,
-        _ = async {
-            let _ = stopped.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("requests still running after the grace period; stopping anyway");
-            Ok(())
-        }
-    };
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let header_timeout = config.header_timeout;
+        connections.spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_headers(limits::MAX_HEADERS * 2);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                }
+                () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("requests still running after the grace period; stopping anyway");
+        connections.abort_all();
+    }
     sweeper.abort();
-    result
+    Ok(())
 }
 
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use photosync_protocol::ImageInfo;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::store::{NewImage, Result, Store, StoreError, Upload, UserId, UserSummary};
+use crate::store::{
+    LimitError, NewImage, RemovedUser, Result, Store, StoreError, Upload, UploadLimits, UserId,
+    UserSummary,
+};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -20,21 +23,35 @@ fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        backend(e)
+    }
+}
+
+/// The schema this code reads and writes; `PRAGMA user_version` holds the database's.
+const VERSION: i64 = 1;
+
+/// Version 1. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
+/// `blobs` lists published blobs, for collecting those nothing references.
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,
     token_hash TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    quota INTEGER,
+    next_image INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS uploads (
+CREATE TABLE uploads (
     id TEXT PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     length INTEGER NOT NULL,
     received INTEGER NOT NULL,
     metadata TEXT NOT NULL,
     name TEXT NOT NULL,
-    digest TEXT NOT NULL,
+    declared TEXT,
+    verified TEXT,
     mtime INTEGER,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
@@ -42,10 +59,13 @@ CREATE TABLE IF NOT EXISTS uploads (
     lock_holder TEXT,
     lock_until INTEGER
 );
-CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(expires_at);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY,
+CREATE INDEX uploads_expiry ON uploads(expires_at);
+CREATE INDEX uploads_user ON uploads(user_id, image_id);
+CREATE INDEX uploads_verified ON uploads(verified) WHERE verified IS NOT NULL;
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
     digest TEXT NOT NULL,
     identifier TEXT,
     name TEXT NOT NULL,
@@ -55,8 +75,42 @@ CREATE TABLE IF NOT EXISTS images (
     format TEXT,
     mtime INTEGER,
     uploaded_at INTEGER NOT NULL,
-    UNIQUE (user_id, digest)
+    UNIQUE (user_id, digest),
+    UNIQUE (user_id, number)
 );
+CREATE INDEX images_digest ON images(digest);
+CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY,
+    doomed INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Version 0 (no version set) to 1: tables rebuilt with the new columns; an image's number is
+/// its old global id, so clients' records stay valid.
+const MIGRATE_0_TO_1: &str = "
+ALTER TABLE users RENAME TO users_v0;
+ALTER TABLE uploads RENAME TO uploads_v0;
+ALTER TABLE images RENAME TO images_v0;
+DROP INDEX IF EXISTS uploads_expiry;
+";
+
+const COPY_0_TO_1: &str = "
+INSERT INTO users (id, name, token_hash, created_at)
+    SELECT id, name, token_hash, created_at FROM users_v0;
+INSERT INTO images (id, user_id, number, digest, identifier, name, bytes, width, height, format,
+                    mtime, uploaded_at)
+    SELECT id, user_id, id, digest, identifier, name, bytes, width, height, format, mtime,
+           uploaded_at FROM images_v0;
+UPDATE users SET next_image =
+    COALESCE((SELECT MAX(number) FROM images WHERE images.user_id = users.id), 0);
+INSERT INTO uploads (id, user_id, length, received, metadata, name, declared, mtime, created_at,
+                     expires_at, image_id)
+    SELECT id, user_id, length, received, metadata, name, digest, mtime, created_at, expires_at,
+           image_id FROM uploads_v0;
+INSERT INTO blobs (digest) SELECT DISTINCT digest FROM images;
+DROP TABLE uploads_v0;
+DROP TABLE images_v0;
+DROP TABLE users_v0;
 ";
 
 impl SqliteStore {
@@ -65,8 +119,8 @@ impl SqliteStore {
             path: path.to_path_buf(),
             idle: Arc::default(),
         };
-        let conn = store.connect()?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let mut conn = store.connect()?;
+        migrate(&mut conn)?;
         store.give_back(conn);
         Ok(store)
     }
@@ -93,7 +147,7 @@ impl SqliteStore {
     /// Runs `f` on a pooled connection on the blocking pool.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -102,7 +156,7 @@ impl SqliteStore {
                 Some(c) => c,
                 None => this.connect()?,
             };
-            let out = f(&mut conn).map_err(backend);
+            let out = f(&mut conn);
             this.give_back(conn);
             out
         })
@@ -111,9 +165,53 @@ impl SqliteStore {
     }
 }
 
+/// Brings the schema to [`VERSION`], each step in one transaction.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > VERSION {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this server's {VERSION}"
+        )));
+    }
+    if version == VERSION {
+        return Ok(());
+    }
+    let has_tables: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users')",
+        [],
+        |r| r.get(0),
+    )?;
+    // Table rebuilds must not trip foreign keys half-way; they are checked before commit.
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    let result = (|| {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if has_tables {
+            tx.execute_batch(MIGRATE_0_TO_1)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(COPY_0_TO_1)?;
+            let broken: i64 =
+                tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
+            if broken > 0 {
+                return Err(StoreError::Backend(format!(
+                    "migration left {broken} rows with broken references"
+                )));
+            }
+        } else {
+            tx.execute_batch(SCHEMA)?;
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {VERSION}"))?;
+        tx.commit()?;
+        Ok(())
+    })();
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    result
+}
+
 fn image_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageInfo> {
     Ok(ImageInfo {
-        id: row.get("id")?,
+        id: row.get("number")?,
         name: row.get("name")?,
         digest: row.get("digest")?,
         identifier: row.get("identifier")?,
@@ -133,7 +231,8 @@ fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
         offset: row.get::<_, i64>("received")? as u64,
         metadata: row.get("metadata")?,
         name: row.get("name")?,
-        digest: row.get("digest")?,
+        declared: row.get("declared")?,
+        verified: row.get("verified")?,
         mtime: row.get("mtime")?,
         created_at: row.get("created_at")?,
         expires_at: row.get("expires_at")?,
@@ -142,17 +241,36 @@ fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
 }
 
 const IMAGE_COLUMNS: &str =
-    "id, name, digest, identifier, bytes, width, height, mtime, uploaded_at, format";
+    "number, name, digest, identifier, bytes, width, height, mtime, uploaded_at, format";
+
+fn immediate(c: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    // Writers take the lock up front, so two of them never deadlock upgrading a read.
+    c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+fn gone_unless_one(changed: usize) -> Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::UploadGone)
+    }
+}
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_user(&self, name: &str, token_hash: &str, now: i64) -> Result<UserId> {
+    async fn create_user(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: i64,
+        quota: Option<u64>,
+    ) -> Result<UserId> {
         let (name, hash) = (name.to_owned(), token_hash.to_owned());
         let taken = name.clone();
         self.run(move |c| {
             c.execute(
-                "INSERT INTO users (name, token_hash, created_at) VALUES (?1, ?2, ?3)",
-                params![name, hash, now],
+                "INSERT INTO users (name, token_hash, created_at, quota) VALUES (?1, ?2, ?3, ?4)",
+                params![name, hash, now, quota.map(|q| q as i64)],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -163,26 +281,61 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn remove_user(&self, name: &str) -> Result<bool> {
+    async fn remove_user(&self, name: &str) -> Result<Option<RemovedUser>> {
         let name = name.to_owned();
-        self.run(move |c| Ok(c.execute("DELETE FROM users WHERE name = ?1", [name])? > 0))
-            .await
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let Some(user): Option<i64> = tx
+                .query_row("SELECT id FROM users WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let uploads = tx
+                .prepare("SELECT id FROM uploads WHERE user_id = ?1")?
+                .query_map([user], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            // Uploads and images go with the user (ON DELETE CASCADE).
+            tx.execute("DELETE FROM users WHERE id = ?1", [user])?;
+            tx.commit()?;
+            Ok(Some(RemovedUser { uploads }))
+        })
+        .await
+    }
+
+    async fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<()> {
+        let name = name.to_owned();
+        self.run(move |c| {
+            let n = c.execute(
+                "UPDATE users SET quota = ?2 WHERE name = ?1",
+                params![name, quota.map(|q| q as i64)],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchUser(name));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_users(&self) -> Result<Vec<UserSummary>> {
         self.run(|c| {
             let mut s = c.prepare(
-                "SELECT u.name, u.created_at, COUNT(i.id) FROM users u
-                 LEFT JOIN images i ON i.user_id = u.id GROUP BY u.id ORDER BY u.name",
+                "SELECT u.name, u.created_at, COUNT(i.id), COALESCE(SUM(i.bytes), 0), u.quota
+                 FROM users u LEFT JOIN images i ON i.user_id = u.id GROUP BY u.id ORDER BY u.name",
             )?;
             let rows = s.query_map([], |r| {
                 Ok(UserSummary {
                     name: r.get(0)?,
                     created_at: r.get(1)?,
                     images: r.get::<_, i64>(2)? as u64,
+                    bytes: r.get::<_, i64>(3)? as u64,
+                    quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
                 })
             })?;
-            rows.collect()
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -190,22 +343,64 @@ impl Store for SqliteStore {
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<(UserId, String)>> {
         let hash = token_hash.to_owned();
         self.run(move |c| {
-            c.query_row(
+            Ok(c.query_row(
                 "SELECT id, token_hash FROM users WHERE token_hash = ?1",
                 [hash],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
+            .optional()?)
         })
         .await
     }
 
-    async fn create_upload(&self, u: &Upload) -> Result<()> {
-        let u = u.clone();
+    async fn create_upload(&self, u: &Upload, limits: &UploadLimits) -> Result<()> {
+        let (u, limits) = (u.clone(), *limits);
         self.run(move |c| {
-            c.execute(
-                "INSERT INTO uploads (id, user_id, length, received, metadata, name, digest, mtime,
-                                      created_at, expires_at)
+            let tx = immediate(c)?;
+            let (held, pending, quota): (i64, i64, Option<i64>) = tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM uploads WHERE user_id = ?1 AND image_id IS NULL),
+                        (SELECT COALESCE(SUM(length), 0) FROM uploads
+                          WHERE user_id = ?1 AND image_id IS NULL),
+                        quota
+                 FROM users WHERE id = ?1",
+                [u.user_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let (held, pending) = (held as u64, pending as u64);
+            if held >= limits.max_unfinished {
+                return Err(LimitError::TooManyUploads {
+                    held,
+                    max: limits.max_unfinished,
+                }
+                .into());
+            }
+            let would = pending.saturating_add(u.length);
+            if would > limits.max_unfinished_bytes {
+                return Err(LimitError::UnfinishedBytes {
+                    would,
+                    max: limits.max_unfinished_bytes,
+                }
+                .into());
+            }
+            if let Some(quota) = quota.map(|q| q as u64) {
+                let stored: i64 = tx.query_row(
+                    "SELECT COALESCE(SUM(bytes), 0) FROM images WHERE user_id = ?1",
+                    [u.user_id],
+                    |r| r.get(0),
+                )?;
+                let used = (stored as u64).saturating_add(pending);
+                if used.saturating_add(u.length) > quota {
+                    return Err(LimitError::Quota {
+                        quota,
+                        used,
+                        wanted: u.length,
+                    }
+                    .into());
+                }
+            }
+            tx.execute(
+                "INSERT INTO uploads (id, user_id, length, received, metadata, name, declared,
+                                      mtime, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     u.id,
@@ -214,12 +409,13 @@ impl Store for SqliteStore {
                     u.offset as i64,
                     u.metadata,
                     u.name,
-                    u.digest,
+                    u.declared,
                     u.mtime,
                     u.created_at,
                     u.expires_at
                 ],
             )?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -228,23 +424,40 @@ impl Store for SqliteStore {
     async fn upload(&self, user: UserId, id: &str) -> Result<Option<Upload>> {
         let id = id.to_owned();
         self.run(move |c| {
-            c.query_row(
+            Ok(c.query_row(
                 "SELECT * FROM uploads WHERE id = ?1 AND user_id = ?2",
                 params![id, user],
                 upload_row,
             )
-            .optional()
+            .optional()?)
         })
         .await
     }
 
-    async fn lock_upload(&self, id: &str, holder: &str, now: i64, until: i64) -> Result<bool> {
+    async fn lock_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
         let (id, holder) = (id.to_owned(), holder.to_owned());
         self.run(move |c| {
             Ok(c.execute(
                 "UPDATE uploads SET lock_holder = ?2, lock_until = ?4
                  WHERE id = ?1 AND (lock_until IS NULL OR lock_until < ?3)",
-                params![id, holder, now, until],
+                params![id, holder, now_ms, until_ms],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn renew_upload(&self, id: &str, holder: &str, until_ms: i64) -> Result<bool> {
+        let (id, holder) = (id.to_owned(), holder.to_owned());
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE uploads SET lock_until = ?3 WHERE id = ?1 AND lock_holder = ?2",
+                params![id, holder, until_ms],
             )? == 1)
         })
         .await
@@ -263,26 +476,129 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn advance_upload(&self, id: &str, offset: u64, expires_at: i64) -> Result<()> {
-        let id = id.to_owned();
+    async fn advance_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        from: u64,
+        to: u64,
+        expires_at: i64,
+    ) -> Result<()> {
+        let (id, holder) = (id.to_owned(), holder.to_owned());
         self.run(move |c| {
-            c.execute(
-                "UPDATE uploads SET received = ?2, expires_at = ?3 WHERE id = ?1",
-                params![id, offset as i64, expires_at],
+            gone_unless_one(c.execute(
+                "UPDATE uploads SET received = ?4, expires_at = ?5
+                 WHERE id = ?1 AND lock_holder = ?2 AND received = ?3 AND image_id IS NULL",
+                params![id, holder, from as i64, to as i64, expires_at],
+            )?)
+        })
+        .await
+    }
+
+    async fn reset_upload(&self, id: &str, holder: &str) -> Result<()> {
+        let (id, holder) = (id.to_owned(), holder.to_owned());
+        self.run(move |c| {
+            gone_unless_one(c.execute(
+                "UPDATE uploads SET received = 0, verified = NULL
+                 WHERE id = ?1 AND lock_holder = ?2 AND image_id IS NULL",
+                params![id, holder],
+            )?)
+        })
+        .await
+    }
+
+    async fn verify_upload(&self, id: &str, holder: &str, digest: &str) -> Result<()> {
+        let (id, holder, digest) = (id.to_owned(), holder.to_owned(), digest.to_owned());
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            tx.execute(
+                "INSERT INTO blobs (digest) VALUES (?1) ON CONFLICT (digest) DO NOTHING",
+                [&digest],
             )?;
+            let doomed: bool = tx.query_row(
+                "SELECT doomed FROM blobs WHERE digest = ?1",
+                [&digest],
+                |r| r.get(0),
+            )?;
+            if doomed {
+                return Err(StoreError::BlobBusy);
+            }
+            gone_unless_one(tx.execute(
+                "UPDATE uploads SET verified = ?3
+                 WHERE id = ?1 AND lock_holder = ?2 AND received = length AND image_id IS NULL",
+                params![id, holder, digest],
+            )?)?;
+            tx.commit()?;
             Ok(())
         })
         .await
     }
 
-    async fn finish_upload(&self, id: &str, image_id: i64) -> Result<()> {
-        let id = id.to_owned();
+    async fn complete_upload(&self, id: &str, img: &NewImage) -> Result<ImageInfo> {
+        let (id, img) = (id.to_owned(), img.clone());
         self.run(move |c| {
-            c.execute(
+            let tx = immediate(c)?;
+            let verified: Option<Option<String>> = tx
+                .query_row(
+                    "SELECT verified FROM uploads WHERE id = ?1 AND user_id = ?2",
+                    params![id, img.user_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if verified.flatten().as_deref() != Some(img.digest.as_str()) {
+                return Err(StoreError::UploadGone);
+            }
+            let existing = tx
+                .query_row(
+                    &format!(
+                        "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND digest = ?2"
+                    ),
+                    params![img.user_id, img.digest],
+                    image_row,
+                )
+                .optional()?;
+            let info = match existing {
+                Some(info) => info,
+                None => {
+                    let number: i64 = tx.query_row(
+                        "UPDATE users SET next_image = next_image + 1 WHERE id = ?1
+                         RETURNING next_image",
+                        [img.user_id],
+                        |r| r.get(0),
+                    )?;
+                    tx.execute(
+                        "INSERT INTO images (user_id, number, digest, identifier, name, bytes,
+                                             width, height, format, mtime, uploaded_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        params![
+                            img.user_id,
+                            number,
+                            img.digest,
+                            img.identifier,
+                            img.name,
+                            img.bytes as i64,
+                            img.width,
+                            img.height,
+                            img.format,
+                            img.mtime,
+                            img.uploaded_at
+                        ],
+                    )?;
+                    tx.query_row(
+                        &format!(
+                            "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND number = ?2"
+                        ),
+                        params![img.user_id, number],
+                        image_row,
+                    )?
+                }
+            };
+            tx.execute(
                 "UPDATE uploads SET image_id = ?2 WHERE id = ?1",
-                params![id, image_id],
+                params![id, info.id],
             )?;
-            Ok(())
+            tx.commit()?;
+            Ok(info)
         })
         .await
     }
@@ -300,52 +616,59 @@ impl Store for SqliteStore {
         self.run(move |c| {
             let mut s = c.prepare("SELECT id FROM uploads WHERE expires_at < ?1")?;
             let rows = s.query_map([now], |r| r.get(0))?;
-            rows.collect()
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
 
-    async fn insert_image(&self, img: &NewImage) -> Result<ImageInfo> {
-        let img = img.clone();
+    async fn upload_ids(&self) -> Result<Vec<String>> {
         self.run(move |c| {
-            let tx = c.transaction()?;
+            let mut s = c.prepare("SELECT id FROM uploads")?;
+            let rows = s.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn doom_unreferenced_blobs(&self) -> Result<Vec<String>> {
+        self.run(move |c| {
+            let tx = immediate(c)?;
             tx.execute(
-                "INSERT INTO images (user_id, digest, identifier, name, bytes, width, height,
-                                     format, mtime, uploaded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (user_id, digest) DO NOTHING",
-                params![
-                    img.user_id,
-                    img.digest,
-                    img.identifier,
-                    img.name,
-                    img.bytes as i64,
-                    img.width,
-                    img.height,
-                    img.format,
-                    img.mtime,
-                    img.uploaded_at
-                ],
+                "UPDATE blobs SET doomed = 1 WHERE doomed = 0
+                   AND NOT EXISTS (SELECT 1 FROM images i WHERE i.digest = blobs.digest)
+                   AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.verified = blobs.digest)",
+                [],
             )?;
-            let info = tx.query_row(
-                &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND digest = ?2"),
-                params![img.user_id, img.digest],
-                image_row,
-            )?;
+            let doomed = tx
+                .prepare("SELECT digest FROM blobs WHERE doomed = 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
             tx.commit()?;
-            Ok(info)
+            Ok(doomed)
+        })
+        .await
+    }
+
+    async fn forget_blob(&self, digest: &str) -> Result<()> {
+        let digest = digest.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM blobs WHERE digest = ?1 AND doomed = 1",
+                [digest],
+            )?;
+            Ok(())
         })
         .await
     }
 
     async fn image(&self, user: UserId, id: i64) -> Result<Option<(ImageInfo, Option<String>)>> {
         self.run(move |c| {
-            c.query_row(
-                &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND id = ?2"),
+            Ok(c.query_row(
+                &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND number = ?2"),
                 params![user, id],
                 |r| Ok((image_row(r)?, r.get("format")?)),
             )
-            .optional()
+            .optional()?)
         })
         .await
     }
@@ -360,10 +683,10 @@ impl Store for SqliteStore {
             let mut s = c.prepare_cached(&format!(
                 "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND digest = ?2"
             ))?;
-            digests
+            Ok(digests
                 .iter()
                 .map(|d| s.query_row(params![user, d], image_row).optional())
-                .collect()
+                .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -372,11 +695,12 @@ impl Store for SqliteStore {
         let ids = ids.to_vec();
         self.run(move |c| {
             let mut s = c.prepare_cached(&format!(
-                "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND id = ?2"
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND number = ?2"
             ))?;
-            ids.iter()
+            Ok(ids
+                .iter()
                 .map(|id| s.query_row(params![user, id], image_row).optional())
-                .collect()
+                .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -384,11 +708,11 @@ impl Store for SqliteStore {
     async fn list_images(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<ImageInfo>> {
         self.run(move |c| {
             let mut s = c.prepare_cached(&format!(
-                "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND id > ?2
-                 ORDER BY id LIMIT ?3"
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND number > ?2
+                 ORDER BY number LIMIT ?3"
             ))?;
             let rows = s.query_map(params![user, after, limit], image_row)?;
-            rows.collect()
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }
@@ -396,11 +720,11 @@ impl Store for SqliteStore {
     async fn identifiers_since(&self, user: UserId, after: i64) -> Result<Vec<(i64, String)>> {
         self.run(move |c| {
             let mut s = c.prepare_cached(
-                "SELECT id, identifier FROM images
-                 WHERE user_id = ?1 AND id > ?2 AND identifier IS NOT NULL ORDER BY id",
+                "SELECT number, identifier FROM images
+                 WHERE user_id = ?1 AND number > ?2 AND identifier IS NOT NULL ORDER BY number",
             )?;
             let rows = s.query_map(params![user, after], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }

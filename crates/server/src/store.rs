@@ -12,8 +12,37 @@ pub type UserId = i64;
 pub enum StoreError {
     #[error("a user named {0:?} already exists")]
     UserExists(String),
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    /// The upload was deleted (terminated, expired, its user removed) or another request took
+    /// its lease: this request must stop without storing anything.
+    #[error("the upload is gone or another request holds it")]
+    UploadGone,
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// The blob is being garbage-collected this moment; try again shortly.
+    #[error("the blob is being collected; retry")]
+    BlobBusy,
     #[error("metadata store: {0}")]
     Backend(String),
+}
+
+/// A per-user limit an upload creation would pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("{held} unfinished uploads already, the most allowed per user is {max}; finish or delete some first")]
+    TooManyUploads { held: u64, max: u64 },
+    #[error("unfinished uploads would declare {would} bytes, over the {max} allowed per user; finish or delete some first")]
+    UnfinishedBytes { would: u64, max: u64 },
+    #[error("the storage quota is {quota} bytes and {used} are used or promised to unfinished uploads; this upload needs {wanted}")]
+    Quota { quota: u64, used: u64, wanted: u64 },
+}
+
+/// Per-user bounds on unfinished uploads, checked atomically with the creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    pub max_unfinished: u64,
+    pub max_unfinished_bytes: u64,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -23,6 +52,16 @@ pub struct UserSummary {
     pub name: String,
     pub created_at: i64,
     pub images: u64,
+    /// Bytes of the user's images.
+    pub bytes: u64,
+    pub quota: Option<u64>,
+}
+
+/// What removing a user left for the blob store to clean up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemovedUser {
+    /// Their unfinished uploads, whose part files are to be discarded.
+    pub uploads: Vec<String>,
 }
 
 /// One tus upload session.
@@ -36,7 +75,11 @@ pub struct Upload {
     /// The `Upload-Metadata` header as received, echoed on HEAD.
     pub metadata: String,
     pub name: String,
-    pub digest: String,
+    /// The BLAKE3 the client declared, if it did (then the bytes must match it).
+    pub declared: Option<String>,
+    /// The BLAKE3 of the received bytes, set once they were verified and before they are
+    /// published. It holds the blob against garbage collection until the image is recorded.
+    pub verified: Option<String>,
     pub mtime: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
@@ -59,29 +102,67 @@ pub struct NewImage {
     pub uploaded_at: i64,
 }
 
+/// Times are milliseconds since the Unix epoch for leases, seconds elsewhere.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    async fn create_user(&self, name: &str, token_hash: &str, now: i64) -> Result<UserId>;
-    async fn remove_user(&self, name: &str) -> Result<bool>;
+    /// A new user; ids are never reused, even after a removal.
+    async fn create_user(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: i64,
+        quota: Option<u64>,
+    ) -> Result<UserId>;
+    /// Removes the user with their images and uploads; their blobs become garbage unless
+    /// another user holds the same bytes. None if there is no such user.
+    async fn remove_user(&self, name: &str) -> Result<Option<RemovedUser>>;
+    async fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<()>;
     async fn list_users(&self) -> Result<Vec<UserSummary>>;
     /// The user whose token hashes to `token_hash`, with the stored hash for a constant-time
     /// comparison.
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<(UserId, String)>>;
 
-    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    /// Records a new upload if the user's limits and quota allow it, atomically with the check.
+    async fn create_upload(&self, upload: &Upload, limits: &UploadLimits) -> Result<()>;
     /// The upload, only if it belongs to `user`.
     async fn upload(&self, user: UserId, id: &str) -> Result<Option<Upload>>;
-    /// Takes the upload's lease until `until` unless another holder's lease is still running.
-    async fn lock_upload(&self, id: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
+    /// Takes the upload's lease until `until_ms` unless another holder's lease is still running.
+    async fn lock_upload(&self, id: &str, holder: &str, now_ms: i64, until_ms: i64)
+        -> Result<bool>;
+    /// Extends `holder`'s lease; false if it no longer holds it (it lapsed and was taken, or
+    /// the upload is gone).
+    async fn renew_upload(&self, id: &str, holder: &str, until_ms: i64) -> Result<bool>;
     async fn unlock_upload(&self, id: &str, holder: &str) -> Result<()>;
-    /// Records a durably stored part: the new offset and the new expiry.
-    async fn advance_upload(&self, id: &str, offset: u64, expires_at: i64) -> Result<()>;
-    async fn finish_upload(&self, id: &str, image_id: i64) -> Result<()>;
+    /// Records a durably stored part, only for the lease holder and only from `from`:
+    /// `UploadGone` otherwise.
+    async fn advance_upload(
+        &self,
+        id: &str,
+        holder: &str,
+        from: u64,
+        to: u64,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// Forgets the received bytes of an upload whose part was lost.
+    async fn reset_upload(&self, id: &str, holder: &str) -> Result<()>;
+    /// Marks the upload's bytes as verified to hash to `digest`, which registers the blob and
+    /// holds it against collection. `BlobBusy` while that blob is being collected.
+    async fn verify_upload(&self, id: &str, holder: &str, digest: &str) -> Result<()>;
+    /// Records the image of a verified, published upload and ties it to the upload; if the
+    /// user already holds these bytes, returns the existing image. `UploadGone` if the upload
+    /// (or its user) was removed meanwhile.
+    async fn complete_upload(&self, id: &str, image: &NewImage) -> Result<ImageInfo>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
     async fn expired_uploads(&self, now: i64) -> Result<Vec<String>>;
+    /// Ids of all uploads, for finding part files whose upload is gone.
+    async fn upload_ids(&self) -> Result<Vec<String>>;
 
-    /// Records the image; if the user already holds these bytes, returns the existing one.
-    async fn insert_image(&self, image: &NewImage) -> Result<ImageInfo>;
+    /// Marks blobs no image and no verified upload references as doomed, and returns every
+    /// doomed blob. A doomed blob cannot be referenced again until `forget_blob`.
+    async fn doom_unreferenced_blobs(&self) -> Result<Vec<String>>;
+    /// Forgets a doomed blob once its bytes are deleted.
+    async fn forget_blob(&self, digest: &str) -> Result<()>;
+
     async fn image(&self, user: UserId, id: i64) -> Result<Option<(ImageInfo, Option<String>)>>;
     async fn images_by_digest(
         &self,

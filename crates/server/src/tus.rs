@@ -1,29 +1,34 @@
 //! tus 1.0.0: core, creation, creation-with-upload, expiration, checksum and termination.
 //!
-//! A part is acknowledged only after it is durably stored (the blob part is synced, then the
-//! offset recorded). The upload becomes an image only after the whole file's BLAKE3 matches
-//! the declared digest, the blob is published and the image row written; the final 204 comes
-//! after all of that.
+//! A part is acknowledged only after it is durably stored (the part is synced, then the offset
+//! recorded, only by the holder of the upload's lease). The upload becomes an image only after
+//! its bytes' BLAKE3 is computed (and matches the declared digest, if one was declared), the
+//! verified digest is recorded, the blob is published and the image row written; the final
+//! answer comes after all of that. The protocol version check and the `Tus-Resumable` answer
+//! header are in [`tus_layer`], once for every route.
 
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use futures_util::StreamExt;
 use photosync_identify::{identify_bytes, Identifier, Limits};
-use photosync_protocol::{meta, tus, ImageInfo, Metadata};
+use photosync_protocol::{
+    is_offset_content_type, meta, parse_number, tus, ChecksumAlgorithm, ChecksumHeader,
+    HeaderError, ImageInfo, Metadata,
+};
 use sha1::Digest as _;
 
 use crate::auth::User;
+use crate::blobs::PartWriter;
 use crate::error::ApiError;
-use crate::store::{NewImage, Upload};
-use crate::{now, AppState};
+use crate::store::{NewImage, StoreError, Upload, UploadLimits};
+use crate::{now, now_ms, AppState};
 
-/// On the final PATCH response and on HEAD of a finished upload: the stored image's id.
+/// On the final PATCH or POST response and on HEAD of a finished upload: the stored image's id.
 const IMAGE_ID: &str = photosync_protocol::IMAGE_ID_HEADER;
 
 fn header(name: &'static str) -> HeaderName {
@@ -35,7 +40,7 @@ fn value(v: impl ToString) -> HeaderValue {
 }
 
 /// The one value of a header; a repeated header is malformed.
-fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
     let mut all = headers.get_all(name).iter();
     let Some(first) = all.next() else {
         return Ok(None);
@@ -52,20 +57,31 @@ fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
         .map_err(|_| ApiError::bad_request("malformed_header", format!("{name} is not ASCII")))
 }
 
-/// A non-negative decimal integer that fits in an i64, and nothing else.
 fn number(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
     let Some(v) = single(headers, name)? else {
         return Ok(None);
     };
-    if v.is_empty() || v.len() > 18 || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::bad_request(
-            "malformed_header",
-            format!("{name} must be a non-negative integer, got {v:?}"),
-        ));
-    }
-    v.parse()
+    parse_number(v)
         .map(Some)
-        .map_err(|_| ApiError::bad_request("malformed_header", format!("{name} is too large")))
+        .map_err(|e| ApiError::bad_request("malformed_header", format!("{name} {e}")))
+}
+
+/// Every tus request but OPTIONS must speak 1.0.0; every answer says that it does.
+pub async fn tus_layer(request: Request, next: Next) -> Response {
+    let checked = if request.method() == Method::OPTIONS {
+        Ok(())
+    } else {
+        check_resumable(request.headers())
+    };
+    let mut response = match checked {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    };
+    response.headers_mut().insert(
+        header(tus::RESUMABLE),
+        HeaderValue::from_static(tus::VERSION),
+    );
+    response
 }
 
 fn check_resumable(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -82,17 +98,19 @@ fn check_resumable(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// When an upload touched at `from` expires.
+fn expiry(state: &AppState, from: i64) -> i64 {
+    from.saturating_add(state.config.upload_ttl.as_secs().min(i64::MAX as u64) as i64)
+}
+
 fn expires_header(at: i64) -> HeaderValue {
-    let t = std::time::UNIX_EPOCH + Duration::from_secs(at.max(0) as u64);
+    // HTTP dates end with the year 9999; a longer time to live says that.
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(at.clamp(0, 253_402_300_799) as u64);
     value(httpdate::fmt_http_date(t))
 }
 
 pub async fn options(State(state): State<AppState>) -> Response {
     let mut h = HeaderMap::new();
-    h.insert(
-        header(tus::RESUMABLE),
-        HeaderValue::from_static(tus::VERSION),
-    );
     h.insert(
         header(tus::VERSION_HEADER),
         HeaderValue::from_static(tus::VERSION),
@@ -112,15 +130,16 @@ pub async fn options(State(state): State<AppState>) -> Response {
 /// What the client declared about the file in `Upload-Metadata`.
 struct Declared {
     name: String,
-    digest: String,
+    digest: Option<String>,
     mtime: Option<i64>,
 }
 
 fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
     let bad = |code, msg: String| Err(ApiError::bad_request(code, msg));
     let digest = match metadata.get(meta::DIGEST) {
+        None => None,
         Some(d) if d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            d.to_ascii_lowercase()
+            Some(d.to_ascii_lowercase())
         }
         Some(d) => {
             return bad(
@@ -128,19 +147,15 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
                 format!("digest {d:?} is not 64 hex digits"),
             )
         }
-        None => {
-            return bad(
-                "missing_digest",
-                format!(
-                    "Upload-Metadata must carry '{}': the BLAKE3 of the file",
-                    meta::DIGEST
-                ),
-            )
-        }
     };
-    let name = metadata.get(meta::NAME).unwrap_or("upload").to_owned();
+    let name = metadata
+        .get(meta::NAME)
+        .or_else(|| metadata.get("name"))
+        .unwrap_or("upload")
+        .to_owned();
     if name.is_empty()
-        || name.contains(['/', '\\', '\0'])
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
         || name == "."
         || name == ".."
         || name.len() > 255
@@ -182,34 +197,47 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
     })
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    user: User,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    if let Err(e) = check_resumable(&headers) {
-        return e.into_response();
-    }
-    match create_upload(&state, user, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+fn is_offset_body(headers: &HeaderMap) -> Result<bool, ApiError> {
+    Ok(single(headers, "content-type")?.is_some_and(is_offset_content_type))
 }
 
-async fn create_upload(
-    state: &AppState,
+/// 507 unless the storage keeps `--min-free-space` free after `bytes` more.
+async fn ensure_space(state: &AppState, bytes: u64) -> Result<(), ApiError> {
+    let Some(free) = state.blobs.available_space().await? else {
+        return Ok(());
+    };
+    let needed = bytes.saturating_add(state.config.min_free_space);
+    if free < needed {
+        tracing::warn!(free, needed, "refusing data: the disk is nearly full");
+        return Err(insufficient_storage(format!(
+            "the server has {free} bytes free and keeps {} in reserve; {bytes} more do not fit",
+            state.config.min_free_space
+        )));
+    }
+    Ok(())
+}
+
+fn insufficient_storage(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        message,
+    )
+}
+
+pub async fn create(
+    State(state): State<AppState>,
     User(user): User,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if single(headers, "upload-defer-length")?.is_some() {
+    if single(&headers, "upload-defer-length")?.is_some() {
         return Err(ApiError::bad_request(
             "defer_length_unsupported",
             "Upload-Defer-Length is not supported; send Upload-Length",
         ));
     }
-    let length = number(headers, tus::UPLOAD_LENGTH)?
+    let length = number(&headers, tus::UPLOAD_LENGTH)?
         .ok_or_else(|| ApiError::bad_request("missing_length", "Upload-Length is required"))?;
     if length > state.config.max_upload_size {
         return Err(ApiError::new(
@@ -221,65 +249,99 @@ async fn create_upload(
             ),
         ));
     }
-    let raw_metadata = single(headers, tus::UPLOAD_METADATA)?
+    let raw_metadata = single(&headers, tus::UPLOAD_METADATA)?
         .unwrap_or("")
         .to_owned();
     let metadata = Metadata::parse(&raw_metadata)
         .map_err(|e| ApiError::bad_request("invalid_metadata", e.to_string()))?;
     let declared = declared(&metadata, length)?;
-    let with_body = single(headers, "content-type")? == Some(tus::OFFSET_CONTENT_TYPE);
-    let checksum = Checksum::from_headers(headers)?;
+    let with_body = is_offset_body(&headers)?;
+    let checksum = Checksum::from_headers(&headers)?;
+    ensure_space(&state, length).await?;
 
     let created = now();
-    let id: String = rand::random::<[u8; 16]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut upload = Upload {
-        id: id.clone(),
+    let upload = Upload {
+        id: random_hex::<16>(),
         user_id: user,
         length,
         offset: 0,
         metadata: raw_metadata,
         name: declared.name,
-        digest: declared.digest,
+        declared: declared.digest,
+        verified: None,
         mtime: declared.mtime,
         created_at: created,
-        expires_at: created + state.config.upload_ttl.as_secs() as i64,
+        expires_at: expiry(&state, created),
         image_id: None,
     };
-    state.store.create_upload(&upload).await?;
-    tracing::info!(upload = %id, length, "upload created");
-
+    let limits = UploadLimits {
+        max_unfinished: state.config.max_unfinished_uploads,
+        max_unfinished_bytes: state.config.max_unfinished_bytes,
+    };
+    state.store.create_upload(&upload, &limits).await?;
+    let stored = match state.blobs.create_part(&upload.id).await {
+        Ok(()) if with_body || length == 0 => first_part(&state, &upload, checksum, body).await,
+        Ok(()) => Ok((0, None)),
+        Err(e) => Err(e.into()),
+    };
+    let (offset, image) = match stored {
+        Ok(stored) => stored,
+        Err(e) => {
+            // The client never learns this upload's URL: leave nothing behind.
+            forget(&state, &upload.id).await;
+            return Err(e);
+        }
+    };
+    tracing::info!(upload = %upload.id, length, offset, "upload created");
     let mut h = HeaderMap::new();
     h.insert(
-        header(tus::RESUMABLE),
-        HeaderValue::from_static(tus::VERSION),
-    );
-    h.insert(
         axum::http::header::LOCATION,
-        value(format!("{}{id}", photosync_protocol::path::UPLOADS)),
+        value(format!(
+            "{}{}",
+            photosync_protocol::path::UPLOADS,
+            upload.id
+        )),
     );
     if with_body || length == 0 {
-        // creation-with-upload: the body is the first part.
-        let holder = lock(state, &upload).await?;
-        let result = receive_part(state, &upload, 0, checksum, None, body).await;
-        let result = match result {
-            Ok(offset) => {
-                upload.offset = offset;
-                finish_if_complete(state, &upload).await.map(|_| offset)
-            }
-            Err(e) => Err(e),
-        };
-        unlock(state, &upload, &holder).await;
-        let offset = result?;
         h.insert(header(tus::UPLOAD_OFFSET), value(offset));
+    }
+    if let Some(image) = image {
+        h.insert(header(IMAGE_ID), value(image.id));
     }
     h.insert(
         header(tus::UPLOAD_EXPIRES),
         expires_header(upload.expires_at),
     );
     Ok((StatusCode::CREATED, h).into_response())
+}
+
+/// creation-with-upload: the request's body is the first part.
+async fn first_part(
+    state: &AppState,
+    upload: &Upload,
+    checksum: Option<Checksum>,
+    body: Body,
+) -> Result<(u64, Option<ImageInfo>), ApiError> {
+    let holder = lock(state, upload).await?;
+    let result = write_part(state, upload, &holder, checksum, body).await;
+    unlock(state, upload, &holder).await;
+    result
+}
+
+async fn forget(state: &AppState, id: &str) {
+    if let Err(e) = state.blobs.discard(id).await {
+        tracing::warn!(upload = %id, error = %e, "discarding a failed upload's bytes failed");
+    }
+    if let Err(e) = state.store.delete_upload(id).await {
+        tracing::warn!(upload = %id, error = %e, "deleting a failed upload failed");
+    }
+}
+
+fn random_hex<const N: usize>() -> String {
+    rand::random::<[u8; N]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The user's live upload `id`: 404 if unknown or another user's, 410 once expired.
@@ -310,38 +372,84 @@ async fn expire(state: &AppState, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn sweep_expired(state: &AppState) -> Result<(), ApiError> {
+/// Removes expired uploads, part files whose upload is gone, and blobs nothing references.
+pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
     for id in state.store.expired_uploads(now()).await? {
         expire(state, &id).await?;
+    }
+    // Part files are made after their upload row, so a file without a row lost its upload.
+    let parts = state.blobs.part_ids().await?;
+    let live: std::collections::HashSet<String> =
+        state.store.upload_ids().await?.into_iter().collect();
+    for id in parts.iter().filter(|id| !live.contains(*id)) {
+        state.blobs.discard(id).await?;
+        tracing::info!(upload = %id, "orphaned part file removed");
+    }
+    collect_garbage(state).await
+}
+
+/// Deletes blobs no image and no verified upload references. A blob is first marked doomed in
+/// the store, which stops new references to it; then its bytes go, then its row. A crash
+/// between the steps leaves it doomed, and the next run finishes the job.
+pub async fn collect_garbage(state: &AppState) -> Result<(), ApiError> {
+    for digest in state.store.doom_unreferenced_blobs().await? {
+        state.blobs.delete_blob(&digest).await?;
+        state.store.forget_blob(&digest).await?;
+        tracing::info!(blob = %digest, "unreferenced blob deleted");
     }
     Ok(())
 }
 
 /// Takes the upload's lease; 423 while another request holds it.
 async fn lock(state: &AppState, upload: &Upload) -> Result<String, ApiError> {
-    let holder: String = rand::random::<[u8; 8]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let t = now();
-    let lease = lease_secs(state);
+    let holder = random_hex::<8>();
+    let t = now_ms();
     if state
         .store
-        .lock_upload(&upload.id, &holder, t, t + lease)
+        .lock_upload(&upload.id, &holder, t, t + lease_ms(state))
         .await?
     {
         Ok(holder)
     } else {
-        Err(ApiError::new(
-            StatusCode::LOCKED,
-            "upload_busy",
-            "another request is writing to this upload; retry shortly",
-        ))
+        Err(busy())
     }
 }
 
-fn lease_secs(state: &AppState) -> i64 {
-    (state.config.idle_timeout.as_secs() as i64 * 2).max(2)
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::LOCKED,
+        "upload_busy",
+        "another request is writing to this upload; retry shortly",
+    )
+}
+
+/// The write lease outlasts the longest wait for a chunk (the idle timeout) with room to spare;
+/// it is renewed while data arrives.
+fn lease_ms(state: &AppState) -> i64 {
+    (state.config.idle_timeout.as_millis() as i64 * 2).max(2000)
+}
+
+async fn renew(state: &AppState, upload: &Upload, holder: &str) -> Result<(), ApiError> {
+    let until = now_ms() + lease_ms(state);
+    if state.store.renew_upload(&upload.id, holder, until).await? {
+        Ok(())
+    } else {
+        Err(gone_or_taken(state, upload).await)
+    }
+}
+
+/// Why a conditional update of an upload changed nothing: it was deleted (404), or another
+/// request took its lease (423).
+async fn gone_or_taken(state: &AppState, upload: &Upload) -> ApiError {
+    match state.store.upload(upload.user_id, &upload.id).await {
+        Ok(Some(_)) => busy(),
+        Ok(None) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the upload was deleted while this request ran; nothing was stored",
+        ),
+        Err(e) => e.into(),
+    }
 }
 
 async fn unlock(state: &AppState, upload: &Upload, holder: &str) {
@@ -352,33 +460,27 @@ async fn unlock(state: &AppState, upload: &Upload, holder: &str) {
 
 pub async fn head(
     State(state): State<AppState>,
-    user: User,
+    User(user): User,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = check_resumable(&headers) {
-        return e.into_response();
-    }
     let result = async {
-        let upload = live_upload(&state, user.0, &id).await?;
-        let mut image_id = upload.image_id;
+        let mut upload = live_upload(&state, user, &id).await?;
         if upload.offset == upload.length && upload.image_id.is_none() {
             // All bytes arrived but completion was cut short (a crash): finish it now, so a
-            // full offset always means a stored image.
+            // full offset always means a stored image. Busy means someone else is on it.
             if let Ok(holder) = lock(&state, &upload).await {
-                let r = finish_if_complete(&state, &upload).await;
+                let r = resume_completion(&state, &upload, &holder).await;
                 unlock(&state, &upload, &holder).await;
-                image_id = r?.map(|i| i.id);
+                match r? {
+                    Some(image) => upload.image_id = Some(image.id),
+                    None => upload.offset = 0,
+                }
             }
         }
         let mut h = HeaderMap::new();
-        h.insert(
-            header(tus::RESUMABLE),
-            HeaderValue::from_static(tus::VERSION),
-        );
         h.insert(header(tus::UPLOAD_OFFSET), value(upload.offset));
         h.insert(header(tus::UPLOAD_LENGTH), value(upload.length));
-        if let Some(id) = image_id {
+        if let Some(id) = upload.image_id {
             h.insert(header(IMAGE_ID), value(id));
         }
         if !upload.metadata.is_empty() {
@@ -409,39 +511,23 @@ pub async fn head(
 
 pub async fn patch(
     State(state): State<AppState>,
-    user: User,
+    User(user): User,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    if let Err(e) = check_resumable(&headers) {
-        return e.into_response();
-    }
-    match patch_upload(&state, user, &id, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn patch_upload(
-    state: &AppState,
-    User(user): User,
-    id: &str,
-    headers: &HeaderMap,
-    body: Body,
 ) -> Result<Response, ApiError> {
-    if single(headers, "content-type")? != Some(tus::OFFSET_CONTENT_TYPE) {
+    if !is_offset_body(&headers)? {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "wrong_content_type",
             format!("PATCH bodies must be {}", tus::OFFSET_CONTENT_TYPE),
         ));
     }
-    let offset = number(headers, tus::UPLOAD_OFFSET)?
+    let offset = number(&headers, tus::UPLOAD_OFFSET)?
         .ok_or_else(|| ApiError::bad_request("missing_offset", "Upload-Offset is required"))?;
-    let checksum = Checksum::from_headers(headers)?;
-    let content_length = number(headers, "content-length")?;
-    let upload = live_upload(state, user, id).await?;
+    let checksum = Checksum::from_headers(&headers)?;
+    let content_length = number(&headers, "content-length")?;
+    let upload = live_upload(&state, user, &id).await?;
     if upload.image_id.is_some() {
         return Err(ApiError::bad_request(
             "upload_finished",
@@ -449,52 +535,49 @@ async fn patch_upload(
         ));
     }
     if offset != upload.offset {
-        let mut r = ApiError::new(
-            StatusCode::CONFLICT,
-            "offset_mismatch",
-            format!(
-                "Upload-Offset is {offset}, the upload stands at {}",
-                upload.offset
-            ),
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(header(tus::UPLOAD_OFFSET), value(upload.offset));
-        return Ok(r);
+        return Ok(offset_mismatch(offset, upload.offset));
     }
     let remaining = upload.length - upload.offset;
     if content_length.is_some_and(|n| n > remaining) {
         return Err(exceeds(remaining));
     }
-    let holder = lock(state, &upload).await?;
-    let result = async {
-        let new_offset =
-            receive_part(state, &upload, upload.offset, checksum, Some(&holder), body).await?;
-        let advanced = Upload {
-            offset: new_offset,
-            ..upload.clone()
-        };
-        let image = finish_if_complete(state, &advanced).await?;
-        Ok::<_, ApiError>((new_offset, image))
-    }
-    .await;
-    unlock(state, &upload, &holder).await;
+    ensure_space(&state, content_length.unwrap_or(remaining)).await?;
+    let holder = lock(&state, &upload).await?;
+    let result = if remaining == 0 {
+        resume_completion(&state, &upload, &holder)
+            .await
+            .map(|image| match image {
+                Some(image) => (upload.length, Some(image)),
+                None => (0, None),
+            })
+    } else {
+        write_part(&state, &upload, &holder, checksum, body).await
+    };
+    unlock(&state, &upload, &holder).await;
     let (new_offset, image) = result?;
     let mut h = HeaderMap::new();
     if let Some(image) = image {
         // The client records this id in its sync list.
         h.insert(header(IMAGE_ID), value(image.id));
     }
-    h.insert(
-        header(tus::RESUMABLE),
-        HeaderValue::from_static(tus::VERSION),
-    );
     h.insert(header(tus::UPLOAD_OFFSET), value(new_offset));
     h.insert(
         header(tus::UPLOAD_EXPIRES),
-        expires_header(now() + state.config.upload_ttl.as_secs() as i64),
+        expires_header(expiry(&state, now())),
     );
     Ok((StatusCode::NO_CONTENT, h).into_response())
+}
+
+fn offset_mismatch(asked: u64, stands: u64) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::CONFLICT,
+        "offset_mismatch",
+        format!("Upload-Offset is {asked}, the upload stands at {stands}"),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header(tus::UPLOAD_OFFSET), value(stands));
+    r
 }
 
 fn exceeds(remaining: u64) -> ApiError {
@@ -505,21 +588,87 @@ fn exceeds(remaining: u64) -> ApiError {
     )
 }
 
-/// Streams one part into the blob store and acknowledges it. Returns the new offset.
+/// Opens the upload's bytes for this lease holder at the acknowledged offset. Bytes that were
+/// acknowledged but are gone (deleted by hand) reset the upload to 0: the client sends again.
+async fn open_writer(
+    state: &AppState,
+    upload: &Upload,
+    holder: &str,
+) -> Result<Box<dyn PartWriter>, ApiError> {
+    match state.blobs.open_part(&upload.id, upload.offset).await {
+        Ok(w) => Ok(w),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(busy()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            tracing::warn!(upload = %upload.id, error = %e, "stored bytes lost; upload reset");
+            state.store.reset_upload(&upload.id, holder).await?;
+            if upload.offset == 0 {
+                state.blobs.create_part(&upload.id).await?;
+                return state
+                    .blobs
+                    .open_part(&upload.id, 0)
+                    .await
+                    .map_err(Into::into);
+            }
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "offset_mismatch",
+                "the upload's stored bytes were lost; start again from offset 0",
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One part, then completion if it was the last. Returns the new offset and the image.
+async fn write_part(
+    state: &AppState,
+    upload: &Upload,
+    holder: &str,
+    checksum: Option<Checksum>,
+    body: Body,
+) -> Result<(u64, Option<ImageInfo>), ApiError> {
+    let mut part = open_writer(state, upload, holder).await?;
+    let new_offset = match receive_part(state, upload, holder, part.as_mut(), checksum, body).await
+    {
+        Ok(offset) => offset,
+        Err(e) => {
+            // Whatever this part wrote goes; the writer still holds the file alone.
+            if let Err(abort) = part.abort().await {
+                tracing::warn!(upload = %upload.id, error = %abort, "discarding a part failed");
+            }
+            return Err(e);
+        }
+    };
+    if new_offset < upload.length {
+        return Ok((new_offset, None));
+    }
+    let done = Upload {
+        offset: new_offset,
+        ..upload.clone()
+    };
+    let image = finish(state, &done, holder, part).await?;
+    Ok((new_offset, Some(image)))
+}
+
+/// Streams one part into the writer and acknowledges it. Returns the new offset.
 ///
 /// A part with a checksum is all or nothing: cut off or mismatched, it is discarded. A part
 /// without one keeps whatever arrived before the connection broke, as tus allows.
 async fn receive_part(
     state: &AppState,
     upload: &Upload,
-    offset: u64,
+    holder: &str,
+    part: &mut dyn PartWriter,
     mut checksum: Option<Checksum>,
-    holder: Option<&str>,
     body: Body,
 ) -> Result<u64, ApiError> {
-    let remaining = upload.length - offset;
+    let remaining = upload.length - upload.offset;
     let idle = state.config.idle_timeout;
-    let mut part = state.blobs.begin_part(&upload.id, offset).await?;
     let mut stream = body.into_data_stream();
     let mut received = 0u64;
     let mut cut: Option<String> = None;
@@ -527,7 +676,7 @@ async fn receive_part(
     loop {
         let chunk = match tokio::time::timeout(idle, stream.next()).await {
             Err(_) => {
-                cut = Some(format!("no data for {} s", idle.as_secs()));
+                cut = Some(format!("no data for {} ms", idle.as_millis()));
                 break;
             }
             Ok(None) => break,
@@ -538,29 +687,23 @@ async fn receive_part(
             Ok(Some(Ok(chunk))) => chunk,
         };
         if received + chunk.len() as u64 > remaining {
-            part.abort().await?;
             return Err(exceeds(remaining));
         }
         if let Some(c) = checksum.as_mut() {
             c.update(&chunk);
         }
-        part.write(&chunk).await?;
+        part.write(&chunk).await.map_err(write_error)?;
         received += chunk.len() as u64;
-        if let Some(holder) = holder {
-            if renewed.elapsed() > idle / 2 {
-                let t = now();
-                state
-                    .store
-                    .lock_upload(&upload.id, holder, t, t + lease_secs(state))
-                    .await?;
-                renewed = Instant::now();
-            }
+        // A slow part on a slow link may outlast the lease: keep it while data flows, and stop
+        // at once if someone else took it or the upload was deleted.
+        if renewed.elapsed() > idle / 2 {
+            renew(state, upload, holder).await?;
+            renewed = Instant::now();
         }
     }
     if let Some(reason) = &cut {
         tracing::info!(upload = %upload.id, received, reason, "part cut off");
         if checksum.is_some() {
-            part.abort().await?;
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "part_cut_off",
@@ -570,7 +713,6 @@ async fn receive_part(
     }
     if let Some(c) = checksum {
         if !c.matches() {
-            part.abort().await?;
             return Err(ApiError::new(
                 StatusCode::from_u16(tus::CHECKSUM_MISMATCH).unwrap_or(StatusCode::BAD_REQUEST),
                 "checksum_mismatch",
@@ -578,61 +720,142 @@ async fn receive_part(
             ));
         }
     }
-    part.commit().await?;
-    let new_offset = offset + received;
-    let expires = now() + state.config.upload_ttl.as_secs() as i64;
-    state
+    part.commit().await.map_err(write_error)?;
+    let new_offset = upload.offset + received;
+    let expires = expiry(state, now());
+    match state
         .store
-        .advance_upload(&upload.id, new_offset, expires)
-        .await?;
+        .advance_upload(&upload.id, holder, upload.offset, new_offset, expires)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::UploadGone) => return Err(gone_or_taken(state, upload).await),
+        Err(e) => return Err(e.into()),
+    }
     tracing::debug!(upload = %upload.id, new_offset, "part stored");
     Ok(new_offset)
 }
 
-/// Once every byte is in: verify, publish, record. Idempotent, so it can run again after a
-/// crash between any two steps.
-async fn finish_if_complete(
+fn write_error(e: std::io::Error) -> ApiError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        insufficient_storage(
+            "the server's disk filled up during this part; it was discarded".into(),
+        )
+    } else {
+        e.into()
+    }
+}
+
+/// Every byte is in and `part` holds them alone: hash, check against the declared digest,
+/// record the verified digest, publish, record the image.
+async fn finish(
     state: &AppState,
     upload: &Upload,
-) -> Result<Option<ImageInfo>, ApiError> {
-    if upload.offset != upload.length || upload.image_id.is_some() {
-        return Ok(None);
+    holder: &str,
+    mut part: Box<dyn PartWriter>,
+) -> Result<ImageInfo, ApiError> {
+    renew(state, upload, holder).await?;
+    let digest = part.digest().await?.to_hex().to_string();
+    if upload.declared.as_ref().is_some_and(|d| *d != digest) {
+        drop(part);
+        forget(state, &upload.id).await;
+        tracing::warn!(upload = %upload.id, "digest mismatch; upload discarded");
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "digest_mismatch",
+            "the file's BLAKE3 does not match the declared digest; the upload was discarded",
+        ));
     }
-    match state.blobs.upload_digest(&upload.id).await {
-        Ok(d) if d.to_hex().as_str() != upload.digest => {
-            state.blobs.discard(&upload.id).await?;
-            state.store.delete_upload(&upload.id).await?;
-            tracing::warn!(upload = %upload.id, "digest mismatch; upload discarded");
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "digest_mismatch",
-                "the file's BLAKE3 does not match the declared digest; the upload was discarded",
-            ));
+    verify(state, upload, holder, &digest).await?;
+    part.publish(&digest).await?;
+    record(state, upload, &digest).await
+}
+
+/// Records the verified digest, which holds the blob against collection. A blob being
+/// collected this moment is waited for, briefly.
+async fn verify(
+    state: &AppState,
+    upload: &Upload,
+    holder: &str,
+    digest: &str,
+) -> Result<(), ApiError> {
+    for _ in 0..100 {
+        match state.store.verify_upload(&upload.id, holder, digest).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::BlobBusy) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(StoreError::UploadGone) => return Err(gone_or_taken(state, upload).await),
+            Err(e) => return Err(e.into()),
         }
-        Ok(_) => state.blobs.publish(&upload.id, &upload.digest).await?,
-        // No part file: it was published just before a crash; the blob must be there.
+    }
+    Err(StoreError::BlobBusy.into())
+}
+
+/// Completes an upload whose bytes all arrived but that has no image yet (the request that
+/// sent them was cut short). None: the bytes are gone and the upload starts again from 0.
+async fn resume_completion(
+    state: &AppState,
+    upload: &Upload,
+    holder: &str,
+) -> Result<Option<ImageInfo>, ApiError> {
+    match state.blobs.open_part(&upload.id, upload.length).await {
+        Ok(part) => return finish(state, upload, holder, part).await.map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(busy()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    let identity = identify_blob(state, &upload.digest, upload.length).await?;
-    let image = state
-        .store
-        .insert_image(&NewImage {
-            user_id: upload.user_id,
-            digest: upload.digest.clone(),
-            identifier: identity.as_ref().map(|i| i.identifier.to_string()),
-            name: upload.name.clone(),
-            bytes: upload.length,
-            width: identity.as_ref().map(|i| i.width),
-            height: identity.as_ref().map(|i| i.height),
-            format: identity.as_ref().map(|i| i.format.name().to_owned()),
-            mtime: upload.mtime,
-            uploaded_at: now(),
-        })
-        .await?;
-    state.store.finish_upload(&upload.id, image.id).await?;
-    tracing::info!(upload = %upload.id, image = image.id, "upload complete");
-    Ok(Some(image))
+    // No part file: published just before a crash, if its digest was verified and recorded
+    // first. Even then the blob is hashed again: an image is never recorded unverified.
+    if let Some(digest) = &upload.verified {
+        if blob_hashes_to(state, digest).await? {
+            return record(state, upload, digest).await.map(Some);
+        }
+    }
+    tracing::warn!(upload = %upload.id, "all bytes acknowledged but none stored; upload reset");
+    state.store.reset_upload(&upload.id, holder).await?;
+    state.blobs.create_part(&upload.id).await?;
+    Ok(None)
+}
+
+async fn blob_hashes_to(state: &AppState, digest: &str) -> Result<bool, ApiError> {
+    let mut reader = match state.blobs.open(digest).await {
+        Ok((_, r)) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = tokio::io::AsyncReadExt::read(&mut reader, &mut buf).await?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_hex().as_str() == digest);
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Identifies the published blob and records the image for the upload's user.
+async fn record(state: &AppState, upload: &Upload, digest: &str) -> Result<ImageInfo, ApiError> {
+    let identity = identify_blob(state, digest, upload.length).await?;
+    let image = NewImage {
+        user_id: upload.user_id,
+        digest: digest.to_owned(),
+        identifier: identity.as_ref().map(|i| i.identifier.to_string()),
+        name: upload.name.clone(),
+        bytes: upload.length,
+        width: identity.as_ref().map(|i| i.width),
+        height: identity.as_ref().map(|i| i.height),
+        format: identity.as_ref().map(|i| i.format.name().to_owned()),
+        mtime: upload.mtime,
+        uploaded_at: now(),
+    };
+    match state.store.complete_upload(&upload.id, &image).await {
+        Ok(info) => {
+            tracing::info!(upload = %upload.id, image = info.id, "upload complete");
+            Ok(info)
+        }
+        Err(StoreError::UploadGone) => Err(gone_or_taken(state, upload).await),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The server's own identity of a published blob (None for videos and other non-images).
@@ -669,30 +892,17 @@ async fn identify_blob(
 
 pub async fn delete(
     State(state): State<AppState>,
-    user: User,
+    User(user): User,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = check_resumable(&headers) {
-        return e.into_response();
+) -> Result<Response, ApiError> {
+    let upload = live_upload(&state, user, &id).await?;
+    let holder = lock(&state, &upload).await?;
+    if upload.image_id.is_none() {
+        state.blobs.discard(&upload.id).await?;
     }
-    let result = async {
-        let upload = live_upload(&state, user.0, &id).await?;
-        let holder = lock(&state, &upload).await?;
-        if upload.image_id.is_none() {
-            state.blobs.discard(&upload.id).await?;
-        }
-        state.store.delete_upload(&upload.id).await?;
-        unlock(&state, &upload, &holder).await;
-        let mut h = HeaderMap::new();
-        h.insert(
-            header(tus::RESUMABLE),
-            HeaderValue::from_static(tus::VERSION),
-        );
-        Ok::<_, ApiError>((StatusCode::NO_CONTENT, h).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    state.store.delete_upload(&upload.id).await?;
+    unlock(&state, &upload, &holder).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// An `Upload-Checksum` being verified as the part streams in.
@@ -707,36 +917,18 @@ impl Checksum {
         let Some(v) = single(headers, tus::UPLOAD_CHECKSUM)? else {
             return Ok(None);
         };
-        let (algo, encoded) = v.split_once(' ').ok_or_else(|| {
-            ApiError::bad_request(
-                "malformed_checksum",
-                "Upload-Checksum must be 'algorithm base64'",
-            )
-        })?;
-        let expected = STANDARD.decode(encoded.trim()).map_err(|_| {
-            ApiError::bad_request("malformed_checksum", "Upload-Checksum value is not base64")
-        })?;
-        let (c, len) = match algo {
-            "sha1" => (Checksum::Sha1(sha1::Sha1::new(), expected.clone()), 20),
-            "sha256" => (Checksum::Sha256(sha2::Sha256::new(), expected.clone()), 32),
-            "blake3" => (Checksum::Blake3(Box::default(), expected.clone()), 32),
-            other => {
-                return Err(ApiError::bad_request(
-                    "unsupported_checksum",
-                    format!(
-                        "checksum algorithm {other:?} is not one of {}",
-                        tus::CHECKSUM_ALGORITHMS
-                    ),
-                ))
+        let parsed = ChecksumHeader::parse(v).map_err(|e| match e {
+            HeaderError::UnsupportedAlgorithm(_) => {
+                ApiError::bad_request("unsupported_checksum", format!("Upload-Checksum: {e}"))
             }
-        };
-        if expected.len() != len {
-            return Err(ApiError::bad_request(
-                "malformed_checksum",
-                format!("a {algo} checksum is {len} bytes, got {}", expected.len()),
-            ));
-        }
-        Ok(Some(c))
+            _ => ApiError::bad_request("malformed_checksum", format!("Upload-Checksum {e}")),
+        })?;
+        let want = parsed.expected;
+        Ok(Some(match parsed.algorithm {
+            ChecksumAlgorithm::Sha1 => Checksum::Sha1(sha1::Sha1::new(), want),
+            ChecksumAlgorithm::Sha256 => Checksum::Sha256(sha2::Sha256::new(), want),
+            ChecksumAlgorithm::Blake3 => Checksum::Blake3(Box::default(), want),
+        }))
     }
 
     fn update(&mut self, bytes: &[u8]) {

@@ -27,12 +27,12 @@ async fn server_with(config: Config) -> Server {
     let (alice, bob) = ("psk_alice_token".to_owned(), "psk_bob_token".to_owned());
     state
         .store
-        .create_user("alice", &token_hash(&alice), 0)
+        .create_user("alice", &token_hash(&alice), 0, None)
         .await
         .unwrap();
     state
         .store
-        .create_user("bob", &token_hash(&bob), 0)
+        .create_user("bob", &token_hash(&bob), 0, None)
         .await
         .unwrap();
     Server {
@@ -479,16 +479,25 @@ async fn malformed_creation_requests_get_4xx_and_create_nothing() {
             "invalid_metadata",
         ),
         (
-            "no digest",
+            "digest in hex where base64 belongs",
+            vec![
+                (tus::UPLOAD_LENGTH, "3".into()),
+                (tus::UPLOAD_METADATA, format!("digest {}", digest(b"abc"))),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_metadata",
+        ),
+        (
+            "line break in name",
             vec![
                 (tus::UPLOAD_LENGTH, "3".into()),
                 (
                     tus::UPLOAD_METADATA,
-                    format!("filename {}", STANDARD.encode("a.jpg")),
+                    format!("filename {}", STANDARD.encode("a\r\nSet-Cookie: x.jpg")),
                 ),
             ],
             StatusCode::BAD_REQUEST,
-            "missing_digest",
+            "invalid_filename",
         ),
         (
             "path in name",
@@ -999,4 +1008,561 @@ async fn images_are_listed_in_pages() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+// Hardening: each test below failed on the server before the fix it is named after.
+
+fn streamed(
+    s: &Server,
+    loc: &str,
+    token: &str,
+    offset: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    Request<Body>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    let req = s
+        .req(Method::PATCH, loc, token)
+        .header("content-type", tus::OFFSET_CONTENT_TYPE)
+        .header(tus::UPLOAD_OFFSET, offset.to_string())
+        .body(Body::from_stream(tokio_stream_from(rx)))
+        .unwrap();
+    (tx, req)
+}
+
+/// Sends `bytes` in `pieces` chunks, `gap` apart.
+async fn trickle(
+    tx: tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    bytes: &[u8],
+    pieces: usize,
+    gap: Duration,
+) {
+    for chunk in bytes.chunks(bytes.len().div_ceil(pieces)) {
+        tx.send(Ok(chunk.to_vec())).await.unwrap();
+        tokio::time::sleep(gap).await;
+    }
+}
+
+/// Defects 1 and 2: a PATCH slower than twice the idle timeout kept writing after its lease
+/// lapsed, a DELETE from another connection then removed its file, and completion, finding no
+/// file, recorded an image for the declared digest: another user's photo, by its digest alone.
+#[tokio::test]
+async fn a_slow_patch_keeps_its_lease_so_a_delete_cannot_make_it_record_anothers_photo() {
+    let s = server_with(Config {
+        idle_timeout: Duration::from_millis(600),
+        ..Config::default()
+    })
+    .await;
+    let bobs = photo("aqua.jpg");
+    assert_eq!(
+        s.upload(&s.bob, "aqua.jpg", &bobs).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // Alice knows only the digest and the size of Bob's photo.
+    let garbage = photosync_testkit::noise(bobs.len(), 3);
+    let mut m = Metadata::default();
+    m.insert("filename", "mine.jpg");
+    m.insert("digest", digest(&bobs));
+    let r = s.create(&s.alice, bobs.len(), &m.encode()).await;
+    let loc = header(&r, "location").unwrap().to_owned();
+    let (tx, req) = streamed(&s, &loc, &s.alice, 0);
+    let slow = s.send(req);
+    // 2.4 s of body against a 1.2 s lease; the others try while it is under way.
+    let others = async {
+        let sending = tokio::spawn({
+            let garbage = garbage.clone();
+            async move { trickle(tx, &garbage, 8, Duration::from_millis(300)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let delete = s
+            .send(
+                s.req(Method::DELETE, &loc, &s.alice)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let second = s.patch(&s.alice, &loc, 0, &garbage).await;
+        sending.await.unwrap();
+        (delete.status(), second.status())
+    };
+    let (slow, (delete, second)) = tokio::join!(slow, others);
+    assert_eq!(delete, StatusCode::LOCKED, "the lease is still held");
+    assert_eq!(second, StatusCode::LOCKED, "the lease is still held");
+    assert_eq!(slow.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body_json(slow).await["code"], "digest_mismatch");
+    assert!(s.images(&s.alice).await.is_empty(), "no image for Alice");
+}
+
+/// Defect 2, the crash path: an upload whose every byte was acknowledged but whose bytes are
+/// gone, never verified, must not become an image of the declared digest.
+#[tokio::test]
+async fn acknowledged_bytes_that_are_gone_restart_the_upload_instead_of_trusting_the_digest() {
+    let s = server().await;
+    let bobs = photo("aqua.jpg");
+    s.upload(&s.bob, "aqua.jpg", &bobs).await;
+    let mut m = Metadata::default();
+    m.insert("digest", digest(&bobs));
+    let r = s.create(&s.alice, bobs.len(), &m.encode()).await;
+    let loc = header(&r, "location").unwrap().to_owned();
+    let id = loc.trim_start_matches("/files/").to_owned();
+    // Every byte acknowledged, then the part file lost (as if deleted under a running request).
+    let store = &s.state.store;
+    assert!(store.lock_upload(&id, "t", 0, i64::MAX).await.unwrap());
+    store
+        .advance_upload(&id, "t", 0, bobs.len() as u64, 4_000_000_000)
+        .await
+        .unwrap();
+    store.unlock_upload(&id, "t").await.unwrap();
+    s.state.blobs.discard(&id).await.unwrap();
+    let r = s.head(&s.alice, &loc).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, tus::UPLOAD_OFFSET), Some("0"), "start again");
+    assert_eq!(header(&r, photosync_protocol::IMAGE_ID_HEADER), None);
+    assert!(s.images(&s.alice).await.is_empty());
+    // And the upload still works from 0.
+    assert_eq!(
+        s.patch(&s.alice, &loc, 0, &bobs).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+}
+
+/// Defect 3: a second writer's open file went on writing into the published blob.
+#[tokio::test]
+async fn an_upload_has_one_writer_and_a_published_blob_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = photosync_server::LocalBlobs::open(dir.path()).unwrap();
+    use photosync_server::Blobs;
+    let id = "0123456789abcdef0123456789abcdef";
+    blobs.create_part(id).await.unwrap();
+    let mut first = blobs.open_part(id, 0).await.unwrap();
+    let second = blobs.open_part(id, 0).await.map(|_| ()).unwrap_err();
+    assert_eq!(second.kind(), std::io::ErrorKind::WouldBlock);
+    first.write(b"verified bytes").await.unwrap();
+    first.commit().await.unwrap();
+    let d = first.digest().await.unwrap().to_hex().to_string();
+    assert_eq!(d, digest(b"verified bytes"));
+    first.publish(&d).await.unwrap();
+    // Nothing can open the upload's bytes for writing any more.
+    let after = blobs.open_part(id, 0).await.map(|_| ()).unwrap_err();
+    assert_eq!(after.kind(), std::io::ErrorKind::NotFound);
+    let (len, mut r) = blobs.open(&d).await.unwrap();
+    let mut got = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
+        .await
+        .unwrap();
+    assert_eq!((len, got.as_slice()), (14, &b"verified bytes"[..]));
+}
+
+/// Defect 4: a removed user's id went to the next new user, with the old near-match index, so
+/// detection said "same picture" for a photo the new user never uploaded; image ids were
+/// global, so anyone could count other users' images.
+#[tokio::test]
+async fn ids_are_never_reused_and_reveal_nothing_about_other_users() {
+    let s = server().await;
+    let aqua = photo("aqua.jpg");
+    for name in ["aqua.jpg", "ladybird.jpg"] {
+        let r = s.upload(&s.bob, name, &photo(name)).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let r = s.upload(&s.alice, "aqua.jpg", &aqua).await;
+    assert_eq!(
+        header(&r, photosync_protocol::IMAGE_ID_HEADER),
+        Some("1"),
+        "Alice's first image is her number 1, whatever Bob holds"
+    );
+    let identifier = photosync_identify::identify_bytes(&aqua, &Default::default())
+        .unwrap()
+        .identifier
+        .to_string();
+    let query =
+        serde_json::json!({"images": [{"digest": digest(b"other"), "identifier": identifier}]});
+    let r = s.detect(&s.alice, query.clone()).await;
+    assert_eq!(body_json(r).await["results"][0]["status"], "same_picture");
+
+    assert!(photosync_server::remove_user(&s.state, "alice")
+        .await
+        .unwrap());
+    let token = "psk_new_alice".to_owned();
+    s.state
+        .store
+        .create_user("alice", &token_hash(&token), 0, None)
+        .await
+        .unwrap();
+    let r = s.detect(&token, query).await;
+    assert_eq!(body_json(r).await["results"][0]["status"], "absent");
+    assert!(s.images(&token).await.is_empty());
+    let r = s
+        .upload(&token, "ladybird.jpg", &photo("ladybird.jpg"))
+        .await;
+    assert_eq!(header(&r, photosync_protocol::IMAGE_ID_HEADER), Some("1"));
+    // Bob's shared bytes survived Alice's removal.
+    let r = s.content(&s.bob, 1).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = axum::body::to_bytes(r.into_body(), 1 << 24).await.unwrap();
+    assert!(got.as_ref() == aqua.as_slice());
+}
+
+/// Defect 6: unfinished uploads were unbounded (400 × 4 GiB accepted), with no quota and no
+/// look at the free disk space.
+#[tokio::test]
+async fn unfinished_uploads_quotas_and_free_space_are_bounded_with_clear_errors() {
+    let s = server_with(Config {
+        max_unfinished_uploads: 2,
+        max_unfinished_bytes: 1000,
+        ..Config::default()
+    })
+    .await;
+    let meta = format!("filename {}", STANDARD.encode("a.bin"));
+    assert_eq!(
+        s.create(&s.alice, 400, &meta).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s.create(&s.alice, 700, &meta).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body_json(r).await["code"], "too_many_unfinished_bytes");
+    assert_eq!(
+        s.create(&s.alice, 600, &meta).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s.create(&s.alice, 1, &meta).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body_json(r).await["code"], "too_many_uploads");
+    // Bob is not affected by Alice's uploads.
+    assert_eq!(
+        s.create(&s.bob, 1, &meta).await.status(),
+        StatusCode::CREATED
+    );
+
+    // A quota counts stored images and unfinished uploads.
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    s.state
+        .store
+        .set_quota("bob", Some(bytes.len() as u64 + 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.upload(&s.bob, "aqua.jpg", &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.create(&s.bob, 10, &meta).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s.create(&s.bob, 1, &meta).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = body_json(r).await;
+    assert_eq!(body["code"], "quota_exceeded");
+    assert!(body["message"].as_str().unwrap().contains("quota"));
+    s.state.store.set_quota("bob", None).await.unwrap();
+    assert_eq!(
+        s.create(&s.bob, 10, &meta).await.status(),
+        StatusCode::CREATED
+    );
+
+    // Not enough free disk: creations and parts are refused before anything is written.
+    let loc = s
+        .start(&s.bob, "ladybird.jpg", &photo("ladybird.jpg"))
+        .await;
+    let full = Server {
+        app: router(AppState::new(
+            s.state.store.clone(),
+            s.state.blobs.clone(),
+            Config {
+                min_free_space: u64::MAX / 4,
+                ..Config::default()
+            },
+        )),
+        state: s.state.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+        alice: s.alice.clone(),
+        bob: s.bob.clone(),
+    };
+    let r = full.create(&full.bob, 10, &meta).await;
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(body_json(r).await["code"], "insufficient_storage");
+    let r = full.patch(&full.bob, &loc, 0, &photo("ladybird.jpg")).await;
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(s.offset(&s.bob, &loc).await, 0);
+}
+
+fn part_files(s: &Server) -> usize {
+    let dir = s._dir.path().join("uploads");
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+/// Defect 7: a creation-with-upload refused with 460 or 413 left an upload row and an empty
+/// part file whose URL the client never learned.
+#[tokio::test]
+async fn a_refused_creation_with_upload_leaves_nothing_behind() {
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    let with_body = |checksum: String, body: Vec<u8>| {
+        s.req(Method::POST, "/files/", &s.alice)
+            .header(tus::UPLOAD_LENGTH, bytes.len().to_string())
+            .header(tus::UPLOAD_METADATA, metadata("aqua.jpg", &bytes))
+            .header("content-type", "Application/Offset+Octet-Stream; x=y")
+            .header(tus::UPLOAD_CHECKSUM, checksum)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let sum = |b: &[u8]| format!("blake3 {}", STANDARD.encode(blake3::hash(b).as_bytes()));
+    let r = s.send(with_body(sum(b"other"), bytes.clone())).await;
+    assert_eq!(r.status().as_u16(), 460);
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let r = s.send(with_body(sum(&longer), longer)).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(s.state.store.upload_ids().await.unwrap().is_empty());
+    assert_eq!(part_files(&s), 0);
+    // The good one answers with the image it stored (it used to name none).
+    let r = s.send(with_body(sum(&bytes), bytes.clone())).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, photosync_protocol::IMAGE_ID_HEADER), Some("1"));
+}
+
+/// Defect 8: removing a user mid-upload ended the upload in a 500 after its file was stored,
+/// and left the user's blobs on disk forever.
+#[tokio::test]
+async fn removing_a_user_mid_upload_ends_it_cleanly_and_collects_only_their_blobs() {
+    let s = server().await;
+    let shared = photo("aqua.jpg");
+    let own = photo("ladybird.jpg");
+    for (token, name, bytes) in [
+        (&s.alice, "aqua.jpg", &shared),
+        (&s.bob, "aqua.jpg", &shared),
+        (&s.alice, "ladybird.jpg", &own),
+    ] {
+        assert_eq!(
+            s.upload(token, name, bytes).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let blob = |d: &str| s._dir.path().join("blobs").join(&d[..2]).join(d);
+    assert!(blob(&digest(&own)).exists());
+    let third = photo("brick.jpg");
+    let loc = s.start(&s.alice, "brick.jpg", &third).await;
+    let (tx, req) = streamed(&s, &loc, &s.alice, 0);
+    let writing = s.send(req);
+    let removing = async {
+        tx.send(Ok(third[..1000].to_vec())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(photosync_server::remove_user(&s.state, "alice")
+            .await
+            .unwrap());
+        tx.send(Ok(third[1000..].to_vec())).await.unwrap();
+        drop(tx);
+    };
+    let (r, ()) = tokio::join!(writing, removing);
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "{:?}",
+        body_json(r).await
+    );
+    assert!(!blob(&digest(&own)).exists(), "only Alice held it");
+    assert!(!blob(&digest(&third)).exists(), "never published");
+    assert!(blob(&digest(&shared)).exists(), "Bob still holds it");
+    assert_eq!(part_files(&s), 0);
+    let r = s.content(&s.bob, 1).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// Garbage collection is crash-safe: a blob marked for deletion cannot be taken by a new
+/// upload until it is gone, and a run cut short is finished by the next.
+#[tokio::test]
+async fn a_blob_being_collected_is_never_deleted_under_a_new_upload() {
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    s.upload(&s.alice, "aqua.jpg", &bytes).await;
+    assert!(photosync_server::remove_user(&s.state, "alice")
+        .await
+        .unwrap());
+    // Bob's upload of the same bytes, with a collection cut short before it.
+    let d = digest(&bytes);
+    let bobs = s.start(&s.bob, "aqua.jpg", &bytes).await;
+    s.state
+        .store
+        .create_user("carol", &token_hash("psk_carol"), 0, None)
+        .await
+        .unwrap();
+    let carols = s.start("psk_carol", "aqua.jpg", &bytes).await;
+    assert_eq!(
+        s.patch(&s.bob, &bobs, 0, &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // Nothing references the blob only while no image does; Bob's does.
+    assert!(s
+        .state
+        .store
+        .doom_unreferenced_blobs()
+        .await
+        .unwrap()
+        .is_empty());
+    photosync_server::collect_garbage(&s.state).await.unwrap();
+    assert_eq!(
+        s.patch("psk_carol", &carols, 0, &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let blob = s._dir.path().join("blobs").join(&d[..2]).join(&d);
+    assert_eq!(std::fs::read(blob).unwrap(), bytes);
+}
+
+/// The smaller ones of the hardening review.
+#[tokio::test]
+async fn protocol_details_bearer_case_names_content_types_and_json_errors() {
+    let s = server().await;
+    // The scheme is case-insensitive.
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = s
+            .send(
+                Request::builder()
+                    .uri("/api/v1/images")
+                    .header("authorization", format!("{scheme} {}", s.alice))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{scheme}");
+    }
+    // A non-ASCII name goes out as RFC 6266 filename*.
+    let bytes = photo("aqua.jpg");
+    let name = "été à Zürich.jpg";
+    let r = s.upload(&s.alice, name, &bytes).await;
+    let id = header(&r, photosync_protocol::IMAGE_ID_HEADER)
+        .unwrap()
+        .to_owned();
+    let r = s.content(&s.alice, &id).await;
+    let cd = header(&r, "content-disposition").unwrap();
+    assert!(
+        cd.contains("filename*=UTF-8''%C3%A9t%C3%A9%20%C3%A0%20Z%C3%BCrich.jpg"),
+        "{cd}"
+    );
+    assert!(cd.contains("filename=\"_t_ _ Z_rich.jpg\""), "{cd}");
+    // 405 with a JSON body.
+    let r = s
+        .send(
+            s.req(Method::PUT, "/api/v1/detect", &s.alice)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body_json(r).await["code"], "method_not_allowed");
+    // 414 and 431 with JSON bodies.
+    let long = format!("/api/v1/images?after={}", "1".repeat(9000));
+    let r = s
+        .send(
+            s.req(Method::GET, &long, &s.alice)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::URI_TOO_LONG);
+    assert_eq!(body_json(r).await["code"], "uri_too_long");
+    let mut b = s.req(Method::GET, "/api/v1/images", &s.alice);
+    for i in 0..120 {
+        b = b.header(format!("x-filler-{i}"), "x");
+    }
+    let r = s.send(b.body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(body_json(r).await["code"], "headers_too_large");
+    // Hex where base64 belongs is named as such.
+    let loc = s
+        .start(&s.alice, "ladybird.jpg", &photo("ladybird.jpg"))
+        .await;
+    let r = s
+        .send(
+            s.req(Method::PATCH, &loc, &s.alice)
+                .header("content-type", tus::OFFSET_CONTENT_TYPE)
+                .header(tus::UPLOAD_OFFSET, "0")
+                .header(tus::UPLOAD_CHECKSUM, format!("sha256 {}", digest(b"x")))
+                .body(Body::from("x"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let msg = body_json(r).await["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("hex"), "{msg}");
+}
+
+/// `digest` is optional, so standard tus clients work unchanged: the server computes it.
+#[tokio::test]
+async fn an_upload_without_a_digest_is_stored_under_the_digest_of_what_arrived() {
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    let r = s
+        .create(
+            &s.alice,
+            bytes.len(),
+            &format!("filename {}", STANDARD.encode("a.jpg")),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let loc = header(&r, "location").unwrap().to_owned();
+    let r = s.patch(&s.alice, &loc, 0, &bytes).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let images = s.images(&s.alice).await;
+    assert_eq!(images[0]["digest"], digest(&bytes));
+    assert!(
+        images[0]["identifier"].is_string(),
+        "identified by the server"
+    );
+}
+
+/// CORS is off by default and, when configured, answers preflights and exposes tus headers.
+#[tokio::test]
+async fn cors_only_for_configured_origins() {
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/files/")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,tus-resumable,upload-length,upload-metadata",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let off = server().await;
+    let r = off.send(preflight("https://photos.example")).await;
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    let on = server_with(Config {
+        cors_origins: vec!["https://photos.example".into()],
+        ..Config::default()
+    })
+    .await;
+    let r = on.send(preflight("https://photos.example")).await;
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://photos.example")
+    );
+    let allowed = header(&r, "access-control-allow-headers")
+        .unwrap()
+        .to_owned();
+    assert!(allowed.contains("upload-metadata"), "{allowed}");
+    let r = on.send(preflight("https://evil.example")).await;
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    let bytes = photo("aqua.jpg");
+    let r = on
+        .send(
+            on.req(Method::POST, "/files/", &on.alice)
+                .header("origin", "https://photos.example")
+                .header(tus::UPLOAD_LENGTH, bytes.len().to_string())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let exposed = header(&r, "access-control-expose-headers")
+        .unwrap()
+        .to_owned();
+    assert!(
+        exposed.contains("location") && exposed.contains("upload-offset"),
+        "{exposed}"
+    );
 }

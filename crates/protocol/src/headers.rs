@@ -1,0 +1,192 @@
+//! Parsers for the tus header values a server takes from untrusted clients. Pure functions
+//! over `&str`, so they can be fuzzed without a server.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::tus;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("must be a non-negative integer, got {0:?}")]
+    NotANumber(String),
+    #[error("is too large")]
+    TooLarge,
+    #[error("must be 'algorithm base64'")]
+    MalformedChecksum,
+    #[error("checksum algorithm {0:?} is not one of {algos}", algos = tus::CHECKSUM_ALGORITHMS)]
+    UnsupportedAlgorithm(String),
+    #[error("value is not base64{hint}", hint = hex_hint(.0))]
+    NotBase64(String),
+    #[error("a {algorithm} checksum is {want} bytes, got {got}{hint}", hint = if *.hex { HEX_HINT } else { "" })]
+    ChecksumLength {
+        algorithm: ChecksumAlgorithm,
+        want: usize,
+        got: usize,
+        /// The value would have been the right length as hex.
+        hex: bool,
+    },
+}
+
+const HEX_HINT: &str = " (it looks like hex: encode the raw bytes as base64 instead)";
+
+fn looks_hex(s: &str) -> bool {
+    !s.is_empty() && s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn hex_hint(s: &str) -> &'static str {
+    if looks_hex(s) {
+        HEX_HINT
+    } else {
+        ""
+    }
+}
+
+/// A non-negative decimal integer that fits in an i64, and nothing else (no sign, no spaces
+/// inside, no leading `+`).
+pub fn parse_number(value: &str) -> Result<u64, HeaderError> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeaderError::NotANumber(v.chars().take(40).collect()));
+    }
+    match v.parse::<u64>() {
+        Ok(n) if n <= i64::MAX as u64 => Ok(n),
+        _ => Err(HeaderError::TooLarge),
+    }
+}
+
+/// Whether a `Content-Type` is tus's `application/offset+octet-stream`: media types compare
+/// without regard to letter case, and parameters (`; charset=...`) do not change the type.
+pub fn is_offset_content_type(value: &str) -> bool {
+    let media = value.split(';').next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case(tus::OFFSET_CONTENT_TYPE)
+}
+
+/// The checksum algorithms a server accepts in `Upload-Checksum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+    Blake3,
+}
+
+impl ChecksumAlgorithm {
+    pub const ALL: [ChecksumAlgorithm; 3] = [Self::Sha1, Self::Sha256, Self::Blake3];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+            Self::Blake3 => "blake3",
+        }
+    }
+
+    /// Length of the digest in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 | Self::Blake3 => 32,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl std::fmt::Display for ChecksumAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `Upload-Checksum: <algorithm> <base64 digest>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecksumHeader {
+    pub algorithm: ChecksumAlgorithm,
+    pub expected: Vec<u8>,
+}
+
+impl ChecksumHeader {
+    pub fn parse(value: &str) -> Result<ChecksumHeader, HeaderError> {
+        let (name, encoded) = value
+            .trim()
+            .split_once(' ')
+            .ok_or(HeaderError::MalformedChecksum)?;
+        let algorithm = ChecksumAlgorithm::from_name(name)
+            .ok_or_else(|| HeaderError::UnsupportedAlgorithm(name.chars().take(20).collect()))?;
+        let encoded = encoded.trim();
+        let expected = STANDARD
+            .decode(encoded)
+            .map_err(|_| HeaderError::NotBase64(encoded.chars().take(128).collect()))?;
+        if expected.len() != algorithm.len() {
+            return Err(HeaderError::ChecksumLength {
+                algorithm,
+                want: algorithm.len(),
+                got: expected.len(),
+                hex: looks_hex(encoded) && encoded.len() == 2 * algorithm.len(),
+            });
+        }
+        Ok(ChecksumHeader {
+            algorithm,
+            expected,
+        })
+    }
+
+    /// The header's value.
+    pub fn encode(&self) -> String {
+        format!("{} {}", self.algorithm, STANDARD.encode(&self.expected))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_plain_decimals() {
+        assert_eq!(parse_number("0"), Ok(0));
+        assert_eq!(parse_number(" 42 "), Ok(42));
+        assert_eq!(parse_number("9223372036854775807"), Ok(i64::MAX as u64));
+        assert_eq!(
+            parse_number("9223372036854775808"),
+            Err(HeaderError::TooLarge)
+        );
+        for bad in ["", "-1", "+1", "1.0", "0x10", "1 2", "١"] {
+            assert!(parse_number(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_type_ignores_case_and_parameters() {
+        assert!(is_offset_content_type("application/offset+octet-stream"));
+        assert!(is_offset_content_type("Application/Offset+Octet-Stream"));
+        assert!(is_offset_content_type(
+            "application/offset+octet-stream; charset=binary"
+        ));
+        assert!(!is_offset_content_type("application/octet-stream"));
+        assert!(!is_offset_content_type(""));
+    }
+
+    #[test]
+    fn checksums_parse_and_hex_is_named() {
+        let sha1 = ChecksumHeader::parse("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=").unwrap();
+        assert_eq!(sha1.algorithm, ChecksumAlgorithm::Sha1);
+        assert_eq!(ChecksumHeader::parse(&sha1.encode()), Ok(sha1));
+        let hex = "2aae6c35c94fcfb415dbe95f408b9ce91ee846ed";
+        let err = ChecksumHeader::parse(&format!("sha1 {hex}")).unwrap_err();
+        assert!(err.to_string().contains("looks like hex"), "{err}");
+        assert!(matches!(
+            ChecksumHeader::parse("md5 AAAA"),
+            Err(HeaderError::UnsupportedAlgorithm(_))
+        ));
+        assert_eq!(
+            ChecksumHeader::parse("sha1"),
+            Err(HeaderError::MalformedChecksum)
+        );
+        assert!(matches!(
+            ChecksumHeader::parse("sha1 !!"),
+            Err(HeaderError::NotBase64(_))
+        ));
+    }
+}
