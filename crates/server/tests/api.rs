@@ -1566,3 +1566,161 @@ async fn cors_only_for_configured_origins() {
         "{exposed}"
     );
 }
+
+/// Reads until the server closes the connection; the answer, or None if it stayed open for
+/// `limit`.
+async fn until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Defect 5: partial headers, silent connections and partial detection bodies stayed open
+/// forever, each holding memory. Now every connection and request is bounded, and so is the
+/// number of connections.
+#[tokio::test]
+async fn stalled_connections_are_cut_and_cannot_crowd_out_others() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "psk_t";
+    let state = AppState::embedded(
+        dir.path(),
+        Config {
+            header_timeout: Duration::from_millis(800),
+            request_timeout: Duration::from_millis(800),
+            max_connections: 3,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    state
+        .store
+        .create_user("u", &token_hash(token), 0, None)
+        .await
+        .unwrap();
+    let url = photosync_server::spawn_local(state).await.unwrap();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    let limit = Duration::from_secs(10);
+
+    // Fill every connection slot with stalled clients.
+    let mut silent = connect().await.unwrap();
+    let mut partial_headers = connect().await.unwrap();
+    partial_headers
+        .write_all(b"POST /api/v1/detect HTTP/1.1\r\nHost: x\r\nContent-")
+        .await
+        .unwrap();
+    let mut partial_body = connect().await.unwrap();
+    partial_body
+        .write_all(
+            format!(
+                "POST /api/v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"images\":["
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // A well-behaved client waits for a slot, and gets one once the stalled are cut.
+    let good = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(format!("{url}/api/v1/images"))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    assert!(until_closed(&mut silent, limit).await.is_some(), "silent");
+    assert!(
+        until_closed(&mut partial_headers, limit).await.is_some(),
+        "headers"
+    );
+    let answer = until_closed(&mut partial_body, limit).await.expect("body");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    assert_eq!(good.await.unwrap().unwrap(), 200);
+    // A kept-alive connection idle between requests is closed too.
+    let mut idle = connect().await.unwrap();
+    idle.write_all(
+        format!("GET /api/v1/images HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = until_closed(&mut idle, limit)
+        .await
+        .expect("idle keep-alive");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The schema is versioned: a database written by the previous server (no version) is
+/// migrated, keeping users, images (their ids become per-user numbers) and uploads.
+#[tokio::test]
+async fn a_database_of_the_previous_schema_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = rusqlite::Connection::open(dir.path().join("photosync.db")).unwrap();
+        let sql = include_str!("schema-v0.sql")
+            .replace("ALICE_HASH", &token_hash("psk_alice_token"))
+            .replace("BOB_HASH", &token_hash("psk_bob_token"));
+        db.execute_batch(&sql).unwrap();
+    }
+    let s = Server {
+        app: router(AppState::embedded(dir.path(), Config::default()).unwrap()),
+        state: AppState::embedded(dir.path(), Config::default()).unwrap(),
+        _dir: dir,
+        alice: "psk_alice_token".into(),
+        bob: "psk_bob_token".into(),
+    };
+    let images = s.images(&s.bob).await;
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0]["id"], 2, "the old id is kept as Bob's number");
+    assert_eq!(images[0]["name"], "b.jpg");
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+    // New ids go on after the old ones, and never reuse a removed user's.
+    let r = s.upload(&s.bob, "aqua.jpg", &photo("aqua.jpg")).await;
+    assert_eq!(header(&r, photosync_protocol::IMAGE_ID_HEADER), Some("3"));
+    let users = s.state.store.list_users().await.unwrap();
+    assert_eq!(users.len(), 2);
+    let id = s
+        .state
+        .store
+        .create_user("carol", &token_hash("psk_carol"), 0, None)
+        .await
+        .unwrap();
+    // Id 3 was removed before the migration, which cannot know it; no running server holds
+    // anything of it (the migration runs as the server starts). From now on ids are not reused.
+    assert_eq!(id, 3);
+    assert!(photosync_server::remove_user(&s.state, "carol")
+        .await
+        .unwrap());
+    let id = s
+        .state
+        .store
+        .create_user("carol", &token_hash("psk_carol"), 0, None)
+        .await
+        .unwrap();
+    assert_eq!(id, 4);
+    // The old upload is still there, and the old blob rows are known to the collector.
+    let uploads = s.state.store.upload_ids().await.unwrap();
+    assert!(uploads.contains(&"0123456789abcdef0123456789abcdef".to_owned()));
+    assert!(s
+        .state
+        .store
+        .doom_unreferenced_blobs()
+        .await
+        .unwrap()
+        .is_empty());
+}
