@@ -56,9 +56,9 @@ fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
     {
         let mut insert = tx
             .prepare(
-                "INSERT INTO images (user_id, digest, identifier, name, bytes, width, height,
-                                     format, uploaded_at)
-                 VALUES (1, ?1, ?2, ?3, 3000000, 4000, 3000, 'jpeg', 0)",
+                "INSERT INTO images (user_id, number, digest, identifier, name, bytes, width,
+                                     height, format, uploaded_at)
+                 VALUES (1, ?4, ?1, ?2, ?3, 3000000, 4000, 3000, 'jpeg', 0)",
             )
             .unwrap();
         let mut rng = Rng(0x5EED);
@@ -66,9 +66,17 @@ fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
             let digest = blake3::hash(&i.to_le_bytes()).to_hex().to_string();
             let id = identifier_text(&random_words(&mut rng));
             insert
-                .execute(rusqlite::params![digest, id, format!("IMG_{i:07}.jpg")])
+                .execute(rusqlite::params![
+                    digest,
+                    id,
+                    format!("IMG_{i:07}.jpg"),
+                    i as i64 + 1
+                ])
                 .unwrap();
         }
+        // Image numbers are per user and come from this counter.
+        tx.execute("UPDATE users SET next_image = ?1 WHERE id = 1", [n as i64])
+            .unwrap();
     }
     tx.commit().unwrap();
     std::fs::write(&token_file, &token).unwrap();

@@ -111,23 +111,33 @@ fn data_dir(given: Option<PathBuf>) -> Option<PathBuf> {
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that arrives as soon as the server listens is not
+/// fatal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => tokio::signal::ctrl_c().await.unwrap_or(()),
         }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await.unwrap_or(());
+        tracing::info!("shutting down");
     }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
-    tracing::info!("shutting down");
 }
 
 #[tokio::main]
@@ -176,7 +186,8 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { listen, .. } => match tokio::net::TcpListener::bind(&listen).await {
             Ok(listener) => {
-                photosync_server::serve(listener, state, shutdown_signal(), Duration::from_secs(30))
+                let stop = shutdown_signal();
+                photosync_server::serve(listener, state, stop, Duration::from_secs(30))
                     .await
                     .map_err(|e| e.to_string())
             }

@@ -1,5 +1,6 @@
-//! The real `photosync-server` process on loopback: a standard tus client (tuspy), a crash in
-//! the middle of an upload, 32 concurrent clients, user management and shutdown.
+//! The real `photosync-server` process on loopback: standard tus clients (tuspy, and
+//! tus-js-client under node), a crash in the middle of an upload, 32 concurrent clients, user
+//! management and shutdown.
 
 #![allow(clippy::unwrap_used)]
 
@@ -180,6 +181,173 @@ async fn tuspy_uploads_unchanged_and_the_bytes_are_identical() {
     assert!(got == bytes, "stored bytes differ from the original");
 }
 
+/// A folder with tus-js-client installed by npm, made once per target directory.
+fn tus_js_modules() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tus-js-client");
+    let ready = dir.join(".ready");
+    if !ready.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        // Its own package.json, so npm installs here rather than in a parent folder.
+        std::fs::write(dir.join("package.json"), b"{\"private\": true}\n").unwrap();
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "tus-js-client@4"])
+            .current_dir(&dir)
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "npm install tus-js-client@4 failed (Debian: apt-get install nodejs npm): {status:?}"
+        );
+        std::fs::write(&ready, b"").unwrap();
+    }
+    dir
+}
+
+/// Runs tests/tus-js/upload.mjs with node; returns its JSON lines, or fails the test with
+/// everything it printed.
+fn tus_js_upload(server: &str, token: &str, file: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tus-js/upload.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg("--modules")
+        .arg(tus_js_modules())
+        .args(["--endpoint", server, "--token", token, "--file"])
+        .arg(file)
+        .args(extra)
+        .output()
+        .expect("node not found (Debian: apt-get install nodejs npm)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "tus-js-client failed ({}):\n{stdout}{stderr}",
+        out.status
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+/// The one line of `lines` whose "event" is `event`.
+fn event<'a>(lines: &'a [serde_json::Value], event: &str) -> &'a serde_json::Value {
+    let mut found = lines.iter().filter(|l| l["event"] == event);
+    let line = found.next();
+    assert!(found.next().is_none(), "two {event:?} lines: {lines:?}");
+    line.unwrap_or_else(|| panic!("no {event:?} line: {lines:?}"))
+}
+
+/// The one image called `name`, and its bytes.
+async fn stored(s: &str, token: &str, name: &str) -> (serde_json::Value, Vec<u8>) {
+    let c = client();
+    let list = images(&c, s, token).await;
+    let mut found = list.iter().filter(|i| i["name"] == name);
+    let image = found
+        .next()
+        .unwrap_or_else(|| panic!("no {name}: {list:?}"));
+    assert!(found.next().is_none(), "{name} stored twice: {list:?}");
+    let bytes = download(&c, s, token, image["id"].as_i64().unwrap()).await;
+    (image.clone(), bytes)
+}
+
+/// tus-js-client knows nothing of Photosync: no digest, only `filename` and `filetype`. The server
+/// takes the upload as it comes, computes the digest itself, and an aborted upload that a new
+/// `tus.Upload` is pointed at resumes from the server's offset instead of starting over.
+#[tokio::test]
+async fn tus_js_client_uploads_without_a_digest_and_resumes_after_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_user(dir.path(), "alice");
+    let server = ServerProcess::start(bin(), dir.path(), &[]);
+    let files = tempfile::tempdir().unwrap();
+
+    // A photo in one PATCH.
+    let photo_path = files.path().join("elephants.jpg");
+    let photo_bytes = photo("elephants.jpg");
+    std::fs::write(&photo_path, &photo_bytes).unwrap();
+    let out = tus_js_upload(
+        &server.url,
+        &token,
+        &photo_path,
+        &["--filetype", "image/jpeg"],
+    );
+    let done = event(&out, "success");
+    assert_eq!(
+        done["requests"],
+        serde_json::json!(["POST 201", "PATCH 204"])
+    );
+    let (image, got) = stored(&server.url, &token, "elephants.jpg").await;
+    assert!(got == photo_bytes, "stored bytes differ from the photo");
+    assert_eq!(image["digest"], digest(&photo_bytes), "BLAKE3 of the file");
+    assert_eq!(image["bytes"], photo_bytes.len());
+    assert!(
+        image["identifier"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("v1:")),
+        "the server identified the photo itself: {image}"
+    );
+
+    // 3 MiB in 64 KiB parts, aborted by the client after 1 MiB, then resumed by a new upload.
+    let size = 3 << 20;
+    let big_path = files.path().join("big.bin");
+    let big = photosync_testkit::noise(size, 11);
+    std::fs::write(&big_path, &big).unwrap();
+    let chunk = 64 << 10;
+    let abort_after = 1 << 20;
+    let out = tus_js_upload(
+        &server.url,
+        &token,
+        &big_path,
+        &[
+            "--chunk-size",
+            &chunk.to_string(),
+            "--abort-after",
+            &abort_after.to_string(),
+        ],
+    );
+    let aborted = event(&out, "aborted");
+    let acked = aborted["offset"].as_u64().unwrap() as usize;
+    assert!(
+        (abort_after..size).contains(&acked),
+        "aborted at {acked} of {size}"
+    );
+    let head = event(&out, "head");
+    assert_eq!(head["status"], 200);
+    assert_eq!(
+        head["offset"], acked,
+        "the server holds what it acknowledged"
+    );
+    assert_eq!(head["length"], size);
+    let done = event(&out, "success");
+    assert_eq!(done["url"], aborted["url"], "the same upload went on");
+    let from = done["resumed_from"].as_u64().unwrap() as usize;
+    assert!(
+        from > 0 && from < size,
+        "resumed from {from} of {size}, not from the start"
+    );
+    assert_eq!(from, acked, "resumed where the server stood");
+    let requests: Vec<&str> = done["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        requests[0], "HEAD 200",
+        "asked the server first: {requests:?}"
+    );
+    assert!(
+        requests[1..].iter().all(|r| *r == "PATCH 204"),
+        "then only parts: {requests:?}"
+    );
+    assert_eq!(
+        requests.len() - 1,
+        (size - acked).div_ceil(chunk),
+        "only the rest was sent"
+    );
+    let (image, got) = stored(&server.url, &token, "big.bin").await;
+    assert!(got == big, "the resumed file differs");
+    assert_eq!(image["digest"], digest(&big), "BLAKE3 of the file");
+}
+
 #[tokio::test]
 async fn a_crash_mid_upload_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -339,13 +507,54 @@ async fn users_are_managed_from_the_command_line() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
-    let removed = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["user", "remove", "alice"])
-        .status()
+
+    // Quotas: set at creation, changed, lifted; the server refuses what would pass them.
+    let user = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("user")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bob = user(&["add", "bob", "--quota", "100"]);
+    assert!(bob.status.success(), "{bob:?}");
+    let bob = String::from_utf8(bob.stdout).unwrap().trim().to_owned();
+    let bytes = photo("aqua.jpg");
+    let mut m = Metadata::default();
+    m.insert("filename", "aqua.jpg");
+    let create_bobs = || {
+        c.post(format!("{}/files/", server.url))
+            .bearer_auth(&bob)
+            .header(tus::RESUMABLE, tus::VERSION)
+            .header(tus::UPLOAD_LENGTH, bytes.len())
+            .header(tus::UPLOAD_METADATA, m.encode())
+            .send()
+    };
+    let r = create_bobs().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().await.unwrap().contains("quota_exceeded"));
+    let listed = String::from_utf8(user(&["list"]).stdout).unwrap();
+    assert!(
+        listed.contains("bob\t0 images\t0 bytes\tquota 100"),
+        "{listed}"
+    );
+    assert!(user(&["set-quota", "bob", "none"]).status.success());
+    assert!(!user(&["set-quota", "bob", "lots"]).status.success());
+    assert!(!user(&["set-quota", "nobody", "5"]).status.success());
+    assert_eq!(create_bobs().await.unwrap().status(), 201);
+
+    // Removing a user removes their photos from storage, unless another user holds them.
+    let loc = create(&c, &server.url, &token, "aqua.jpg", &bytes).await;
+    let r = patch(&c, &loc, &token, 0, bytes.clone().into())
+        .await
         .unwrap();
-    assert!(removed.success());
+    assert_eq!(r.status(), 204);
+    let d = digest(&bytes);
+    let blob = dir.path().join("blobs").join(&d[..2]).join(&d);
+    assert!(blob.exists());
+    assert!(user(&["remove", "alice"]).status.success());
     let gone = c
         .get(format!("{}/api/v1/images", server.url))
         .bearer_auth(&token)
@@ -353,6 +562,8 @@ async fn users_are_managed_from_the_command_line() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 401);
+    assert!(!blob.exists(), "only Alice held it");
+    assert!(!user(&["remove", "alice"]).status.success());
 }
 
 #[test]

@@ -142,7 +142,7 @@ impl Ahead {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
                         h.update(&buf[..n]);
-                        if (h.count() % CHECKPOINT == 0 || h.count() == limit)
+                        if (h.count().is_multiple_of(CHECKPOINT) || h.count() == limit)
                             && tx.send(h.clone()).is_err()
                         {
                             return;

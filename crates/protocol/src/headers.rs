@@ -31,7 +31,7 @@ pub enum HeaderError {
 const HEX_HINT: &str = " (it looks like hex: encode the raw bytes as base64 instead)";
 
 fn looks_hex(s: &str) -> bool {
-    !s.is_empty() && s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    !s.is_empty() && s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn hex_hint(s: &str) -> &'static str {
@@ -82,7 +82,7 @@ impl ChecksumAlgorithm {
     }
 
     /// Length of the digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Self::Sha1 => 20,
             Self::Sha256 | Self::Blake3 => 32,
@@ -119,12 +119,12 @@ impl ChecksumHeader {
         let expected = STANDARD
             .decode(encoded)
             .map_err(|_| HeaderError::NotBase64(encoded.chars().take(128).collect()))?;
-        if expected.len() != algorithm.len() {
+        if expected.len() != algorithm.digest_len() {
             return Err(HeaderError::ChecksumLength {
                 algorithm,
-                want: algorithm.len(),
+                want: algorithm.digest_len(),
                 got: expected.len(),
-                hex: looks_hex(encoded) && encoded.len() == 2 * algorithm.len(),
+                hex: looks_hex(encoded) && encoded.len() == 2 * algorithm.digest_len(),
             });
         }
         Ok(ChecksumHeader {
