@@ -33,6 +33,9 @@ enum Command {
         /// Seconds a request body may send nothing before it is cut.
         #[arg(long, default_value_t = 30, env = "PHOTOSYNC_IDLE_TIMEOUT")]
         idle_timeout: u64,
+        /// Bytes per second an upload body must average over each idle-timeout window.
+        #[arg(long, default_value_t = 256, env = "PHOTOSYNC_MIN_UPLOAD_RATE")]
+        min_upload_rate: u64,
         /// Hours an unfinished upload is kept after its last part.
         #[arg(long, default_value_t = 24, env = "PHOTOSYNC_UPLOAD_TTL_HOURS")]
         upload_ttl_hours: u64,
@@ -152,6 +155,7 @@ async fn main() -> ExitCode {
         Command::Serve {
             max_upload_size,
             idle_timeout,
+            min_upload_rate,
             upload_ttl_hours,
             header_timeout,
             request_timeout,
@@ -164,6 +168,7 @@ async fn main() -> ExitCode {
         } => Config {
             max_upload_size: *max_upload_size,
             idle_timeout: Duration::from_secs(*idle_timeout),
+            min_upload_rate: *min_upload_rate,
             upload_ttl: Duration::from_secs(upload_ttl_hours * 3600),
             header_timeout: Duration::from_secs(*header_timeout),
             request_timeout: Duration::from_secs(*request_timeout),

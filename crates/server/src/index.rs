@@ -38,6 +38,11 @@ impl DetectIndex {
             .clone()
     }
 
+    /// Drops a removed user's index (their id is never given to anyone else).
+    pub async fn forget(&self, user: UserId) {
+        self.users.lock().await.remove(&user);
+    }
+
     /// Brings the user's index up to date with the store.
     pub async fn refresh(&self, store: &dyn Store, user: UserId) -> Result<()> {
         let entry = self.user(user).await;

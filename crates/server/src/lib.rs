@@ -39,6 +39,9 @@ pub struct Config {
     /// An upload body that sends nothing for this long is cut. An upload's write lease lasts
     /// twice this and is renewed while data arrives.
     pub idle_timeout: Duration,
+    /// Bytes per second an upload body must average over each idle-timeout window; slower is
+    /// cut like an idle body.
+    pub min_upload_rate: u64,
     /// A connection must deliver a request's headers within this; it also closes connections
     /// idle between requests.
     pub header_timeout: Duration,
@@ -65,6 +68,7 @@ impl Default for Config {
             max_upload_size: 4 << 30,
             upload_ttl: Duration::from_secs(24 * 3600),
             idle_timeout: Duration::from_secs(30),
+            min_upload_rate: 256,
             header_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             max_connections: 1024,
@@ -214,6 +218,7 @@ pub async fn remove_user(state: &AppState, name: &str) -> Result<bool, StoreErro
     let Some(removed) = state.store.remove_user(name).await? else {
         return Ok(false);
     };
+    state.index.forget(removed.id).await;
     for id in &removed.uploads {
         if let Err(e) = state.blobs.discard(id).await {
             tracing::warn!(upload = %id, error = %e, "discarding a removed user's upload failed");

@@ -300,7 +300,7 @@ impl Store for SqliteStore {
             // Uploads and images go with the user (ON DELETE CASCADE).
             tx.execute("DELETE FROM users WHERE id = ?1", [user])?;
             tx.commit()?;
-            Ok(Some(RemovedUser { uploads }))
+            Ok(Some(RemovedUser { id: user, uploads }))
         })
         .await
     }

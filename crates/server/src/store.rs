@@ -60,6 +60,7 @@ pub struct UserSummary {
 /// What removing a user left for the blob store to clean up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemovedUser {
+    pub id: UserId,
     /// Their unfinished uploads, whose part files are to be discarded.
     pub uploads: Vec<String>,
 }

@@ -673,6 +673,7 @@ async fn receive_part(
     let mut received = 0u64;
     let mut cut: Option<String> = None;
     let mut renewed = Instant::now();
+    let mut pace = Pace::new(idle, state.config.min_upload_rate);
     loop {
         let chunk = match tokio::time::timeout(idle, stream.next()).await {
             Err(_) => {
@@ -694,6 +695,10 @@ async fn receive_part(
         }
         part.write(&chunk).await.map_err(write_error)?;
         received += chunk.len() as u64;
+        if let Err(slow) = pace.add(chunk.len()) {
+            cut = Some(slow);
+            break;
+        }
         // A slow part on a slow link may outlast the lease: keep it while data flows, and stop
         // at once if someone else took it or the upload was deleted.
         if renewed.elapsed() > idle / 2 {
@@ -734,6 +739,43 @@ async fn receive_part(
     }
     tracing::debug!(upload = %upload.id, new_offset, "part stored");
     Ok(new_offset)
+}
+
+/// The rate of a body over windows as long as the idle timeout: a body that trickles just
+/// often enough never to be idle would otherwise hold its connection and lease for ever.
+struct Pace {
+    window: Duration,
+    min_bytes: u64,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(window: Duration, min_rate: u64) -> Pace {
+        Pace {
+            window,
+            min_bytes: (min_rate as f64 * window.as_secs_f64()) as u64,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, bytes: usize) -> Result<(), String> {
+        self.bytes += bytes as u64;
+        if self.started.elapsed() < self.window {
+            return Ok(());
+        }
+        if self.bytes < self.min_bytes {
+            return Err(format!(
+                "{} bytes in {} ms, under the minimum rate",
+                self.bytes,
+                self.started.elapsed().as_millis()
+            ));
+        }
+        self.started = Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 fn write_error(e: std::io::Error) -> ApiError {

@@ -1724,3 +1724,36 @@ async fn a_database_of_the_previous_schema_is_migrated() {
         .unwrap()
         .is_empty());
 }
+
+/// A body that trickles just often enough never to be idle is cut for being too slow, so it
+/// cannot hold its connection and the upload's lease for ever.
+#[tokio::test]
+async fn a_trickling_body_is_cut_like_an_idle_one() {
+    let s = server_with(Config {
+        idle_timeout: Duration::from_millis(500),
+        min_upload_rate: 1000,
+        ..Config::default()
+    })
+    .await;
+    let bytes = photo("aqua.jpg");
+    let loc = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    let (tx, req) = streamed(&s, &loc, &s.alice, 0);
+    let sending = tokio::spawn({
+        let bytes = bytes.clone();
+        // 100 B/s, each piece well inside the idle timeout.
+        async move { trickle(tx, &bytes[..300], 30, Duration::from_millis(100)).await }
+    });
+    let r = s.send(req).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "kept what came, as tus allows"
+    );
+    let kept: u64 = header(&r, tus::UPLOAD_OFFSET).unwrap().parse().unwrap();
+    assert!(kept < 300, "cut before the trickle ended: {kept}");
+    sending.abort();
+    // The lease is free again: the client can go on at a proper pace.
+    let r = s.patch(&s.alice, &loc, kept, &bytes[kept as usize..]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+}
