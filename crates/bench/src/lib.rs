@@ -1,6 +1,8 @@
 //! What the benchmark programs in `benches/` share. Run them with
 //! `cargo bench -p photosync-bench --bench NAME`.
 
+pub mod fuzz;
+
 use std::path::PathBuf;
 
 /// The cargo target directory the running benchmark was built in.
@@ -22,4 +24,28 @@ pub fn release_binaries() -> PathBuf {
         .is_ok_and(|s| s.success());
     assert!(ok, "cargo build --release -p photosync-cli failed");
     target_dir().join("release")
+}
+
+/// A xorshift64 generator: cheap, deterministic pseudo-random numbers for benchmark inputs.
+/// The seed must not be 0.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `range` (`range` not empty).
+    pub fn in_range(&mut self, range: std::ops::Range<u64>) -> u64 {
+        range.start + self.next_u64() % (range.end - range.start)
+    }
+}
+
+/// The value at fraction `p` (0..=1) of `sorted`, which must not be empty.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }

@@ -28,6 +28,12 @@ pub enum HeaderError {
     },
 }
 
+/// Optional whitespace around header values and their parts is spaces and tabs (RFC 9110),
+/// nothing else.
+pub(crate) fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
 const HEX_HINT: &str = " (it looks like hex: encode the raw bytes as base64 instead)";
 
 fn looks_hex(s: &str) -> bool {
@@ -45,7 +51,7 @@ fn hex_hint(s: &str) -> &'static str {
 /// A non-negative decimal integer that fits in an i64, and nothing else (no sign, no spaces
 /// inside, no leading `+`).
 pub fn parse_number(value: &str) -> Result<u64, HeaderError> {
-    let v = value.trim();
+    let v = trim_ows(value);
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HeaderError::NotANumber(v.chars().take(40).collect()));
     }
@@ -58,7 +64,7 @@ pub fn parse_number(value: &str) -> Result<u64, HeaderError> {
 /// Whether a `Content-Type` is tus's `application/offset+octet-stream`: media types compare
 /// without regard to letter case, and parameters (`; charset=...`) do not change the type.
 pub fn is_offset_content_type(value: &str) -> bool {
-    let media = value.split(';').next().unwrap_or_default().trim();
+    let media = trim_ows(value.split(';').next().unwrap_or_default());
     media.eq_ignore_ascii_case(tus::OFFSET_CONTENT_TYPE)
 }
 
@@ -109,13 +115,12 @@ pub struct ChecksumHeader {
 
 impl ChecksumHeader {
     pub fn parse(value: &str) -> Result<ChecksumHeader, HeaderError> {
-        let (name, encoded) = value
-            .trim()
+        let (name, encoded) = trim_ows(value)
             .split_once(' ')
             .ok_or(HeaderError::MalformedChecksum)?;
         let algorithm = ChecksumAlgorithm::from_name(name)
             .ok_or_else(|| HeaderError::UnsupportedAlgorithm(name.chars().take(20).collect()))?;
-        let encoded = encoded.trim();
+        let encoded = trim_ows(encoded);
         let expected = STANDARD
             .decode(encoded)
             .map_err(|_| HeaderError::NotBase64(encoded.chars().take(128).collect()))?;

@@ -9,7 +9,9 @@ use base64::Engine;
 pub enum MetadataError {
     #[error("metadata pair {0:?} is not 'key base64value'")]
     Malformed(String),
-    #[error("metadata key {0:?} is empty or holds spaces or commas")]
+    #[error(
+        "metadata key {0:?} is empty or holds spaces, commas, control characters or non-ASCII"
+    )]
     BadKey(String),
     #[error("metadata value for {0:?} is not valid base64")]
     NotBase64(String),
@@ -26,14 +28,18 @@ pub struct Metadata(pub BTreeMap<String, String>);
 impl Metadata {
     pub fn parse(header: &str) -> Result<Metadata, MetadataError> {
         let mut map = BTreeMap::new();
-        for pair in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for pair in header
+            .split(',')
+            .map(crate::headers::trim_ows)
+            .filter(|p| !p.is_empty())
+        {
             let mut parts = pair.split(' ');
             let key = parts.next().unwrap_or_default();
             let value = parts.next();
             if parts.next().is_some() {
                 return Err(MetadataError::Malformed(pair.to_owned()));
             }
-            if key.is_empty() || !key.is_ascii() {
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(MetadataError::BadKey(key.to_owned()));
             }
             let value = match value {
@@ -127,6 +133,17 @@ mod tests {
         assert!(err.to_string().contains("looks like raw hex"), "{err}");
         assert!(matches!(
             Metadata::parse("é YQ=="),
+            Err(MetadataError::BadKey(_))
+        ));
+        // Found by fuzzing: any whitespace was trimmed, control characters were allowed in
+        // keys, and a key with them did not survive encode and parse. Only spaces and tabs
+        // around a pair are optional whitespace; a key is visible ASCII.
+        assert!(matches!(
+            Metadata::parse("\tk eA=="),
+            Ok(m) if m.get("k") == Some("x")
+        ));
+        assert!(matches!(
+            Metadata::parse("k\u{b} eA=="),
             Err(MetadataError::BadKey(_))
         ));
     }
