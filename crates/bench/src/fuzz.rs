@@ -315,14 +315,7 @@ fn mutated(valid: impl Strategy<Value = String> + 'static) -> BoxedStrategy<Stri
 
 /// `text` with each ASCII letter's case chosen at random.
 fn case_variant(text: &'static str) -> BoxedStrategy<String> {
-    vec(any::<bool>(), text.len())
-        .prop_map(move |flip| {
-            text.chars()
-                .zip(flip)
-                .map(|(c, f)| if f { swap_case(c) } else { c })
-                .collect()
-        })
-        .boxed()
+    case_variant_owned(text.to_owned())
 }
 
 fn hex(bytes: &[u8]) -> String {

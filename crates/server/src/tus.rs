@@ -322,9 +322,9 @@ async fn first_part(
     checksum: Option<Checksum>,
     body: Body,
 ) -> Result<(u64, Option<ImageInfo>), ApiError> {
-    let holder = lock(state, upload).await?;
-    let result = write_part(state, upload, &holder, checksum, body).await;
-    unlock(state, upload, &holder).await;
+    let lease = lock(state, upload).await?;
+    let result = write_part(state, upload, lease.holder(), checksum, body).await;
+    lease.release().await;
     result
 }
 
@@ -400,8 +400,49 @@ pub async fn collect_garbage(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An upload's write lease, held by one request. `release` gives it back; a request cancelled
+/// before that (a timeout, a shutdown) gives it back in the background when dropped, rather
+/// than leaving the upload busy until the lease lapses.
+struct Lease {
+    store: std::sync::Arc<dyn crate::store::Store>,
+    upload: String,
+    holder: String,
+    released: bool,
+}
+
+impl Lease {
+    fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = self.store.unlock_upload(&self.upload, &self.holder).await {
+            tracing::warn!(upload = %self.upload, error = %e, "unlock failed; the lease will lapse");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            let (upload, holder) = (
+                std::mem::take(&mut self.upload),
+                std::mem::take(&mut self.holder),
+            );
+            runtime.spawn(async move {
+                let _ = store.unlock_upload(&upload, &holder).await;
+            });
+        }
+    }
+}
+
 /// Takes the upload's lease; 423 while another request holds it.
-async fn lock(state: &AppState, upload: &Upload) -> Result<String, ApiError> {
+async fn lock(state: &AppState, upload: &Upload) -> Result<Lease, ApiError> {
     let holder = random_hex::<8>();
     let t = now_ms();
     if state
@@ -409,7 +450,12 @@ async fn lock(state: &AppState, upload: &Upload) -> Result<String, ApiError> {
         .lock_upload(&upload.id, &holder, t, t + lease_ms(state))
         .await?
     {
-        Ok(holder)
+        Ok(Lease {
+            store: state.store.clone(),
+            upload: upload.id.clone(),
+            holder,
+            released: false,
+        })
     } else {
         Err(busy())
     }
@@ -452,12 +498,6 @@ async fn gone_or_taken(state: &AppState, upload: &Upload) -> ApiError {
     }
 }
 
-async fn unlock(state: &AppState, upload: &Upload, holder: &str) {
-    if let Err(e) = state.store.unlock_upload(&upload.id, holder).await {
-        tracing::warn!(upload = %upload.id, error = %e, "unlock failed; the lease will lapse");
-    }
-}
-
 pub async fn head(
     State(state): State<AppState>,
     User(user): User,
@@ -468,9 +508,9 @@ pub async fn head(
         if upload.offset == upload.length && upload.image_id.is_none() {
             // All bytes arrived but completion was cut short (a crash): finish it now, so a
             // full offset always means a stored image. Busy means someone else is on it.
-            if let Ok(holder) = lock(&state, &upload).await {
-                let r = resume_completion(&state, &upload, &holder).await;
-                unlock(&state, &upload, &holder).await;
+            if let Ok(lease) = lock(&state, &upload).await {
+                let r = resume_completion(&state, &upload, lease.holder()).await;
+                lease.release().await;
                 match r? {
                     Some(image) => upload.image_id = Some(image.id),
                     None => upload.offset = 0,
@@ -542,18 +582,18 @@ pub async fn patch(
         return Err(exceeds(remaining));
     }
     ensure_space(&state, content_length.unwrap_or(remaining)).await?;
-    let holder = lock(&state, &upload).await?;
+    let lease = lock(&state, &upload).await?;
     let result = if remaining == 0 {
-        resume_completion(&state, &upload, &holder)
+        resume_completion(&state, &upload, lease.holder())
             .await
             .map(|image| match image {
                 Some(image) => (upload.length, Some(image)),
                 None => (0, None),
             })
     } else {
-        write_part(&state, &upload, &holder, checksum, body).await
+        write_part(&state, &upload, lease.holder(), checksum, body).await
     };
-    unlock(&state, &upload, &holder).await;
+    lease.release().await;
     let (new_offset, image) = result?;
     let mut h = HeaderMap::new();
     if let Some(image) = image {
@@ -938,12 +978,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let upload = live_upload(&state, user, &id).await?;
-    let holder = lock(&state, &upload).await?;
+    let lease = lock(&state, &upload).await?;
     if upload.image_id.is_none() {
         state.blobs.discard(&upload.id).await?;
     }
     state.store.delete_upload(&upload.id).await?;
-    unlock(&state, &upload, &holder).await;
+    lease.release().await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -1757,3 +1757,32 @@ async fn a_trickling_body_is_cut_like_an_idle_one() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(s.images(&s.alice).await.len(), 1);
 }
+
+/// A request cancelled while it holds an upload's lease (a timeout, a shutdown) gives the
+/// lease back instead of leaving the upload busy until it lapses (a minute by default).
+#[tokio::test]
+async fn a_cancelled_request_gives_its_lease_back() {
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    let loc = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    let (tx, req) = streamed(&s, &loc, &s.alice, 0);
+    let app = s.app.clone();
+    let writing = tokio::spawn(async move { app.oneshot(req).await });
+    tx.send(Ok(bytes[..1000].to_vec())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        s.patch(&s.alice, &loc, 0, &bytes).await.status(),
+        StatusCode::LOCKED
+    );
+    writing.abort();
+    let mut status = StatusCode::LOCKED;
+    for _ in 0..50 {
+        status = s.patch(&s.alice, &loc, 0, &bytes).await.status();
+        if status != StatusCode::LOCKED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    drop(tx);
+}
