@@ -15,7 +15,7 @@ pub mod store;
 mod tus;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +88,57 @@ pub struct AppState {
     pub config: Arc<Config>,
     index: Arc<index::DetectIndex>,
     identify_permits: Arc<tokio::sync::Semaphore>,
+    /// The embedded data directory's claim, taken by the first `serve` of this state.
+    claim: Arc<DataDirClaim>,
+}
+
+/// Only one server process serves an embedded data directory: it holds a lock on
+/// `server.lock` while it serves (the system drops it when the process dies). Holding it
+/// proves every upload lease in the store belongs to a process that is gone.
+#[derive(Debug, Default)]
+struct DataDirClaim {
+    path: Option<PathBuf>,
+    held: tokio::sync::Mutex<Option<std::fs::File>>,
+}
+
+impl DataDirClaim {
+    async fn take(&self, store: &dyn Store) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut held = self.held.lock().await;
+        if held.is_some() {
+            return Ok(());
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!(
+                        "another photosync-server is serving {}",
+                        path.parent().unwrap_or(path).display()
+                    ),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        // Leases of a previous run (a crash, a kill) would block resuming until they lapse.
+        let released = store
+            .release_all_leases()
+            .await
+            .map_err(std::io::Error::other)?;
+        if released > 0 {
+            tracing::info!(released, "released upload leases of a previous run");
+        }
+        *held = Some(file);
+        Ok(())
+    }
 }
 
 impl AppState {
@@ -100,6 +151,7 @@ impl AppState {
             identify_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
+            claim: Arc::default(),
         }
     }
 
@@ -108,7 +160,12 @@ impl AppState {
         std::fs::create_dir_all(data_dir)?;
         let store = SqliteStore::open(&data_dir.join("photosync.db"))?;
         let blobs = LocalBlobs::open(data_dir)?;
-        Ok(AppState::new(Arc::new(store), Arc::new(blobs), config))
+        let mut state = AppState::new(Arc::new(store), Arc::new(blobs), config);
+        state.claim = Arc::new(DataDirClaim {
+            path: Some(data_dir.join("server.lock")),
+            held: Default::default(),
+        });
+        Ok(state)
     }
 
     /// `embedded` with default settings and one user holding `token` (tests, local runs).
@@ -129,6 +186,7 @@ impl AppState {
 /// Serves `state` on 127.0.0.1 with a port the system picks, in the background, for as long as
 /// the runtime lives; returns the base URL.
 pub async fn spawn_local(state: AppState) -> std::io::Result<String> {
+    state.claim.take(state.store.as_ref()).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(serve(
@@ -240,6 +298,7 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
+    state.claim.take(state.store.as_ref()).await?;
     tracing::info!(%addr, "listening");
     let sweeper = spawn_sweeper(state.clone());
     let config = state.config.clone();

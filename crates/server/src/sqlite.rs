@@ -476,6 +476,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn release_all_leases(&self) -> Result<u64> {
+        self.run(|c| {
+            Ok(c.execute(
+                "UPDATE uploads SET lock_holder = NULL, lock_until = NULL
+                 WHERE lock_holder IS NOT NULL",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+
     async fn advance_upload(
         &self,
         id: &str,

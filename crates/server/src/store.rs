@@ -134,6 +134,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the upload is gone).
     async fn renew_upload(&self, id: &str, holder: &str, until_ms: i64) -> Result<bool>;
     async fn unlock_upload(&self, id: &str, holder: &str) -> Result<()>;
+    /// Drops every lease: for a server that knows it is the store's only one, at its start,
+    /// since any lease then was held by a process that is gone. Returns how many there were.
+    async fn release_all_leases(&self) -> Result<u64>;
     /// Records a durably stored part, only for the lease holder and only from `from`:
     /// `UploadGone` otherwise.
     async fn advance_upload(
