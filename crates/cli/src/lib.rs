@@ -8,6 +8,9 @@ pub fn init_logging(default: &str) {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        // A log on a full disk must not fail the work being logged: tracing-subscriber would
+        // report the failed write with eprintln!, which panics when stderr cannot be written.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -411,6 +411,51 @@ async fn a_crash_mid_upload_loses_nothing() {
     assert!(got == bytes, "the resumed file differs");
 }
 
+/// A log that cannot be written (stderr on a full disk) must not fail requests.
+#[tokio::test]
+async fn a_full_disk_under_the_log_does_not_fail_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_user(dir.path(), "alice");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "debug")
+        .stderr(std::fs::File::create("/dev/full").unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bytes = photo("aqua.jpg");
+    for _ in 0..3 {
+        let loc = create(&c, &url, &token, "aqua.jpg", &bytes).await;
+        let r = patch(&c, &loc, &token, 0, bytes.clone().into())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    assert_eq!(images(&c, &url, &token).await.len(), 1);
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "the server is still running"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// Only one server serves a data directory (its leases, its index): a second one says so and
 /// exits, while the first goes on serving.
 #[tokio::test]
