@@ -58,8 +58,11 @@ pub struct Config {
     pub min_free_space: u64,
     /// Browser origins allowed to call the API (CORS); empty: none.
     pub cors_origins: Vec<String>,
-    /// How often expired uploads, orphaned parts and unreferenced blobs are cleaned up.
+    /// How often expired uploads and orphaned parts are cleaned up.
     pub sweep_interval: Duration,
+    /// How often unreferenced blobs are collected (a query over every blob, so less often);
+    /// `user remove` collects at once.
+    pub gc_interval: Duration,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             min_free_space: 256 << 20,
             cors_origins: Vec::new(),
             sweep_interval: Duration::from_secs(60),
+            gc_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -249,15 +253,22 @@ pub fn router(state: AppState) -> Router {
     app.with_state(state)
 }
 
-/// Deletes expired uploads, orphaned parts and unreferenced blobs now and then, until the
-/// process ends.
+/// Deletes expired uploads and orphaned parts now and then, and unreferenced blobs at start
+/// and then less often, until the process ends.
 pub fn spawn_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.config.sweep_interval);
+        let mut collected: Option<std::time::Instant> = None;
         loop {
             tick.tick().await;
             if let Err(e) = tus::sweep(&state).await {
                 tracing::warn!(error = %e.message, "sweeping failed");
+            }
+            if collected.is_none_or(|t| t.elapsed() >= state.config.gc_interval) {
+                collected = Some(std::time::Instant::now());
+                if let Err(e) = tus::collect_garbage(&state).await {
+                    tracing::warn!(error = %e.message, "collecting unreferenced blobs failed");
+                }
             }
         }
     })

@@ -372,7 +372,7 @@ async fn expire(state: &AppState, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Removes expired uploads, part files whose upload is gone, and blobs nothing references.
+/// Removes expired uploads and part files whose upload is gone.
 pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
     for id in state.store.expired_uploads(now()).await? {
         expire(state, &id).await?;
@@ -385,7 +385,7 @@ pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
         state.blobs.discard(id).await?;
         tracing::info!(upload = %id, "orphaned part file removed");
     }
-    collect_garbage(state).await
+    Ok(())
 }
 
 /// Deletes blobs no image and no verified upload references. A blob is first marked doomed in
