@@ -85,6 +85,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::cleanup::CleanupError> for ApiError {
+    fn from(e: crate::cleanup::CleanupError) -> Self {
+        match e {
+            crate::cleanup::CleanupError::Store(e) => e.into(),
+            crate::cleanup::CleanupError::Io(e) => e.into(),
+        }
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> Self {
         ApiError::internal(e)

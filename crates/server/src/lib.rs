@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 pub mod blobs;
+mod cleanup;
 mod error;
 mod index;
 mod limits;
@@ -26,6 +27,7 @@ use photosync_protocol::path;
 
 pub use auth::{new_token, token_hash};
 pub use blobs::{Blobs, LocalBlobs};
+pub use cleanup::{collect_garbage, remove_user, spawn_sweeper, CleanupError};
 pub use sqlite::SqliteStore;
 pub use store::{LimitError, Store, StoreError, UserSummary};
 
@@ -251,50 +253,6 @@ pub fn router(state: AppState) -> Router {
         app = app.layer(cors);
     }
     app.with_state(state)
-}
-
-/// Deletes expired uploads and orphaned parts now and then, and unreferenced blobs at start
-/// and then less often, until the process ends.
-pub fn spawn_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.config.sweep_interval);
-        let mut collected: Option<std::time::Instant> = None;
-        loop {
-            tick.tick().await;
-            if let Err(e) = tus::sweep(&state).await {
-                tracing::warn!(error = %e.message, "sweeping failed");
-            }
-            if collected.is_none_or(|t| t.elapsed() >= state.config.gc_interval) {
-                collected = Some(std::time::Instant::now());
-                if let Err(e) = tus::collect_garbage(&state).await {
-                    tracing::warn!(error = %e.message, "collecting unreferenced blobs failed");
-                }
-            }
-        }
-    })
-}
-
-/// Deletes blobs that nothing references any more (after a user was removed, say).
-pub async fn collect_garbage(state: &AppState) -> Result<(), StoreError> {
-    tus::collect_garbage(state)
-        .await
-        .map_err(|e| StoreError::Backend(e.message))
-}
-
-/// Removes a user with their images and unfinished uploads, then their blobs that no other
-/// user holds. A request of theirs still running ends with 404 and stores nothing.
-pub async fn remove_user(state: &AppState, name: &str) -> Result<bool, StoreError> {
-    let Some(removed) = state.store.remove_user(name).await? else {
-        return Ok(false);
-    };
-    state.index.forget(removed.id).await;
-    for id in &removed.uploads {
-        if let Err(e) = state.blobs.discard(id).await {
-            tracing::warn!(upload = %id, error = %e, "discarding a removed user's upload failed");
-        }
-    }
-    collect_garbage(state).await?;
-    Ok(true)
 }
 
 /// Serves until `shutdown` resolves; in-flight requests then get `grace` to finish. Parts that

@@ -24,6 +24,7 @@ use sha1::Digest as _;
 
 use crate::auth::User;
 use crate::blobs::PartWriter;
+use crate::cleanup;
 use crate::error::ApiError;
 use crate::store::{NewImage, StoreError, Upload, UploadLimits};
 use crate::{now, now_ms, AppState};
@@ -355,7 +356,7 @@ async fn live_upload(state: &AppState, user: i64, id: &str) -> Result<Upload, Ap
         .await?
         .ok_or_else(ApiError::not_found)?;
     if upload.expires_at < now() {
-        expire(state, &upload.id).await?;
+        cleanup::expire(state, &upload.id).await?;
         return Err(ApiError::new(
             StatusCode::GONE,
             "expired",
@@ -363,41 +364,6 @@ async fn live_upload(state: &AppState, user: i64, id: &str) -> Result<Upload, Ap
         ));
     }
     Ok(upload)
-}
-
-async fn expire(state: &AppState, id: &str) -> Result<(), ApiError> {
-    state.blobs.discard(id).await?;
-    state.store.delete_upload(id).await?;
-    tracing::info!(upload = %id, "expired upload removed");
-    Ok(())
-}
-
-/// Removes expired uploads and part files whose upload is gone.
-pub async fn sweep(state: &AppState) -> Result<(), ApiError> {
-    for id in state.store.expired_uploads(now()).await? {
-        expire(state, &id).await?;
-    }
-    // Part files are made after their upload row, so a file without a row lost its upload.
-    let parts = state.blobs.part_ids().await?;
-    let live: std::collections::HashSet<String> =
-        state.store.upload_ids().await?.into_iter().collect();
-    for id in parts.iter().filter(|id| !live.contains(*id)) {
-        state.blobs.discard(id).await?;
-        tracing::info!(upload = %id, "orphaned part file removed");
-    }
-    Ok(())
-}
-
-/// Deletes blobs no image and no verified upload references. A blob is first marked doomed in
-/// the store, which stops new references to it; then its bytes go, then its row. A crash
-/// between the steps leaves it doomed, and the next run finishes the job.
-pub async fn collect_garbage(state: &AppState) -> Result<(), ApiError> {
-    for digest in state.store.doom_unreferenced_blobs().await? {
-        state.blobs.delete_blob(&digest).await?;
-        state.store.forget_blob(&digest).await?;
-        tracing::info!(blob = %digest, "unreferenced blob deleted");
-    }
-    Ok(())
 }
 
 /// An upload's write lease, held by one request. `release` gives it back; a request cancelled
