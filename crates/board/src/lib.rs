@@ -194,7 +194,8 @@ impl Board {
     /// Folds one engine event in.
     pub fn apply(&mut self, event: &Event, now: Instant) {
         let path = event.path();
-        if path.as_os_str().is_empty() {
+        // A folder's presence is news for the service, not a file row.
+        if path.as_os_str().is_empty() || matches!(event, Event::Folder { .. }) {
             return;
         }
         if let Event::Uploading { sent, .. } = event {
@@ -318,6 +319,7 @@ impl Board {
                     row.upload = upload;
                 }
             }
+            Event::Folder { .. } => {}
         }
     }
 

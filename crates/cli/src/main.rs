@@ -4,6 +4,7 @@
 mod config;
 mod output;
 mod progress;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,6 +124,7 @@ impl Target {
             .server
             .or(file.server)
             .ok_or("no server: pass --server, set PHOTOSYNC_SERVER, or run `photosync login`")?;
+        config::check_server_url(&server)?;
         let token = self
             .token
             .or(file.token)
@@ -136,109 +138,15 @@ impl Target {
             state,
         );
         o.concurrency = self.concurrency;
-        o.bandwidth_limit = self.bandwidth_limit;
+        o.bandwidth.set_rate(self.bandwidth_limit);
         o.upload_all_copies = self.upload_all_copies;
         o.identify_threads = threads;
         Ok(o)
     }
 }
 
-/// What `run_engine` does with the paths.
-enum Mode {
-    Sync,
-    /// Ask the server about everything again.
-    Recheck,
-    /// Upload despite same-picture matches.
-    Force,
-    /// Keep syncing until Ctrl-C or SIGTERM.
-    Watch(photosync_engine::WatchOptions),
-}
-
-fn run_engine(target: Target, threads: usize, paths: Vec<PathBuf>, mode: Mode) -> ExitCode {
-    let options = match target.options(threads) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "no async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    let progress = progress::Progress::new();
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<photosync_engine::Event>>> = Default::default();
-    let sink = {
-        let (bars, seen) = (progress.sink(), seen.clone());
-        std::sync::Arc::new(move |e: photosync_engine::Event| {
-            if matches!(e, photosync_engine::Event::OnServer { .. }) {
-                seen.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(e.clone());
-            }
-            bars(e);
-        })
-    };
-    let engine = match photosync_engine::Engine::new(options, sink) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let summary = match mode {
-        Mode::Recheck => runtime.block_on(engine.recheck(&paths)),
-        Mode::Sync => runtime.block_on(engine.sync(&paths)),
-        Mode::Force => {
-            if let Err(e) = engine.force_upload(&paths) {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
-            runtime.block_on(engine.sync(&paths))
-        }
-        Mode::Watch(options) => {
-            let control = engine.control();
-            let result = runtime.block_on(async {
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    control.cancel();
-                });
-                let mut total = photosync_engine::Summary::default();
-                let r = engine
-                    .watch(&paths, options, |s| {
-                        total.uploaded += s.uploaded;
-                        total.already_synced += s.already_synced;
-                        total.on_server += s.on_server;
-                        total.skipped.extend(s.skipped);
-                        total.failed.extend(s.failed);
-                    })
-                    .await;
-                (r, total)
-            });
-            if let Err(e) = result.0 {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
-            result.1
-        }
-    };
-    progress.finish();
-    let text = progress::summary_text(&summary, &seen.lock().unwrap_or_else(|p| p.into_inner()));
-    #[allow(clippy::print_stdout)] // the summary is the command's output
-    {
-        print!("{text}");
-    }
-    if summary.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
 fn run_status(target: Target) -> ExitCode {
+    use photosync_engine::Connection;
     let options = match target.options(0) {
         Ok(o) => o,
         Err(e) => {
@@ -246,16 +154,54 @@ fn run_status(target: Target) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The sync list is kept per server and token: with a wrong one it would just look empty,
+    // so the server is asked once whether it takes them.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "no async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let connection = match photosync_engine::Client::new(options.server.clone()) {
+        Ok(client) => runtime.block_on(client.check()),
+        Err(e) => Connection::Unreachable(e.to_string()),
+    };
+    let mut text = String::new();
+    match &connection {
+        Connection::Ok => {}
+        Connection::Unreachable(why) => text.push_str(&format!(
+            "the server could not be reached ({}); this is the local state only\n",
+            output::escape_text(why)
+        )),
+        Connection::BadToken | Connection::NotPhotosync(_) => {
+            tracing::error!("{}: {connection}", options.server.url);
+            return ExitCode::from(2);
+        }
+    }
     let key = options.server.key();
-    let listed = photosync_engine::State::open(&options.state_path)
-        .and_then(|s| Ok((s.synced_count(&key)?, s.matches(&key)?)));
+    let state_path = output::escape_path(&options.state_path);
+    // Read-only: looking must not create folders or a database.
+    let listed = photosync_engine::State::open_existing(&options.state_path).and_then(|s| {
+        s.map(|s| {
+            Ok((
+                s.synced_file_count(&key)?,
+                s.synced_count(&key)?,
+                s.matches(&key)?,
+            ))
+        })
+        .transpose()
+    });
     match listed {
-        Ok((n, matches)) => {
-            let mut text = format!(
-                "{}: {n} files in the sync list ({})\n",
+        Ok(None) => text.push_str(&format!("nothing synced yet: no state at {state_path}\n")),
+        Ok(Some((files, pictures, matches))) => {
+            text.push_str(&format!(
+                "{}: {files} files in the sync list, {pictures} distinct pictures ({state_path})\n",
                 options.server.url,
-                options.state_path.display()
-            );
+            ));
             if !matches.is_empty() {
                 text.push_str(&format!(
                     "{} files not uploaded because the server holds the same picture \
@@ -265,19 +211,23 @@ fn run_status(target: Target) -> ExitCode {
             }
             for m in &matches {
                 let how = photosync_engine::OnServer::from(m);
-                text.push_str(&format!("  {}: {}\n", m.path.display(), how.reason()));
+                text.push_str(&format!(
+                    "  {}: {}\n",
+                    output::escape_path(&m.path),
+                    output::escape_text(&how.reason())
+                ));
             }
-            #[allow(clippy::print_stdout)] // the listing is the command's output
-            {
-                print!("{text}");
-            }
-            ExitCode::SUCCESS
         }
         Err(e) => {
             tracing::error!("{e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
     }
+    #[allow(clippy::print_stdout)] // the listing is the command's output
+    {
+        print!("{text}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Exit status: 0 when something was read, 1 when nothing could be, 2 for a wrong argument.
@@ -294,16 +244,24 @@ fn main() -> ExitCode {
             recheck,
             paths,
         } => {
-            let mode = if recheck { Mode::Recheck } else { Mode::Sync };
-            return run_engine(target, cli.threads, paths, mode);
+            let mode = if recheck {
+                run::Mode::Recheck
+            } else {
+                run::Mode::Sync
+            };
+            return run::run_engine(target.options(cli.threads), paths, mode);
         }
         Command::Upload {
             target,
             force,
             files,
         } => {
-            let mode = if force { Mode::Force } else { Mode::Sync };
-            return run_engine(target, cli.threads, files, mode);
+            let mode = if force {
+                run::Mode::Force
+            } else {
+                run::Mode::Sync
+            };
+            return run::run_engine(target.options(cli.threads), files, mode);
         }
         Command::Watch {
             target,
@@ -314,10 +272,18 @@ fn main() -> ExitCode {
                 rescan_interval: std::time::Duration::from_secs(rescan_secs.max(1)),
                 ..Default::default()
             };
-            return run_engine(target, cli.threads, paths, Mode::Watch(options));
+            return run::run_engine(
+                target.options(cli.threads),
+                paths,
+                run::Mode::Watch(options),
+            );
         }
         Command::Status { target } => return run_status(target),
         Command::Login { server, token } => {
+            if let Err(e) = config::check_server_url(&server) {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
             let Some(path) = config::config_path() else {
                 tracing::error!("no config directory");
                 return ExitCode::FAILURE;

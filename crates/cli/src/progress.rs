@@ -1,21 +1,44 @@
 //! Renders the engine's events: progress bars on a terminal, a summary at the end.
+//!
+//! Without a terminal on stderr (cron, systemd) there are no bars and nothing is printed while
+//! the run goes on; at the end, one plain line per file says what became of it.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use photosync_engine::{Event, EventSink, Summary};
+
+use crate::output::{escape_path, escape_text};
 
 pub struct Progress {
     multi: MultiProgress,
     overall: ProgressBar,
     uploads: Mutex<HashMap<PathBuf, ProgressBar>>,
+    /// The file the "identifying" message names; any later event for it clears the message.
+    identifying: Mutex<Option<PathBuf>>,
+    /// Without a terminal: each file's latest outcome, printed by `finish`. One entry per path,
+    /// so watch mode's rescans do not make it grow.
+    outcomes: Option<Mutex<BTreeMap<PathBuf, Outcome>>>,
+}
+
+/// What became of one file, for the plain lines.
+struct Outcome {
+    what: &'static str,
+    /// Already escaped: one line.
+    detail: String,
 }
 
 impl Progress {
     pub fn new() -> Arc<Progress> {
-        let multi = MultiProgress::new();
+        let terminal = std::io::stderr().is_terminal();
+        let multi = if terminal {
+            MultiProgress::new()
+        } else {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        };
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
             ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} files {msg}")
@@ -27,6 +50,8 @@ impl Progress {
             multi,
             overall,
             uploads: Mutex::default(),
+            identifying: Mutex::default(),
+            outcomes: (!terminal).then(Mutex::default),
         })
     }
 
@@ -35,14 +60,11 @@ impl Progress {
         Arc::new(move |e| me.on(e))
     }
 
-    fn name(path: &std::path::Path) -> String {
-        path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
+    fn name(path: &Path) -> String {
+        escape_path(path.file_name().map_or(path, Path::new))
     }
 
-    fn finish_one(&self, path: &PathBuf) {
+    fn finish_one(&self, path: &Path) {
         if let Some(bar) = self
             .uploads
             .lock()
@@ -54,16 +76,64 @@ impl Progress {
         self.overall.inc(1);
     }
 
+    /// Keeps "identifying X" only while nothing else has been heard of X.
+    fn track_identifying(&self, e: &Event) {
+        let mut current = self.identifying.lock().unwrap_or_else(|p| p.into_inner());
+        if let Event::Identifying { path } = e {
+            self.overall
+                .set_message(format!("identifying {}", Self::name(path)));
+            *current = Some(path.clone());
+        } else if current.as_ref() == Some(e.path()) {
+            self.overall.set_message("");
+            *current = None;
+        }
+    }
+
+    fn record(&self, path: &Path, what: &'static str, detail: String) {
+        if let Some(outcomes) = &self.outcomes {
+            outcomes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(path.to_path_buf(), Outcome { what, detail });
+        }
+    }
+
     fn on(&self, e: Event) {
+        self.track_identifying(&e);
         match e {
             Event::Discovered { .. } => self.overall.inc_length(1),
-            Event::Identifying { path } => self
-                .overall
-                .set_message(format!("identifying {}", Self::name(&path))),
-            Event::AlreadySynced { path, .. }
-            | Event::OnServer { path, .. }
-            | Event::Skipped { path, .. } => self.finish_one(&path),
-            Event::Queued { .. } => {}
+            Event::Identifying { .. } | Event::Queued { .. } => {}
+            // A diagnostic of watch mode, not a file's outcome: logged as it happens.
+            Event::Folder { path, present } => {
+                if present {
+                    tracing::info!(folder = %escape_path(&path), "watched again");
+                } else {
+                    tracing::warn!(folder = %escape_path(&path), "gone; watched again when back");
+                }
+            }
+            Event::AlreadySynced {
+                path,
+                remote_id,
+                same_as,
+            } => {
+                let detail = match same_as {
+                    Some(other) => format!(
+                        "server image {remote_id}, same bytes as {}",
+                        escape_path(&other)
+                    ),
+                    None => format!("server image {remote_id}"),
+                };
+                self.record(&path, "already synced", detail);
+                self.finish_one(&path);
+            }
+            Event::OnServer { path, how } => {
+                self.record(&path, "on the server", escape_text(&how.reason()));
+                self.finish_one(&path);
+            }
+            Event::Skipped { path, reason, .. } => {
+                self.record(&path, "skipped", escape_text(&reason));
+                self.finish_one(&path);
+            }
             Event::Uploading {
                 path,
                 sent,
@@ -92,7 +162,10 @@ impl Progress {
                     indicatif::HumanBytes(part_size)
                 ));
             }
-            Event::Uploaded { path, .. } => self.finish_one(&path),
+            Event::Uploaded { path, remote_id } => {
+                self.record(&path, "uploaded", format!("server image {remote_id}"));
+                self.finish_one(&path);
+            }
             Event::Failed {
                 path,
                 reason,
@@ -101,13 +174,34 @@ impl Progress {
                 if next_retry.is_none() {
                     self.finish_one(&path);
                 }
-                tracing::warn!(path = %path.display(), reason, retrying = next_retry.is_some(), "failed");
+                if self.outcomes.is_some() {
+                    let detail = if next_retry.is_some() {
+                        format!("{} (to be retried)", escape_text(&reason))
+                    } else {
+                        escape_text(&reason)
+                    };
+                    self.record(&path, "failed", detail);
+                } else {
+                    tracing::warn!(path = %escape_path(&path), reason, retrying = next_retry.is_some(), "failed");
+                }
             }
         }
     }
 
+    /// Clears the bars; without a terminal, prints one line per file to stderr.
     pub fn finish(&self) {
         self.overall.finish_and_clear();
+        let Some(outcomes) = &self.outcomes else {
+            return;
+        };
+        let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut err = std::io::stderr().lock();
+        for (path, o) in outcomes {
+            // These lines are the command's output for logs (cron, systemd), not diagnostics;
+            // a stderr that cannot be written must not fail the run.
+            #[allow(clippy::print_stderr)]
+            let _ = writeln!(err, "{}\t{}\t{}", o.what, escape_path(&path), o.detail);
+        }
     }
 }
 
@@ -125,16 +219,24 @@ pub fn summary_text(s: &Summary, events: &[Event]) -> String {
         if let Event::OnServer { path, how } = e {
             out.push_str(&format!(
                 "  on server: {}: {}\n",
-                path.display(),
-                how.reason()
+                escape_path(path),
+                escape_text(&how.reason())
             ));
         }
     }
     for (p, why) in &s.skipped {
-        out.push_str(&format!("  skipped: {}: {why}\n", p.display()));
+        out.push_str(&format!(
+            "  skipped: {}: {}\n",
+            escape_path(p),
+            escape_text(why)
+        ));
     }
     for (p, why) in &s.failed {
-        out.push_str(&format!("  failed: {}: {why}\n", p.display()));
+        out.push_str(&format!(
+            "  failed: {}: {}\n",
+            escape_path(p),
+            escape_text(why)
+        ));
     }
     out
 }

@@ -49,6 +49,14 @@ impl ClientError {
         }
     }
 
+    /// The server's error code (`digest_mismatch`, `insufficient_storage`...), if it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Http { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Http { status, .. } => Some(*status),
@@ -70,6 +78,28 @@ fn network(e: reqwest::Error) -> ClientError {
         cause = c.source();
     }
     ClientError::Network(text)
+}
+
+/// Why a server could not be reached, in the words a person would use, from the error's
+/// chain of causes (whose own words are kept at the end, for whoever needs the detail).
+fn unreachable_reason(chain: &str) -> String {
+    let c = chain.to_ascii_lowercase();
+    let plain = if c.contains("invalidcontenttype") || c.contains("corrupt message") {
+        "it does not speak HTTPS at this address (try http://)"
+    } else if c.contains("connection refused") {
+        "nothing is listening at this address (connection refused)"
+    } else if c.contains("dns error") || c.contains("failed to lookup") {
+        "the server's name cannot be resolved"
+    } else if c.contains("certificate") || c.contains("unknownissuer") {
+        "its certificate is not trusted (for your own CA, set SSL_CERT_FILE)"
+    } else if c.contains("timed out") || c.contains("deadline") {
+        "it did not answer in time"
+    } else if c.contains("connection reset") || c.contains("connection closed") {
+        "it closed the connection"
+    } else {
+        return chain.to_owned();
+    };
+    format!("{plain} [{chain}]")
 }
 
 /// A part the server acknowledged.
@@ -162,7 +192,7 @@ impl Client {
             .await;
         let r = match r {
             Ok(r) => r,
-            Err(e) => return Connection::Unreachable(network(e).to_string()),
+            Err(e) => return Connection::Unreachable(unreachable_reason(&network(e).to_string())),
         };
         let status = r.status().as_u16();
         let bytes = r.bytes().await.unwrap_or_default();
@@ -262,6 +292,25 @@ impl Client {
         let offset = header_u64(&r, tus::UPLOAD_OFFSET)
             .ok_or_else(|| ClientError::Protocol("HEAD without Upload-Offset".into()))?;
         Ok((offset, header_u64(&r, IMAGE_ID_HEADER).map(|i| i as i64)))
+    }
+
+    /// Ends an upload this client started and abandoned (tus termination); the server drops
+    /// its bytes. Never used on anything the server has made an image of.
+    pub async fn terminate(&self, url: &str) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .delete(url)
+            .bearer_auth(&self.server.token)
+            .header(tus::RESUMABLE, tus::VERSION)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(network)?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_of(r).await)
+        }
     }
 
     /// One PATCH of `part` at `offset`, with its BLAKE3 checksum.

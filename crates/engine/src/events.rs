@@ -126,6 +126,12 @@ pub enum Event {
         reason: String,
         next_retry: Option<SystemTime>,
     },
+    /// A watched folder went away (a card or share unmounted, a folder deleted), or came back
+    /// and is watched again.
+    Folder {
+        path: PathBuf,
+        present: bool,
+    },
 }
 
 impl Event {
@@ -139,7 +145,8 @@ impl Event {
             | Event::Uploading { path, .. }
             | Event::Uploaded { path, .. }
             | Event::Skipped { path, .. }
-            | Event::Failed { path, .. } => path,
+            | Event::Failed { path, .. }
+            | Event::Folder { path, .. } => path,
         }
     }
 }

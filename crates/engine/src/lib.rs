@@ -10,6 +10,7 @@ pub mod client;
 pub mod events;
 pub mod state;
 mod sync;
+mod throttle;
 mod upload;
 mod watch;
 
@@ -17,4 +18,5 @@ pub use client::{Client, ClientError, Connection, ServerConfig};
 pub use events::{Event, EventSink, OnServer};
 pub use state::{MatchRecord, State};
 pub use sync::{Control, Engine, Options, Summary};
+pub use throttle::Throttle;
 pub use watch::WatchOptions;

@@ -10,6 +10,7 @@
 //!   image that matched and why, so a person can see the reason and force the upload.
 //! - **forced:** paths a person asked to upload despite such a match.
 
+use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -196,6 +197,49 @@ impl State {
             )?;
             Ok(())
         })
+    }
+
+    /// Forgets what was read of `path`, so the next sync reads it again (its bytes no longer
+    /// match what was recorded, though size and mtime do).
+    pub fn forget_file(&self, path: &Path) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM files WHERE path = ?1", [path_key(path)])?;
+            c.execute("DELETE FROM skips WHERE path = ?1", [path_key(path)])?;
+            Ok(())
+        })
+    }
+
+    /// Forgets the files under the folder `root` that a walk of it did not find (renamed,
+    /// moved, deleted), so the table does not grow with every rename. Returns how many.
+    pub fn prune_files(&self, root: &Path, found: &HashSet<PathBuf>) -> Result<usize> {
+        let mut low = path_key(root).to_vec();
+        if low.last() != Some(&b'/') {
+            low.push(b'/');
+        }
+        // Every path starting with `low`: up to the same prefix with its last byte + 1.
+        let mut high = low.clone();
+        if let Some(last) = high.last_mut() {
+            *last += 1;
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        let mut gone = Vec::new();
+        {
+            let mut q = tx.prepare("SELECT path FROM files WHERE path >= ?1 AND path < ?2")?;
+            let rows = q.query_map([&low, &high], |r| r.get::<_, Vec<u8>>(0))?;
+            for key in rows {
+                let key = key?;
+                if !found.contains(&path_of(key.clone())) {
+                    gone.push(key);
+                }
+            }
+            let mut del = tx.prepare("DELETE FROM files WHERE path = ?1")?;
+            for key in &gone {
+                del.execute([key])?;
+            }
+        }
+        tx.commit()?;
+        Ok(gone.len())
     }
 
     /// Why the file at `path` was skipped, if it still has this size and mtime.
@@ -436,6 +480,39 @@ impl State {
                 params![key, value],
             )?;
             Ok(())
+        })
+    }
+
+    /// Opens the state at `path` read-only, or `None` when there is none: creates no folder,
+    /// no database and no table, so looking (`photosync status`) leaves no trace.
+    pub fn open_existing(path: &Path) -> Result<Option<State>> {
+        use rusqlite::OpenFlags;
+        match std::fs::metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StateError(format!("{}: {e}", path.display()))),
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Some(State {
+            conn: Arc::new(Mutex::new(conn)),
+        }))
+    }
+
+    /// Paths in the file table whose bytes are in `server`'s sync list: local files backed up,
+    /// however many share one digest.
+    pub fn synced_file_count(&self, server: &str) -> Result<u64> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM files
+                 WHERE digest IN (SELECT digest FROM synced WHERE server = ?1)",
+                [server],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
         })
     }
 }

@@ -15,7 +15,8 @@ use tokio::sync::{Notify, Semaphore};
 use crate::client::{Client, ServerConfig};
 use crate::events::{Event, EventSink, OnServer};
 use crate::state::{FileRecord, MatchRecord, State, SyncedRecord};
-use crate::upload::{self, mtime_ns, Job};
+use crate::throttle::Throttle;
+use crate::upload::{self, mtime_ns, Job, UploadError};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -26,8 +27,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Files identified at once (0: one per core).
     pub identify_threads: usize,
-    /// Upload bytes per second, if limited.
-    pub bandwidth_limit: Option<u64>,
+    /// The bandwidth limit, shared by every upload that holds this `Arc` (all engines of a
+    /// process, when they are given the same one).
+    pub bandwidth: Arc<Throttle>,
     /// Upload same-picture copies even when the server's copy is as large.
     pub upload_all_copies: bool,
     pub sizer: SizerConfig,
@@ -42,7 +44,7 @@ impl Options {
             state_path,
             concurrency: 3,
             identify_threads: 0,
-            bandwidth_limit: None,
+            bandwidth: Arc::default(),
             upload_all_copies: false,
             sizer: SizerConfig::default(),
             max_attempts: 8,
@@ -59,11 +61,39 @@ pub struct Summary {
     pub on_server: usize,
     pub skipped: Vec<(PathBuf, String)>,
     pub failed: Vec<(PathBuf, String)>,
+    /// Entries that hold nothing to back up (a broken symbolic link): reported, not failed.
+    pub warnings: Vec<(PathBuf, String)>,
+    /// Files whose upload was stopped by a cancel; they resume next time.
+    pub interrupted: Vec<PathBuf>,
+    /// Files that changed while they were uploaded, to be read again.
+    pub changed: Vec<PathBuf>,
     /// Wall time of each stage: walking and identifying, detection, uploading.
     pub identify_time: std::time::Duration,
     pub detect_time: std::time::Duration,
     pub upload_time: std::time::Duration,
 }
+
+impl Summary {
+    /// Adds a later round's outcome to this one.
+    pub fn absorb(&mut self, later: Summary) {
+        self.uploaded += later.uploaded;
+        self.already_synced += later.already_synced;
+        self.on_server += later.on_server;
+        self.skipped.extend(later.skipped);
+        self.failed.extend(later.failed);
+        self.warnings.extend(later.warnings);
+        self.interrupted.extend(later.interrupted);
+        self.changed.extend(later.changed);
+        self.identify_time += later.identify_time;
+        self.detect_time += later.detect_time;
+        self.upload_time += later.upload_time;
+    }
+}
+
+/// How many times one `sync` reads again a file that changed while it was uploaded.
+const REREADS: usize = 3;
+const KEEPS_CHANGING: &str =
+    "the file kept changing while it was being uploaded; it is read again next time";
 
 /// Pause, resume and cancel, shared with whoever drives the engine.
 #[derive(Debug, Default)]
@@ -108,6 +138,17 @@ impl Control {
         }
     }
 
+    /// Returns once the user pauses or cancels.
+    pub(crate) async fn interrupted(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.is_paused() || self.is_cancelled() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     pub(crate) async fn wait_while_paused(&self) {
         while self.is_paused() && !self.is_cancelled() {
             let changed = self.changed.notified();
@@ -143,6 +184,8 @@ const EMPTY_FILE: &str = "empty file (0 bytes)";
 enum Known {
     File(FileRecord),
     Skip(String),
+    /// Not read: the run was cancelled first.
+    Interrupted,
 }
 
 fn now() -> i64 {
@@ -279,6 +322,11 @@ impl Engine {
         self.control.clone()
     }
 
+    /// The server's API, as this engine speaks to it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -294,8 +342,37 @@ impl Engine {
         self.sync(paths).await
     }
 
-    /// Syncs every file under `paths` once.
+    /// Syncs every file under `paths` once. A file that changes while it is uploaded is read
+    /// again and goes on with its new identity, a few times at most.
     pub async fn sync(&self, paths: &[PathBuf]) -> Summary {
+        let mut summary = self.round(paths, std::time::Duration::ZERO).await;
+        for _ in 0..REREADS {
+            if summary.changed.is_empty() || self.control.is_cancelled() {
+                break;
+            }
+            let again = std::mem::take(&mut summary.changed);
+            for p in &again {
+                // Size and mtime may be the same (an edit that kept them): read it anyway.
+                if let Err(e) = self.state.forget_file(p) {
+                    tracing::warn!(error = %e, "file table not updated");
+                }
+            }
+            summary.absorb(self.round(&again, std::time::Duration::ZERO).await);
+        }
+        for p in std::mem::take(&mut summary.changed) {
+            self.emit(Event::Failed {
+                path: p.clone(),
+                reason: KEEPS_CHANGING.into(),
+                next_retry: None,
+            });
+            summary.failed.push((p, KEEPS_CHANGING.into()));
+        }
+        summary
+    }
+
+    /// One pass over `paths`: each file's last part waits until the file has been left alone
+    /// for `quiet`. Files that changed under their upload end in `changed`.
+    pub(crate) async fn round(&self, paths: &[PathBuf], quiet: std::time::Duration) -> Summary {
         let mut summary = Summary::default();
         let emit = |e: Event| (self.events)(e);
         let started = std::time::Instant::now();
@@ -316,6 +393,15 @@ impl Engine {
                     emit(Event::Discovered { path: p.clone() });
                     files.push(p);
                 }
+                Err(e) if !e.kind.loses_data() => {
+                    // Nothing here to lose: reported, not a failed backup.
+                    emit(Event::Skipped {
+                        path: e.path.clone(),
+                        reason: e.reason.clone(),
+                        problem: false,
+                    });
+                    summary.warnings.push((e.path, e.reason));
+                }
                 Err(e) => {
                     emit(Event::Failed {
                         path: e.path.clone(),
@@ -326,6 +412,7 @@ impl Engine {
                 }
             }
         }
+        self.prune_file_table(paths, &files).await;
 
         // First pass, on one blocking thread: files whose size and mtime are unchanged are
         // answered from the file table without being read. This is what makes a rescan of an
@@ -347,11 +434,12 @@ impl Engine {
             .iter()
             .zip(cached)
             .map(|(p, cached)| {
-                let (state, events, permits, p) = (
+                let (state, events, permits, p, control) = (
                     self.state.clone(),
                     self.events.clone(),
                     permits.clone(),
                     p.clone(),
+                    self.control.clone(),
                 );
                 // With whether the file was read now (new, changed, renamed) or known unchanged.
                 async move {
@@ -359,6 +447,9 @@ impl Engine {
                         Some(k) => Ok((k, false)),
                         None => {
                             let _permit = permits.acquire_owned().await;
+                            if control.is_cancelled() {
+                                return Ok((Known::Interrupted, false));
+                            }
                             tokio::task::spawn_blocking(move || know(&state, &p, &events))
                                 .await
                                 .map(|k| (k, true))
@@ -392,6 +483,7 @@ impl Engine {
                     });
                     summary.skipped.push((path.clone(), reason));
                 }
+                Ok(Known::Interrupted) => summary.interrupted.push(path.clone()),
                 Err(e) => summary.failed.push((path.clone(), e)),
             }
         }
@@ -424,6 +516,12 @@ impl Engine {
             }
         }
         if ask.is_empty() {
+            return summary;
+        }
+        if self.control.is_cancelled() {
+            summary
+                .interrupted
+                .extend(ask.into_iter().flat_map(|(_, paths)| paths));
             return summary;
         }
         let queries: Vec<DetectQuery> = ask
@@ -493,15 +591,15 @@ impl Engine {
                         remote_pixels,
                         local_pixels: rec.pixels,
                     };
-                    for p in &paths {
-                        emit(Event::OnServer {
-                            path: p.clone(),
-                            how: how.clone(),
-                        });
-                    }
                     let server_as_good = remote_pixels >= rec.pixels;
                     if server_as_good && !self.options.upload_all_copies && !self.forced(&paths) {
                         self.record_match(&key, &rec, &paths, &how);
+                        for p in &paths {
+                            emit(Event::OnServer {
+                                path: p.clone(),
+                                how: how.clone(),
+                            });
+                        }
                         summary.on_server += paths.len();
                     } else {
                         uploads.push((rec, paths));
@@ -531,7 +629,7 @@ impl Engine {
             sizer: self.sizer.clone(),
             events: self.events.clone(),
             control: self.control.clone(),
-            bandwidth_limit: self.options.bandwidth_limit,
+            throttle: self.options.bandwidth.clone(),
             max_attempts: self.options.max_attempts,
         });
         let slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
@@ -544,7 +642,7 @@ impl Engine {
                 });
             }
             let (ctx, slots) = (ctx.clone(), slots.clone());
-            let job = Job::new(&rec, &paths[0]);
+            let job = Job::new(&rec, &paths[0], quiet);
             running.push((
                 rec,
                 paths,
@@ -556,7 +654,9 @@ impl Engine {
         }
         let mut leaders = Vec::new();
         for (rec, paths, task) in running {
-            let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
+            let result = task
+                .await
+                .unwrap_or_else(|e| Err(UploadError::Failed(e.to_string())));
             leaders.push((paths[0].clone(), rec.pixels, result.clone()));
             self.record_upload(&key, &rec, paths, result, &mut summary);
         }
@@ -575,7 +675,7 @@ impl Engine {
                 },
                 Err(_) => {
                     // The better copy did not make it; this one must go up itself.
-                    let job = Job::new(&rec, &paths[0]);
+                    let job = Job::new(&rec, &paths[0], quiet);
                     let result = upload::upload(&ctx, &job).await;
                     self.record_upload(&key, &rec, paths, result, &mut summary);
                     continue;
@@ -598,6 +698,31 @@ impl Engine {
 impl Engine {
     pub(crate) fn emit(&self, e: Event) {
         (self.events)(e);
+    }
+
+    /// Forgets file-table rows under walked folders that the walk did not find.
+    async fn prune_file_table(&self, roots: &[PathBuf], found: &[PathBuf]) {
+        let folders: Vec<PathBuf> = roots
+            .iter()
+            .filter_map(|r| std::path::absolute(r).ok())
+            .filter(|r| r.is_dir())
+            .collect();
+        if folders.is_empty() {
+            return;
+        }
+        let found: std::collections::HashSet<PathBuf> = found.iter().cloned().collect();
+        let state = self.state.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            folders
+                .iter()
+                .map(|f| state.prune_files(f, &found).unwrap_or(0))
+                .sum::<usize>()
+        })
+        .await
+        .unwrap_or(0);
+        if pruned > 0 {
+            tracing::debug!(pruned, "file table: forgot files that are gone");
+        }
     }
 
     /// Asks for these files to be uploaded on the next sync even though the server holds the
@@ -654,7 +779,7 @@ impl Engine {
         key: &str,
         rec: &FileRecord,
         paths: Vec<PathBuf>,
-        result: Result<i64, String>,
+        result: Result<i64, UploadError>,
         summary: &mut Summary,
     ) {
         match result {
@@ -677,7 +802,9 @@ impl Engine {
                     summary.uploaded += 1;
                 }
             }
-            Err(reason) => {
+            Err(UploadError::Cancelled) => summary.interrupted.extend(paths),
+            Err(UploadError::Changed) => summary.changed.extend(paths),
+            Err(UploadError::Failed(reason)) => {
                 for p in paths {
                     (self.events)(Event::Failed {
                         path: p.clone(),

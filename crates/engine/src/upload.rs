@@ -1,19 +1,22 @@
 //! Uploading one file over tus: resume from the server's offset, parts sized from the measured
-//! rate, a checksum on every part, retries with backoff and jitter.
+//! rate, a checksum on every part, retries with backoff and jitter, the shared bandwidth limit.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::StreamExt as _;
 use photosync_part_sizer::PartSizer;
 use photosync_protocol::{meta, Metadata};
 use tokio::io::AsyncReadExt as _;
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::events::{Event, EventSink};
 use crate::state::{Pending, State};
 use crate::sync::Control;
+use crate::throttle::Throttle;
 
 /// What is known about the file to upload.
 #[derive(Debug, Clone)]
@@ -23,18 +26,41 @@ pub(crate) struct Job {
     pub length: u64,
     pub mtime_ns: i64,
     pub identifier: Option<String>,
+    /// How long the file must have been left alone before its last part is sent, so a file
+    /// still being written never becomes an image (watch mode).
+    pub quiet: Duration,
 }
 
 impl Job {
     /// The upload of `path`, one of the local files holding `rec`.
-    pub fn new(rec: &crate::state::FileRecord, path: &Path) -> Job {
+    pub fn new(rec: &crate::state::FileRecord, path: &Path, quiet: Duration) -> Job {
         Job {
             path: path.to_path_buf(),
             digest: rec.digest.clone(),
             length: rec.size,
             mtime_ns: rec.mtime_ns,
             identifier: rec.identifier.clone(),
+            quiet,
         }
+    }
+}
+
+/// Why an upload did not end with an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UploadError {
+    /// Stopped on request; the upload resumes next time.
+    #[error("interrupted")]
+    Cancelled,
+    /// The file is no longer what was identified: it is read again.
+    #[error("{CHANGED}")]
+    Changed,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<crate::state::StateError> for UploadError {
+    fn from(e: crate::state::StateError) -> Self {
+        UploadError::Failed(e.to_string())
     }
 }
 
@@ -45,7 +71,7 @@ pub(crate) struct Ctx {
     pub sizer: Arc<Mutex<PartSizer>>,
     pub events: EventSink,
     pub control: Arc<Control>,
-    pub bandwidth_limit: Option<u64>,
+    pub throttle: Arc<Throttle>,
     pub max_attempts: u32,
 }
 
@@ -62,32 +88,91 @@ pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// A read failure, as a reason; a file that is gone or different is `Changed`.
+fn read_error(e: std::io::Error) -> UploadError {
+    UploadError::Failed(format!("cannot read: {e}"))
+}
+
 /// Opens the file at `offset`, refusing if it changed since it was identified.
-fn open_at(job: &Job, offset: u64) -> Result<std::fs::File, String> {
-    let mut f = std::fs::File::open(&job.path).map_err(|e| format!("cannot read: {e}"))?;
-    let meta = f.metadata().map_err(|e| format!("cannot read: {e}"))?;
+fn open_at(job: &Job, offset: u64) -> Result<std::fs::File, UploadError> {
+    let mut f = std::fs::File::open(&job.path).map_err(read_error)?;
+    let meta = f.metadata().map_err(read_error)?;
     if meta.len() != job.length || mtime_ns(&meta) != job.mtime_ns {
-        return Err(CHANGED.into());
+        return Err(UploadError::Changed);
     }
-    f.seek(SeekFrom::Start(offset))
-        .map_err(|e| format!("cannot read: {e}"))?;
+    f.seek(SeekFrom::Start(offset)).map_err(read_error)?;
     Ok(f)
 }
 
 const CHANGED: &str = "the file changed while it was being uploaded; it will be read again";
 
 /// The part's bytes, read from the file while they are sent, so a part never sits in memory
-/// whole. The server checks them against the checksum; a file changed in between is refused
-/// there and read again here.
-async fn body_of(job: &Job, offset: u64, len: u64) -> Result<reqwest::Body, String> {
+/// whole, and shaped by the bandwidth limit as they are written. The time spent waiting for
+/// the limit is added to `waited`, so the part sizer can measure the link, not the limit.
+async fn body_of(
+    job: &Job,
+    offset: u64,
+    len: u64,
+    throttle: &Arc<Throttle>,
+    waited: &Arc<AtomicU64>,
+) -> Result<reqwest::Body, UploadError> {
     let j = job.clone();
     let f = tokio::task::spawn_blocking(move || open_at(&j, offset))
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| UploadError::Failed(e.to_string()))??;
     let reader = tokio::fs::File::from_std(f).take(len);
-    Ok(reqwest::Body::wrap_stream(
-        tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10),
-    ))
+    let chunks = tokio_util::io::ReaderStream::with_capacity(reader, throttle.write_size());
+    if throttle.rate().is_none() {
+        return Ok(reqwest::Body::wrap_stream(chunks));
+    }
+    let (throttle, waited) = (throttle.clone(), waited.clone());
+    let shaped = chunks.then(move |chunk| {
+        let (throttle, waited) = (throttle.clone(), waited.clone());
+        async move {
+            if let Ok(bytes) = &chunk {
+                let w = throttle.take(bytes.len() as u64).await;
+                waited.fetch_add(w.as_nanos() as u64, Ordering::Relaxed);
+            }
+            chunk
+        }
+    });
+    Ok(reqwest::Body::wrap_stream(shaped))
+}
+
+/// Waits until the file has been left alone for `job.quiet`, and checks that it is still what
+/// was read, right before its last part completes the upload.
+async fn still_settled(ctx: &Ctx, job: &Job) -> Result<(), UploadError> {
+    loop {
+        let meta = std::fs::metadata(&job.path).map_err(read_error)?;
+        if meta.len() != job.length || mtime_ns(&meta) != job.mtime_ns {
+            return Err(UploadError::Changed);
+        }
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or(Duration::MAX);
+        let Some(rest) = job.quiet.checked_sub(age).filter(|r| !r.is_zero()) else {
+            return Ok(());
+        };
+        interruptible(
+            ctx,
+            tokio::time::sleep(rest.min(Duration::from_millis(500))),
+        )
+        .await?;
+    }
+}
+
+/// Runs `f` unless the user pauses or cancels first; then the work is dropped (a part in
+/// flight is abandoned, as after a cut, and resumes from the server's offset).
+async fn interruptible<T>(
+    ctx: &Ctx,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, UploadError> {
+    tokio::select! {
+        r = f => Ok(r),
+        () = ctx.control.interrupted() => Err(UploadError::Cancelled),
+    }
 }
 
 /// The checksum of the `len` bytes at `offset`, going on from `from`: a hasher that has
@@ -98,14 +183,13 @@ fn checksum(
     offset: u64,
     len: u64,
     from: blake3::Hasher,
-) -> Result<blake3::Hash, String> {
+) -> Result<blake3::Hash, UploadError> {
     let mut h = from;
     let done = h.count();
     let f = open_at(job, offset + done)?;
-    h.update_reader(f.take(len - done))
-        .map_err(|e| format!("cannot read: {e}"))?;
+    h.update_reader(f.take(len - done)).map_err(read_error)?;
     if h.count() != len {
-        return Err(CHANGED.into());
+        return Err(UploadError::Changed);
     }
     Ok(h.finalize())
 }
@@ -186,51 +270,168 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| "upload".into())
 }
 
-/// Uploads `job`; returns the server's image id. The sync list is not touched here: the caller
-/// records the image once this returns, i.e. after the server's success response.
-pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, String> {
-    let err = |e: crate::state::StateError| e.to_string();
-    let mut resume = None;
-    if let Some(p) = ctx
-        .state
-        .pending(&ctx.server_key, &job.digest)
-        .map_err(err)?
-    {
-        if p.length == job.length {
-            match ctx.client.offset(&p.url).await {
-                Ok((off, Some(id))) if off == job.length => return Ok(id),
-                Ok((off, _)) => resume = Some((p.url, off)),
-                Err(e) if matches!(e.status(), Some(404 | 410)) => {}
-                Err(e) => return Err(e.to_string()),
-            }
+/// How long a 423 (another writer holds the upload's lease) is waited out: longer than any
+/// lease lasts, so a lease left by a crashed writer always expires first.
+const LOCKED_PATIENCE: Duration = Duration::from_secs(600);
+/// How long "every byte is in, no image yet" is waited out: the server (or another client of
+/// this account) is completing the upload.
+const FINISHING_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Retries of one upload: failures count against `max_attempts`, waits that the server asks for
+/// (a lease held elsewhere, completion in progress) count against time instead.
+struct Retries {
+    failures: u32,
+    waiting_since: Option<Instant>,
+    waits: u32,
+}
+
+impl Retries {
+    fn new() -> Retries {
+        Retries {
+            failures: 0,
+            waiting_since: None,
+            waits: 0,
         }
     }
-    let (mut url, mut offset) = match resume {
-        Some(r) => r,
-        None => (create(ctx, job).await?, 0),
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.waiting_since = None;
+        self.waits = 0;
+    }
+
+    /// The pause before asking again while the server is busy with the upload, or `None` once
+    /// `patience` has run out.
+    fn wait(&mut self, patience: Duration) -> Option<Duration> {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > patience {
+            return None;
+        }
+        self.waits += 1;
+        Some(backoff(self.waits).min(Duration::from_secs(5)))
+    }
+}
+
+/// Where an upload starts.
+enum Start {
+    /// The server already finished it: its image.
+    Done(i64),
+    At(String, u64),
+    New,
+}
+
+/// A pending upload of these bytes from an earlier run, and where the server has it.
+async fn resume_point(ctx: &Ctx, job: &Job) -> Result<Start, UploadError> {
+    let Some(p) = ctx.state.pending(&ctx.server_key, &job.digest)? else {
+        return Ok(Start::New);
     };
-    let mut attempts = 0;
+    if p.length != job.length {
+        return Ok(Start::New);
+    }
+    match ctx.client.offset(&p.url).await {
+        Ok((off, Some(id))) if off == job.length => Ok(Start::Done(id)),
+        Ok((off, _)) => Ok(Start::At(p.url, off)),
+        Err(e) if matches!(e.status(), Some(404 | 410)) => Ok(Start::New),
+        Err(e) => Err(UploadError::Failed(plain(&e))),
+    }
+}
+
+/// A client error in words for the person reading the summary.
+pub(crate) fn plain(e: &ClientError) -> String {
+    match e.status() {
+        Some(507) => "the server is out of space".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Uploads `job`; returns the server's image id. The sync list is not touched here: the caller
+/// records the image once this returns, i.e. after the server's success response.
+pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, UploadError> {
+    ctx.control.wait_while_paused().await;
+    if ctx.control.is_cancelled() {
+        return Err(UploadError::Cancelled);
+    }
+    let (url, offset) = match resume_point(ctx, job).await? {
+        Start::Done(id) => return Ok(id),
+        Start::At(url, offset) => (url, offset),
+        Start::New => (create(ctx, job).await?, 0),
+    };
+    let result = send_parts(ctx, job, url.clone(), offset).await;
+    if result == Err(UploadError::Changed) {
+        // What was sent is not this file any more: the server's copy of it is dropped, and
+        // the file is read again by the caller.
+        let _ = ctx.state.drop_pending(&ctx.server_key, &job.digest);
+        if let Err(e) = ctx.client.terminate(&url).await {
+            tracing::debug!(error = %e, "an abandoned upload was not terminated; it expires");
+        }
+    }
+    result
+}
+
+/// Sends the parts from `offset` until the server names the image.
+async fn send_parts(
+    ctx: &Ctx,
+    job: &Job,
+    mut url: String,
+    mut offset: u64,
+) -> Result<i64, UploadError> {
+    let mut retries = Retries::new();
     let mut ahead: Option<Ahead> = None;
+    // After a pause, the part that was in flight may or may not have landed.
+    let mut ask_offset = false;
     loop {
         ctx.control.wait_while_paused().await;
         if ctx.control.is_cancelled() {
-            return Err("cancelled".into());
+            return Err(UploadError::Cancelled);
         }
-        if offset >= job.length {
-            // Every byte is in; the server names the image on HEAD.
-            match ctx.client.offset(&url).await {
+        if ask_offset || offset >= job.length {
+            ask_offset = false;
+            // The server names the image on HEAD once every byte is in.
+            let Ok(head) = interruptible(ctx, ctx.client.offset(&url)).await else {
+                ask_offset = true;
+                continue;
+            };
+            match head {
                 Ok((_, Some(id))) => return Ok(id),
-                Ok((off, None)) if off < job.length => {
-                    offset = off;
+                Ok((off, None)) if off < job.length => offset = off,
+                Ok(_) => match retries.wait(FINISHING_PATIENCE) {
+                    // Completing elsewhere (another process, a server's leftover lease).
+                    Some(wait) => {
+                        interruptible(ctx, tokio::time::sleep(wait)).await.ok();
+                        ask_offset = true;
+                        continue;
+                    }
+                    None => {
+                        return Err(UploadError::Failed(
+                            "the server has every byte but did not complete the image; it is \
+                             tried again next time"
+                                .into(),
+                        ))
+                    }
+                },
+                Err(e) if matches!(e.status(), Some(404 | 410)) => {
+                    url = create(ctx, job).await?;
+                    offset = 0;
+                }
+                Err(e) => {
+                    failed_attempt(ctx, job, &mut retries, &e).await?;
+                    ask_offset = true;
                     continue;
                 }
-                Ok(_) => return Err("the server has every byte but no image".into()),
-                Err(e) => return Err(e.to_string()),
             }
         }
-        let (size, limit) = {
+        let (size, prepare) = {
             let s = ctx.sizer.lock().unwrap_or_else(|p| p.into_inner());
-            (s.next_size().min(job.length - offset), s.largest_next())
+            // Under a limit, a part takes about the target duration at the limit, not at the
+            // link's rate, so a cut loses little.
+            let cap = ctx
+                .throttle
+                .rate()
+                .map_or(u64::MAX, |r| s.size_for_rate(r as f64));
+            (
+                s.next_size().min(cap).min(job.length - offset),
+                s.largest_next().min(cap),
+            )
         };
         let from = match ahead.take() {
             Some(a) => a.furthest(offset, size).await,
@@ -240,89 +441,134 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, String> {
             let job = job.clone();
             tokio::task::spawn_blocking(move || checksum(&job, offset, size, from))
                 .await
-                .map_err(|e| e.to_string())??
+                .map_err(|e| UploadError::Failed(e.to_string()))??
         };
         let next = offset + size;
         if next < job.length {
-            ahead = Some(Ahead::start(job, next, limit.min(job.length - next)));
+            ahead = Some(Ahead::start(job, next, prepare.min(job.length - next)));
+        } else {
+            match still_settled(ctx, job).await {
+                Err(UploadError::Cancelled) => {
+                    ask_offset = true;
+                    continue;
+                }
+                r => r?,
+            }
         }
-        let body = body_of(job, offset, size).await?;
-        match ctx.client.send_body(&url, offset, size, &sum, body).await {
+        let waited = Arc::new(AtomicU64::new(0));
+        let body = body_of(job, offset, size, &ctx.throttle, &waited).await?;
+        let sent = interruptible(ctx, ctx.client.send_body(&url, offset, size, &sum, body)).await;
+        let Ok(sent) = sent else {
+            // Paused or cancelled mid-part: the part is abandoned.
+            ahead = None;
+            ask_offset = true;
+            continue;
+        };
+        match sent {
             Ok(ack) => {
-                attempts = 0;
-                let sent = ack.offset.saturating_sub(offset);
-                let (rate, next) = {
-                    let mut s = ctx.sizer.lock().unwrap_or_else(|p| p.into_inner());
-                    s.record(sent, ack.elapsed);
-                    (s.rate().unwrap_or(0.0), s.next_size())
-                };
+                retries.succeeded();
+                let waited = Duration::from_nanos(waited.load(Ordering::Relaxed));
+                let link_time = ack.elapsed.saturating_sub(waited);
+                acknowledged(ctx, job, &url, offset, size, ack.offset, link_time)?;
                 offset = ack.offset;
-                save_pending(ctx, job, &url, offset)?;
-                (ctx.events)(Event::Uploading {
-                    path: job.path.clone(),
-                    sent: offset,
-                    total: job.length,
-                    rate,
-                    part_size: size,
-                });
-                ctx.state
-                    .put_setting(&format!("part_size:{}", ctx.server_key), &next.to_string())
-                    .map_err(err)?;
                 if let Some(id) = ack.image_id {
                     return Ok(id);
                 }
-                if let Some(limit) = ctx.bandwidth_limit.filter(|l| *l > 0) {
-                    let min_time = Duration::from_secs_f64(sent as f64 / limit as f64);
-                    if let Some(rest) = min_time.checked_sub(ack.elapsed) {
-                        tokio::time::sleep(rest).await;
-                    }
-                }
             }
-            Err(e) if e.status() == Some(409) => {
-                offset = ctx.client.offset(&url).await.map_err(|e| e.to_string())?.0;
-            }
+            Err(e) if e.status() == Some(409) => ask_offset = true,
             Err(e) if matches!(e.status(), Some(404 | 410)) => {
                 // The server dropped the upload (expired, removed): start a new one.
                 tracing::info!(path = %job.path.display(), "upload gone on the server; starting again");
                 url = create(ctx, job).await?;
                 offset = 0;
             }
+            Err(e) if e.code() == Some("digest_mismatch") => return Err(UploadError::Changed),
             Err(e) if e.status() == Some(422) => {
                 let _ = ctx.state.drop_pending(&ctx.server_key, &job.digest);
-                return Err(format!("the server refused the file: {e}"));
+                return Err(UploadError::Failed(format!(
+                    "the server refused the file: {e}"
+                )));
             }
-            Err(e) if e.is_transient() || e.status() == Some(460) => {
-                attempts += 1;
-                ctx.sizer
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .record_failure();
-                if attempts > ctx.max_attempts {
-                    return Err(format!("gave up after {attempts} attempts: {e}"));
+            Err(e) if e.status() == Some(423) => match retries.wait(LOCKED_PATIENCE) {
+                Some(wait) => {
+                    interruptible(ctx, tokio::time::sleep(wait)).await.ok();
+                    ask_offset = true;
                 }
-                let wait = backoff(attempts);
-                (ctx.events)(Event::Failed {
-                    path: job.path.clone(),
-                    reason: e.to_string(),
-                    next_retry: Some(SystemTime::now() + wait),
-                });
-                tokio::time::sleep(wait).await;
-                match ctx.client.offset(&url).await {
-                    Ok((_, Some(id))) => return Ok(id),
-                    Ok((off, None)) => offset = off,
-                    Err(e) if matches!(e.status(), Some(404 | 410)) => {
-                        url = create(ctx, job).await?;
-                        offset = 0;
-                    }
-                    Err(_) => {} // still unreachable: the next attempt waits longer
-                }
+                None => return Err(UploadError::Failed(plain(&e))),
+            },
+            Err(e) => {
+                failed_attempt(ctx, job, &mut retries, &e).await?;
+                ask_offset = true;
             }
-            Err(e) => return Err(e.to_string()),
         }
     }
 }
 
-async fn create(ctx: &Ctx, job: &Job) -> Result<String, String> {
+/// A part went wrong: waits before the next attempt, or gives up.
+async fn failed_attempt(
+    ctx: &Ctx,
+    job: &Job,
+    retries: &mut Retries,
+    e: &ClientError,
+) -> Result<(), UploadError> {
+    if !(e.is_transient() || e.status() == Some(460)) {
+        return Err(UploadError::Failed(plain(e)));
+    }
+    retries.failures += 1;
+    ctx.sizer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .record_failure();
+    if retries.failures >= ctx.max_attempts {
+        return Err(UploadError::Failed(format!(
+            "gave up after {} attempts: {}",
+            retries.failures,
+            plain(e)
+        )));
+    }
+    // A full disk is not fixed in seconds.
+    let wait = match e.status() {
+        Some(507) => backoff(retries.failures).max(Duration::from_secs(10)),
+        _ => backoff(retries.failures),
+    };
+    (ctx.events)(Event::Failed {
+        path: job.path.clone(),
+        reason: plain(e),
+        next_retry: Some(SystemTime::now() + wait),
+    });
+    interruptible(ctx, tokio::time::sleep(wait)).await.ok();
+    Ok(())
+}
+
+/// Records an acknowledged part: where the upload stands, the measured link, progress.
+fn acknowledged(
+    ctx: &Ctx,
+    job: &Job,
+    url: &str,
+    from: u64,
+    size: u64,
+    to: u64,
+    link_time: Duration,
+) -> Result<(), UploadError> {
+    let (rate, next) = {
+        let mut s = ctx.sizer.lock().unwrap_or_else(|p| p.into_inner());
+        s.record(to.saturating_sub(from), link_time);
+        (s.rate().unwrap_or(0.0), s.next_size())
+    };
+    save_pending(ctx, job, url, to)?;
+    (ctx.events)(Event::Uploading {
+        path: job.path.clone(),
+        sent: to,
+        total: job.length,
+        rate,
+        part_size: size,
+    });
+    ctx.state
+        .put_setting(&format!("part_size:{}", ctx.server_key), &next.to_string())?;
+    Ok(())
+}
+
+async fn create(ctx: &Ctx, job: &Job) -> Result<String, UploadError> {
     let mut m = Metadata::default();
     m.insert(meta::NAME, file_name(&job.path));
     m.insert(meta::DIGEST, job.digest.clone());
@@ -331,15 +577,17 @@ async fn create(ctx: &Ctx, job: &Job) -> Result<String, String> {
     if let Some(id) = &job.identifier {
         m.insert(meta::IDENTIFIER, id.clone());
     }
-    let mut attempts = 0;
+    let mut retries = Retries::new();
     let url = loop {
-        match ctx.client.create_upload(job.length, &m).await {
-            Ok(url) => break url,
-            Err(e) if e.is_transient() && attempts < ctx.max_attempts => {
-                attempts += 1;
-                tokio::time::sleep(backoff(attempts)).await;
-            }
-            Err(e) => return Err(e.to_string()),
+        // Paused: no new upload is created on the server until resumed.
+        ctx.control.wait_while_paused().await;
+        if ctx.control.is_cancelled() {
+            return Err(UploadError::Cancelled);
+        }
+        match interruptible(ctx, ctx.client.create_upload(job.length, &m)).await {
+            Err(_) => {} // paused or cancelled: decided above
+            Ok(Ok(url)) => break url,
+            Ok(Err(e)) => failed_attempt(ctx, job, &mut retries, &e).await?,
         }
     };
     save_pending(ctx, job, &url, 0)?;
@@ -347,7 +595,7 @@ async fn create(ctx: &Ctx, job: &Job) -> Result<String, String> {
 }
 
 /// Persists where the upload stands, so a restart resumes it.
-fn save_pending(ctx: &Ctx, job: &Job, url: &str, offset: u64) -> Result<(), String> {
+fn save_pending(ctx: &Ctx, job: &Job, url: &str, offset: u64) -> Result<(), UploadError> {
     ctx.state
         .put_pending(
             &ctx.server_key,
@@ -358,7 +606,7 @@ fn save_pending(ctx: &Ctx, job: &Job, url: &str, offset: u64) -> Result<(), Stri
                 offset,
             },
         )
-        .map_err(|e| e.to_string())
+        .map_err(UploadError::from)
 }
 
 #[cfg(test)]
@@ -373,6 +621,7 @@ mod tests {
             length: meta.len(),
             mtime_ns: mtime_ns(&meta),
             identifier: None,
+            quiet: Duration::ZERO,
         }
     }
 
@@ -398,14 +647,18 @@ mod tests {
         // Asked past the end: the file is not what was identified.
         assert_eq!(
             checksum(&job, 90_000, 10_001, fresh()).unwrap_err(),
-            CHANGED
+            UploadError::Changed
         );
         std::fs::write(&path, &bytes[..50_000]).unwrap();
-        assert_eq!(checksum(&job, 0, 10, fresh()).unwrap_err(), CHANGED);
-        assert_eq!(open_at(&job, 0).unwrap_err(), CHANGED);
+        assert_eq!(
+            checksum(&job, 0, 10, fresh()).unwrap_err(),
+            UploadError::Changed
+        );
+        assert_eq!(open_at(&job, 0).unwrap_err(), UploadError::Changed);
         std::fs::remove_file(&path).unwrap();
         assert!(checksum(&job, 0, 10, fresh())
             .unwrap_err()
+            .to_string()
             .starts_with("cannot read"));
     }
 
@@ -444,7 +697,7 @@ mod tests {
         let from = ahead.furthest(at, 2 * CHECKPOINT).await;
         assert_eq!(
             checksum(&job, at, 2 * CHECKPOINT, from).unwrap_err(),
-            CHANGED
+            UploadError::Changed
         );
     }
 }

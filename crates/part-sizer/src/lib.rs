@@ -83,6 +83,12 @@ impl PartSizer {
         self.rate
     }
 
+    /// The size of a part that takes the target duration at `rate` bytes per second, within
+    /// bounds: what a bandwidth limit allows, whatever the link could do.
+    pub fn size_for_rate(&self, rate: f64) -> u64 {
+        ((rate * self.config.target.as_secs_f64()) as u64).clamp(self.config.min, self.config.max)
+    }
+
     /// A part of `bytes` was acknowledged `elapsed` after its first byte was sent.
     pub fn record(&mut self, bytes: u64, elapsed: Duration) {
         if bytes == 0 {

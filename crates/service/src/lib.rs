@@ -98,6 +98,8 @@ struct Inner {
     hooks: Hooks,
     rt: tokio::runtime::Handle,
     thumbs: photosync_thumbs::Thumbs,
+    /// The bandwidth limit of every upload of the app; a new limit applies at once.
+    bandwidth: Arc<photosync_engine::Throttle>,
 }
 
 #[derive(Clone)]
@@ -125,6 +127,7 @@ impl Service {
                 offline: AtomicBool::new(false),
                 polling: AtomicBool::new(false),
                 told_failed: Mutex::default(),
+                bandwidth: Arc::default(),
                 hooks,
                 rt,
             }),
@@ -211,9 +214,11 @@ impl Service {
     /// Preferences other than the server and the folders.
     pub async fn update_settings(&self, new: Settings) -> Result<(), String> {
         let mut s = self.settings();
-        let restart = s.concurrency != new.concurrency
-            || s.bandwidth_limit != new.bandwidth_limit
-            || s.upload_all_copies != new.upload_all_copies;
+        let restart =
+            s.concurrency != new.concurrency || s.upload_all_copies != new.upload_all_copies;
+        self.inner
+            .bandwidth
+            .set_rate(Some(new.bandwidth_limit).filter(|l| *l > 0));
         s.concurrency = new.concurrency.clamp(1, 16);
         s.bandwidth_limit = new.bandwidth_limit;
         s.upload_all_copies = new.upload_all_copies;
@@ -234,7 +239,10 @@ impl Service {
             self.inner.paths.state.clone(),
         );
         o.concurrency = s.concurrency.max(1);
-        o.bandwidth_limit = (s.bandwidth_limit > 0).then_some(s.bandwidth_limit);
+        self.inner
+            .bandwidth
+            .set_rate(Some(s.bandwidth_limit).filter(|l| *l > 0));
+        o.bandwidth = self.inner.bandwidth.clone();
         o.upload_all_copies = s.upload_all_copies;
         o
     }
@@ -243,6 +251,19 @@ impl Service {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         Arc::new(move |e: Event| {
             if let Some(inner) = weak.upgrade() {
+                if let Event::Folder {
+                    path,
+                    present: false,
+                } = &e
+                {
+                    (inner.hooks.notify)(
+                        "A watched folder is gone".into(),
+                        format!(
+                            "{} is not there (unplugged or deleted); it is backed up again when                              it comes back",
+                            path.display()
+                        ),
+                    );
+                }
                 lock(&inner.board).apply(&e, Instant::now());
                 (inner.hooks.changed)();
             }

@@ -23,7 +23,9 @@ pub enum WalkErrorKind {
     NotFound,
     /// A symbolic link points back at one of its own parent folders.
     SymlinkLoop,
-    /// Permission denied, broken link, I/O error.
+    /// A symbolic link to nothing, or a file gone between listing and reading.
+    BrokenLink,
+    /// Permission denied, I/O error.
     Unreadable,
 }
 
@@ -32,8 +34,15 @@ impl WalkErrorKind {
         match self {
             WalkErrorKind::NotFound => "not_found",
             WalkErrorKind::SymlinkLoop => "symlink_loop",
+            WalkErrorKind::BrokenLink => "broken_link",
             WalkErrorKind::Unreadable => "unreadable",
         }
+    }
+
+    /// Whether the entry held bytes that should have been backed up. A broken link or a link
+    /// loop holds none: worth a warning, not a failed backup.
+    pub fn loses_data(self) -> bool {
+        matches!(self, WalkErrorKind::NotFound | WalkErrorKind::Unreadable)
     }
 }
 
@@ -99,18 +108,15 @@ fn walk_error(e: walkdir::Error) -> WalkError {
             kind: WalkErrorKind::SymlinkLoop,
         };
     }
-    let reason = match e.io_error() {
-        Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            "broken symbolic link or vanished file".to_owned()
-        }
-        Some(io) => io.to_string(),
-        None => e.to_string(),
+    let (kind, reason) = match e.io_error() {
+        Some(io) if io.kind() == std::io::ErrorKind::NotFound => (
+            WalkErrorKind::BrokenLink,
+            "broken symbolic link or vanished file".to_owned(),
+        ),
+        Some(io) => (WalkErrorKind::Unreadable, io.to_string()),
+        None => (WalkErrorKind::Unreadable, e.to_string()),
     };
-    WalkError {
-        path,
-        kind: WalkErrorKind::Unreadable,
-        reason,
-    }
+    WalkError { path, kind, reason }
 }
 
 #[cfg(test)]
