@@ -5,11 +5,13 @@
 
 mod headers;
 mod metadata;
+mod name;
 
 pub use headers::{
     is_offset_content_type, parse_number, ChecksumAlgorithm, ChecksumHeader, HeaderError,
 };
 pub use metadata::{Metadata, MetadataError};
+pub use name::{display_name, percent_decode_name, percent_encode_name, NameError, NAME_MAX};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,8 +38,12 @@ pub mod tus {
 
 /// `Upload-Metadata` keys a Photosync client sends with each upload.
 pub mod meta {
-    /// The file name, without folders.
+    /// The file name, without folders, as text for people: [`crate::display_name`] of the
+    /// exact bytes when they are not UTF-8.
     pub const NAME: &str = "filename";
+    /// The exact bytes of the file name, [`crate::percent_encode_name`]d. Optional; sent beside
+    /// `filename`, so that a name that is not UTF-8 can be restored as it was.
+    pub const NAME_BYTES: &str = "filename-bytes";
     /// BLAKE3 of the whole file, 64 hex digits. Optional: when given, the server verifies it on
     /// completion; when absent, the server computes it from what it received.
     pub const DIGEST: &str = "digest";
@@ -110,6 +116,9 @@ pub struct Distance {
 pub struct ImageInfo {
     pub id: i64,
     pub name: String,
+    /// The exact bytes of the file name, percent-encoded, when the client sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_bytes: Option<String>,
     pub digest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<String>,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use photosync_protocol::ImageInfo;
+use photosync_protocol::{percent_encode_name, ImageInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
@@ -30,10 +30,11 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// The schema this code reads and writes; `PRAGMA user_version` holds the database's.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
-/// Version 1. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
-/// `blobs` lists published blobs, for collecting those nothing references.
+/// Version 2. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
+/// `blobs` lists published blobs, for collecting those nothing references; `name_bytes` is a
+/// file name's exact bytes when the client sent them (version 2).
 const SCHEMA: &str = "
 CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,6 +51,7 @@ CREATE TABLE uploads (
     received INTEGER NOT NULL,
     metadata TEXT NOT NULL,
     name TEXT NOT NULL,
+    name_bytes BLOB,
     declared TEXT,
     verified TEXT,
     mtime INTEGER,
@@ -69,6 +71,7 @@ CREATE TABLE images (
     digest TEXT NOT NULL,
     identifier TEXT,
     name TEXT NOT NULL,
+    name_bytes BLOB,
     bytes INTEGER NOT NULL,
     width INTEGER,
     height INTEGER,
@@ -85,8 +88,8 @@ CREATE TABLE blobs (
 );
 ";
 
-/// Version 0 (no version set) to 1: tables rebuilt with the new columns; an image's number is
-/// its old global id, so clients' records stay valid.
+/// Version 0 (no version set) to the current schema: tables rebuilt with the new columns; an
+/// image's number is its old global id, so clients' records stay valid.
 const MIGRATE_0_TO_1: &str = "
 ALTER TABLE users RENAME TO users_v0;
 ALTER TABLE uploads RENAME TO uploads_v0;
@@ -111,6 +114,12 @@ INSERT INTO blobs (digest) SELECT DISTINCT digest FROM images;
 DROP TABLE uploads_v0;
 DROP TABLE images_v0;
 DROP TABLE users_v0;
+";
+
+/// Version 1 to 2: the exact bytes of file names; rows from before have none.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE uploads ADD COLUMN name_bytes BLOB;
+ALTER TABLE images ADD COLUMN name_bytes BLOB;
 ";
 
 impl SqliteStore {
@@ -185,7 +194,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     conn.execute_batch("PRAGMA foreign_keys = OFF")?;
     let result = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if has_tables {
+        if version == 1 {
+            tx.execute_batch(MIGRATE_1_TO_2)?;
+        } else if has_tables {
+            // Version 0 is rebuilt into the current tables at once.
             tx.execute_batch(MIGRATE_0_TO_1)?;
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(COPY_0_TO_1)?;
@@ -213,6 +225,9 @@ fn image_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageInfo> {
     Ok(ImageInfo {
         id: row.get("number")?,
         name: row.get("name")?,
+        name_bytes: row
+            .get::<_, Option<Vec<u8>>>("name_bytes")?
+            .map(|b| percent_encode_name(&b)),
         digest: row.get("digest")?,
         identifier: row.get("identifier")?,
         bytes: row.get::<_, i64>("bytes")? as u64,
@@ -231,6 +246,7 @@ fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
         offset: row.get::<_, i64>("received")? as u64,
         metadata: row.get("metadata")?,
         name: row.get("name")?,
+        name_bytes: row.get("name_bytes")?,
         declared: row.get("declared")?,
         verified: row.get("verified")?,
         mtime: row.get("mtime")?,
@@ -241,7 +257,7 @@ fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
 }
 
 const IMAGE_COLUMNS: &str =
-    "number, name, digest, identifier, bytes, width, height, mtime, uploaded_at, format";
+    "number, name, name_bytes, digest, identifier, bytes, width, height, mtime, uploaded_at, format";
 
 fn immediate(c: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     // Writers take the lock up front, so two of them never deadlock upgrading a read.
@@ -254,6 +270,70 @@ fn gone_unless_one(changed: usize) -> Result<()> {
     } else {
         Err(StoreError::UploadGone)
     }
+}
+
+/// Records a new upload if the user's limits and quota allow it.
+fn insert_upload(tx: &rusqlite::Transaction<'_>, u: &Upload, limits: &UploadLimits) -> Result<()> {
+    let (held, pending, quota): (i64, i64, Option<i64>) = tx.query_row(
+        "SELECT (SELECT COUNT(*) FROM uploads WHERE user_id = ?1 AND image_id IS NULL),
+                (SELECT COALESCE(SUM(length), 0) FROM uploads
+                  WHERE user_id = ?1 AND image_id IS NULL),
+                quota
+         FROM users WHERE id = ?1",
+        [u.user_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let (held, pending) = (held as u64, pending as u64);
+    if held >= limits.max_unfinished {
+        return Err(LimitError::TooManyUploads {
+            held,
+            max: limits.max_unfinished,
+        }
+        .into());
+    }
+    let would = pending.saturating_add(u.length);
+    if would > limits.max_unfinished_bytes {
+        return Err(LimitError::UnfinishedBytes {
+            would,
+            max: limits.max_unfinished_bytes,
+        }
+        .into());
+    }
+    if let Some(quota) = quota.map(|q| q as u64) {
+        let stored: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(bytes), 0) FROM images WHERE user_id = ?1",
+            [u.user_id],
+            |r| r.get(0),
+        )?;
+        let used = (stored as u64).saturating_add(pending);
+        if used.saturating_add(u.length) > quota {
+            return Err(LimitError::Quota {
+                quota,
+                used,
+                wanted: u.length,
+            }
+            .into());
+        }
+    }
+    tx.execute(
+        "INSERT INTO uploads (id, user_id, length, received, metadata, name, name_bytes,
+                              declared, mtime, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            u.id,
+            u.user_id,
+            u.length as i64,
+            u.offset as i64,
+            u.metadata,
+            u.name,
+            u.name_bytes,
+            u.declared,
+            u.mtime,
+            u.created_at,
+            u.expires_at
+        ],
+    )?;
+    Ok(())
 }
 
 #[async_trait]
@@ -357,66 +437,52 @@ impl Store for SqliteStore {
         let (u, limits) = (u.clone(), *limits);
         self.run(move |c| {
             let tx = immediate(c)?;
-            let (held, pending, quota): (i64, i64, Option<i64>) = tx.query_row(
-                "SELECT (SELECT COUNT(*) FROM uploads WHERE user_id = ?1 AND image_id IS NULL),
-                        (SELECT COALESCE(SUM(length), 0) FROM uploads
-                          WHERE user_id = ?1 AND image_id IS NULL),
-                        quota
-                 FROM users WHERE id = ?1",
-                [u.user_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let (held, pending) = (held as u64, pending as u64);
-            if held >= limits.max_unfinished {
-                return Err(LimitError::TooManyUploads {
-                    held,
-                    max: limits.max_unfinished,
-                }
-                .into());
-            }
-            let would = pending.saturating_add(u.length);
-            if would > limits.max_unfinished_bytes {
-                return Err(LimitError::UnfinishedBytes {
-                    would,
-                    max: limits.max_unfinished_bytes,
-                }
-                .into());
-            }
-            if let Some(quota) = quota.map(|q| q as u64) {
-                let stored: i64 = tx.query_row(
-                    "SELECT COALESCE(SUM(bytes), 0) FROM images WHERE user_id = ?1",
-                    [u.user_id],
-                    |r| r.get(0),
-                )?;
-                let used = (stored as u64).saturating_add(pending);
-                if used.saturating_add(u.length) > quota {
-                    return Err(LimitError::Quota {
-                        quota,
-                        used,
-                        wanted: u.length,
-                    }
-                    .into());
-                }
-            }
-            tx.execute(
-                "INSERT INTO uploads (id, user_id, length, received, metadata, name, declared,
-                                      mtime, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    u.id,
-                    u.user_id,
-                    u.length as i64,
-                    u.offset as i64,
-                    u.metadata,
-                    u.name,
-                    u.declared,
-                    u.mtime,
-                    u.created_at,
-                    u.expires_at
-                ],
-            )?;
+            insert_upload(&tx, &u, &limits)?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn join_or_create_upload(
+        &self,
+        u: &Upload,
+        limits: &UploadLimits,
+        now: i64,
+    ) -> Result<Option<Upload>> {
+        let (u, limits) = (u.clone(), *limits);
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let existing = match &u.declared {
+                Some(declared) => tx
+                    .query_row(
+                        "SELECT * FROM uploads
+                         WHERE user_id = ?1 AND declared = ?2 AND length = ?3
+                           AND image_id IS NULL AND expires_at >= ?4
+                         ORDER BY received DESC, created_at, id LIMIT 1",
+                        params![u.user_id, declared, u.length as i64, now],
+                        upload_row,
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let joined = match existing {
+                Some(mut existing) => {
+                    // The new writer gets the time to live a new upload would have.
+                    existing.expires_at = existing.expires_at.max(u.expires_at);
+                    tx.execute(
+                        "UPDATE uploads SET expires_at = ?2 WHERE id = ?1",
+                        params![existing.id, existing.expires_at],
+                    )?;
+                    Some(existing)
+                }
+                None => {
+                    insert_upload(&tx, &u, &limits)?;
+                    None
+                }
+            };
+            tx.commit()?;
+            Ok(joined)
         })
         .await
     }
@@ -578,15 +644,17 @@ impl Store for SqliteStore {
                         |r| r.get(0),
                     )?;
                     tx.execute(
-                        "INSERT INTO images (user_id, number, digest, identifier, name, bytes,
-                                             width, height, format, mtime, uploaded_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        "INSERT INTO images (user_id, number, digest, identifier, name,
+                                             name_bytes, bytes, width, height, format, mtime,
+                                             uploaded_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                         params![
                             img.user_id,
                             number,
                             img.digest,
                             img.identifier,
                             img.name,
+                            img.name_bytes,
                             img.bytes as i64,
                             img.width,
                             img.height,

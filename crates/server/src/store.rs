@@ -76,6 +76,8 @@ pub struct Upload {
     /// The `Upload-Metadata` header as received, echoed on HEAD.
     pub metadata: String,
     pub name: String,
+    /// The file name's exact bytes, when the client sent them (`filename-bytes`).
+    pub name_bytes: Option<Vec<u8>>,
     /// The BLAKE3 the client declared, if it did (then the bytes must match it).
     pub declared: Option<String>,
     /// The BLAKE3 of the received bytes, set once they were verified and before they are
@@ -95,6 +97,7 @@ pub struct NewImage {
     pub digest: String,
     pub identifier: Option<String>,
     pub name: String,
+    pub name_bytes: Option<Vec<u8>>,
     pub bytes: u64,
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -125,6 +128,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records a new upload if the user's limits and quota allow it, atomically with the check.
     async fn create_upload(&self, upload: &Upload, limits: &UploadLimits) -> Result<()>;
+    /// In one transaction: the user's unfinished upload, unexpired at `now`, that declared the
+    /// same digest and length as `upload` (the furthest along if there are several), with its
+    /// expiry pushed to at least `upload.expires_at`; or, if there is none, `create_upload`.
+    /// Returns the existing upload, or None when `upload` was created. Nothing is counted
+    /// against the limits for an existing upload: it is counted already.
+    async fn join_or_create_upload(
+        &self,
+        upload: &Upload,
+        limits: &UploadLimits,
+        now: i64,
+    ) -> Result<Option<Upload>>;
     /// The upload, only if it belongs to `user`.
     async fn upload(&self, user: UserId, id: &str) -> Result<Option<Upload>>;
     /// Takes the upload's lease until `until_ms` unless another holder's lease is still running.

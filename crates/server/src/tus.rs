@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use photosync_identify::{identify_bytes, Identifier, Limits};
 use photosync_protocol::{
-    is_offset_content_type, meta, parse_number, tus, ChecksumAlgorithm, ChecksumHeader,
-    HeaderError, ImageInfo, Metadata,
+    display_name, is_offset_content_type, meta, parse_number, percent_decode_name, tus,
+    ChecksumAlgorithm, ChecksumHeader, HeaderError, ImageInfo, Metadata, NAME_MAX,
 };
 use sha1::Digest as _;
 
@@ -131,6 +131,7 @@ pub async fn options(State(state): State<AppState>) -> Response {
 /// What the client declared about the file in `Upload-Metadata`.
 struct Declared {
     name: String,
+    name_bytes: Option<Vec<u8>>,
     digest: Option<String>,
     mtime: Option<i64>,
 }
@@ -149,11 +150,18 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
             )
         }
     };
-    let name = metadata
-        .get(meta::NAME)
-        .or_else(|| metadata.get("name"))
-        .unwrap_or("upload")
-        .to_owned();
+    let name_bytes = match metadata.get(meta::NAME_BYTES) {
+        None => None,
+        Some(encoded) => Some(name_bytes(encoded)?),
+    };
+    let name = match (
+        metadata.get(meta::NAME).or_else(|| metadata.get("name")),
+        &name_bytes,
+    ) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(bytes)) => display_name(bytes),
+        (None, None) => "upload".to_owned(),
+    };
     if name.is_empty()
         || name.contains(['/', '\\'])
         || name.chars().any(char::is_control)
@@ -193,9 +201,31 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
     };
     Ok(Declared {
         name,
+        name_bytes,
         digest,
         mtime,
     })
+}
+
+/// The exact bytes of a `filename-bytes` value: a plain Linux file name (1 to 255 bytes, no
+/// `/` or NUL, not `.` or `..`), in any encoding.
+fn name_bytes(encoded: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = |why: String| ApiError::bad_request("invalid_filename", why);
+    let bytes = percent_decode_name(encoded).map_err(|e| bad(format!("filename-bytes: {e}")))?;
+    if bytes.is_empty()
+        || bytes.len() > NAME_MAX
+        || bytes.contains(&b'/')
+        || bytes.contains(&0)
+        || bytes == b"."
+        || bytes == b".."
+    {
+        return Err(bad(format!(
+            "filename-bytes ({} bytes) is not a plain file name: 1 to {NAME_MAX} bytes, no '/' \
+             or NUL, not '.' or '..'",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 fn is_offset_body(headers: &HeaderMap) -> Result<bool, ApiError> {
@@ -268,6 +298,7 @@ pub async fn create(
         offset: 0,
         metadata: raw_metadata,
         name: declared.name,
+        name_bytes: declared.name_bytes,
         declared: declared.digest,
         verified: None,
         mtime: declared.mtime,
@@ -279,8 +310,33 @@ pub async fn create(
         max_unfinished: state.config.max_unfinished_uploads,
         max_unfinished_bytes: state.config.max_unfinished_bytes,
     };
-    state.store.create_upload(&upload, &limits).await?;
+    // Two clients syncing one folder create an upload each for the same file: the second
+    // creation by the same user joins the first's unfinished upload, and the lease and offset
+    // checks keep the two writers apart. A creation-with-upload brings bytes of its own (and an
+    // empty file has none to share), so it gets a new upload.
+    if !with_body && length > 0 && upload.declared.is_some() {
+        let joined = state
+            .store
+            .join_or_create_upload(&upload, &limits, created)
+            .await?;
+        if let Some(existing) = joined {
+            tracing::info!(upload = %existing.id, length, "creation joined an unfinished upload");
+            return Ok(created_answer(
+                &existing.id,
+                None,
+                None,
+                existing.expires_at,
+            ));
+        }
+    } else {
+        state.store.create_upload(&upload, &limits).await?;
+    }
     let stored = match state.blobs.create_part(&upload.id).await {
+        // A joined writer's first PATCH may have made the part file already.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    };
+    let stored = match stored {
         Ok(()) if with_body || length == 0 => first_part(&state, &upload, checksum, body).await,
         Ok(()) => Ok((0, None)),
         Err(e) => Err(e.into()),
@@ -294,26 +350,30 @@ pub async fn create(
         }
     };
     tracing::info!(upload = %upload.id, length, offset, "upload created");
+    let offset = (with_body || length == 0).then_some(offset);
+    Ok(created_answer(
+        &upload.id,
+        offset,
+        image.map(|i| i.id),
+        upload.expires_at,
+    ))
+}
+
+/// 201 naming the upload; the offset only after a creation-with-upload, as tus has it.
+fn created_answer(id: &str, offset: Option<u64>, image: Option<i64>, expires_at: i64) -> Response {
     let mut h = HeaderMap::new();
     h.insert(
         axum::http::header::LOCATION,
-        value(format!(
-            "{}{}",
-            photosync_protocol::path::UPLOADS,
-            upload.id
-        )),
+        value(format!("{}{id}", photosync_protocol::path::UPLOADS)),
     );
-    if with_body || length == 0 {
+    if let Some(offset) = offset {
         h.insert(header(tus::UPLOAD_OFFSET), value(offset));
     }
     if let Some(image) = image {
-        h.insert(header(IMAGE_ID), value(image.id));
+        h.insert(header(IMAGE_ID), value(image));
     }
-    h.insert(
-        header(tus::UPLOAD_EXPIRES),
-        expires_header(upload.expires_at),
-    );
-    Ok((StatusCode::CREATED, h).into_response())
+    h.insert(header(tus::UPLOAD_EXPIRES), expires_header(expires_at));
+    (StatusCode::CREATED, h).into_response()
 }
 
 /// creation-with-upload: the request's body is the first part.
@@ -889,6 +949,7 @@ async fn record(state: &AppState, upload: &Upload, digest: &str) -> Result<Image
         digest: digest.to_owned(),
         identifier: identity.as_ref().map(|i| i.identifier.to_string()),
         name: upload.name.clone(),
+        name_bytes: upload.name_bytes.clone(),
         bytes: upload.length,
         width: identity.as_ref().map(|i| i.width),
         height: identity.as_ref().map(|i| i.height),

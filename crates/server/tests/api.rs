@@ -9,7 +9,9 @@ use axum::http::{Method, Request, Response, StatusCode};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use photosync_protocol::{tus, Metadata};
+use photosync_protocol::{
+    display_name, meta, percent_decode_name, percent_encode_name, tus, Metadata,
+};
 use photosync_server::{router, token_hash, AppState, Config};
 use tower::ServiceExt;
 
@@ -60,6 +62,15 @@ fn metadata(name: &str, bytes: &[u8]) -> String {
     let mut m = Metadata::default();
     m.insert("filename", name);
     m.insert("digest", digest(bytes));
+    m.encode()
+}
+
+/// Metadata naming the file by its exact bytes, with the display form beside them.
+fn metadata_with_name_bytes(raw_name: &[u8], bytes: &[u8]) -> String {
+    let mut m = Metadata::default();
+    m.insert(meta::NAME, display_name(raw_name));
+    m.insert(meta::NAME_BYTES, percent_encode_name(raw_name));
+    m.insert(meta::DIGEST, digest(bytes));
     m.encode()
 }
 
@@ -1277,8 +1288,9 @@ async fn unfinished_uploads_quotas_and_free_space_are_bounded_with_clear_errors(
     assert_eq!(body["code"], "quota_exceeded");
     assert!(body["message"].as_str().unwrap().contains("quota"));
     s.state.store.set_quota("bob", None).await.unwrap();
+    // Another length, so that this is a new upload, not the one above joined again.
     assert_eq!(
-        s.create(&s.bob, 10, &meta).await.status(),
+        s.create(&s.bob, 11, &meta).await.status(),
         StatusCode::CREATED
     );
 
@@ -1808,4 +1820,266 @@ async fn a_cancelled_request_gives_its_lease_back() {
     }
     assert_eq!(status, StatusCode::NO_CONTENT);
     drop(tx);
+}
+
+/// A Linux file name is up to 255 arbitrary bytes. Sent as UTF-8 text, a name that is not
+/// UTF-8 lost its bytes (and grew past 255 and was refused); `filename-bytes` carries them
+/// exactly, and the image list gives them back for a restore.
+#[tokio::test]
+async fn a_file_name_that_is_not_utf8_is_kept_byte_for_byte() {
+    let s = server().await;
+    let raw: Vec<u8> = (0x80..=0xfb).collect();
+    assert_eq!(raw.len(), 124);
+    let bytes = photo("aqua.jpg");
+    let r = s
+        .create(
+            &s.alice,
+            bytes.len(),
+            &metadata_with_name_bytes(&raw, &bytes),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", body_json(r).await);
+    let loc = header(&r, "location").unwrap().to_owned();
+    assert_eq!(
+        s.patch(&s.alice, &loc, 0, &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // Linux allows a line break and a backslash in a name; the display form does not.
+    let odd = b"a\\b\nc.jpg";
+    let other = photo("ladybird.jpg");
+    let r = s
+        .create(
+            &s.alice,
+            other.len(),
+            &metadata_with_name_bytes(odd, &other),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", body_json(r).await);
+    let loc = header(&r, "location").unwrap().to_owned();
+    assert_eq!(
+        s.patch(&s.alice, &loc, 0, &other).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    s.upload(&s.alice, "plain.jpg", &photo("dune.jpg")).await;
+
+    let images = s.images(&s.alice).await;
+    assert_eq!(images.len(), 3);
+    let name_bytes =
+        |i: usize| percent_decode_name(images[i]["name_bytes"].as_str().unwrap()).unwrap();
+    assert_eq!(name_bytes(0), raw);
+    assert_eq!(images[0]["name"], display_name(&raw));
+    assert_eq!(name_bytes(1), odd);
+    assert_eq!(images[1]["name"], "a\u{fffd}b\u{fffd}c.jpg");
+    assert_eq!(images[2]["name"], "plain.jpg");
+    assert!(
+        images[2].get("name_bytes").is_none(),
+        "none sent, none said"
+    );
+    // The image record says the same.
+    let r = s
+        .send(
+            s.req(Method::GET, "/api/v1/images/1", &s.alice)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let record = body_json(r).await;
+    assert_eq!(
+        percent_decode_name(record["name_bytes"].as_str().unwrap()).unwrap(),
+        raw
+    );
+}
+
+#[tokio::test]
+async fn malformed_or_unsafe_name_bytes_are_refused_and_create_nothing() {
+    let s = server().await;
+    let with = |encoded: &str| {
+        let mut m = Metadata::default();
+        m.insert(meta::NAME, "a.jpg");
+        m.insert(meta::NAME_BYTES, encoded);
+        m.insert(meta::DIGEST, digest(b"abc"));
+        m.encode()
+    };
+    let cases = [
+        ("truncated escape", "a%4".to_owned()),
+        ("not hex", "a%G1".to_owned()),
+        ("lone percent", "%".to_owned()),
+        ("unencoded space", "a b".to_owned()),
+        ("unencoded slash", "a/b".to_owned()),
+        ("unencoded non-ASCII", "é".to_owned()),
+        ("empty", String::new()),
+        ("256 bytes", "%41".repeat(256)),
+        ("slash", "a%2Fb".to_owned()),
+        ("NUL", "a%00b".to_owned()),
+        ("dot", ".".to_owned()),
+        ("dot dot", "%2E%2E".to_owned()),
+    ];
+    for (what, encoded) in cases {
+        let r = s.create(&s.alice, 3, &with(&encoded)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(body_json(r).await["code"], "invalid_filename", "{what}");
+    }
+    assert!(s.state.store.upload_ids().await.unwrap().is_empty());
+    assert_eq!(part_files(&s), 0);
+    // 255 bytes is the most, and fine.
+    let r = s.create(&s.alice, 3, &with(&"%41".repeat(255))).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Two clients syncing one folder to one account each create an upload for the same file: the
+/// second creation gets the first's unfinished upload, so the file is sent once, and the
+/// offset conflict (409) and the lease (423) keep the two writers apart.
+#[tokio::test]
+async fn a_second_creation_of_an_unfinished_upload_joins_it() {
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    let first = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    let second = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    assert_eq!(second, first);
+
+    let half = bytes.len() / 2;
+    let r = s.patch(&s.alice, &first, 0, &bytes[..half]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The other writer believes it is at 0: told where the upload stands, it sends the rest.
+    let r = s.patch(&s.alice, &second, 0, &bytes).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        header(&r, tus::UPLOAD_OFFSET),
+        Some(half.to_string().as_str())
+    );
+    assert_eq!(s.offset(&s.alice, &second).await, half as u64);
+    let r = s
+        .patch(&s.alice, &second, half as u64, &bytes[half..])
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let image = header(&r, photosync_protocol::IMAGE_ID_HEADER)
+        .unwrap()
+        .to_owned();
+    // The first writer, going on, learns that the file is stored.
+    let r = s.head(&s.alice, &first).await;
+    assert_eq!(
+        header(&r, photosync_protocol::IMAGE_ID_HEADER),
+        Some(image.as_str())
+    );
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+
+    // A finished upload is not joined: a new creation gets a new upload.
+    let again = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    assert_ne!(again, first);
+
+    // Another user never shares, and cannot reach Alice's upload.
+    let bobs = s.start(&s.bob, "aqua.jpg", &bytes).await;
+    assert_ne!(bobs, again);
+    assert_eq!(s.head(&s.bob, &again).await.status(), StatusCode::NOT_FOUND);
+    // Another length is another file, whatever digest it declares.
+    let r = s
+        .create(&s.alice, bytes.len() + 1, &metadata("aqua.jpg", &bytes))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_ne!(header(&r, "location"), Some(again.as_str()));
+    // A creation-with-upload brings its own bytes, and gets its own upload.
+    let r = s
+        .send(
+            s.req(Method::POST, "/files/", &s.alice)
+                .header(tus::UPLOAD_LENGTH, bytes.len().to_string())
+                .header(tus::UPLOAD_METADATA, metadata("aqua.jpg", &bytes))
+                .header("content-type", tus::OFFSET_CONTENT_TYPE)
+                .body(Body::from(bytes[..1000].to_vec()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_ne!(header(&r, "location"), Some(again.as_str()));
+    // Without a declared digest there is nothing to match on.
+    let mut m = Metadata::default();
+    m.insert(meta::NAME, "aqua.jpg");
+    let undeclared = s.create(&s.alice, bytes.len(), &m.encode()).await;
+    let undeclared = header(&undeclared, "location").unwrap().to_owned();
+    let r = s.create(&s.alice, bytes.len(), &m.encode()).await;
+    assert_ne!(header(&r, "location"), Some(undeclared.as_str()));
+}
+
+#[tokio::test]
+async fn a_joined_upload_counts_once_against_limits_and_quota() {
+    let bytes = photo("aqua.jpg");
+    let s = server_with(Config {
+        max_unfinished_uploads: 1,
+        max_unfinished_bytes: bytes.len() as u64,
+        ..Config::default()
+    })
+    .await;
+    s.state
+        .store
+        .set_quota("alice", Some(bytes.len() as u64))
+        .await
+        .unwrap();
+    let first = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    for _ in 0..3 {
+        assert_eq!(s.start(&s.alice, "aqua.jpg", &bytes).await, first);
+    }
+    let r = s.create(&s.alice, 10, &metadata("b.bin", b"b")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the limits hold");
+    assert_eq!(
+        s.patch(&s.alice, &first, 0, &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.state.store.upload_ids().await.unwrap().len(), 1);
+}
+
+/// Schema version 2 adds the exact bytes of file names; a version 1 database gains the columns
+/// and keeps its users, images and unfinished uploads.
+#[tokio::test]
+async fn a_database_of_schema_version_1_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("photosync.db");
+    {
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        let sql = include_str!("schema-v1.sql")
+            .replace("ALICE_HASH", &token_hash("psk_alice_token"))
+            .replace("BOB_HASH", &token_hash("psk_bob_token"))
+            .replace("ABC_DIGEST", &digest(b"abc"));
+        db.execute_batch(&sql).unwrap();
+    }
+    let state = AppState::embedded(dir.path(), Config::default()).unwrap();
+    let version: i64 = rusqlite::Connection::open(&db_path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let s = Server {
+        app: router(state.clone()),
+        state,
+        _dir: dir,
+        alice: "psk_alice_token".into(),
+        bob: "psk_bob_token".into(),
+    };
+    let images = s.images(&s.alice).await;
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0]["name"], "a.jpg");
+    assert!(images[0].get("name_bytes").is_none());
+    // The old upload goes on and becomes Alice's second image, with no name bytes.
+    let old = "/files/0123456789abcdef0123456789abcdef";
+    let r = s.patch(&s.alice, old, 0, b"abc").await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, photosync_protocol::IMAGE_ID_HEADER), Some("2"));
+    // New uploads keep their names' bytes.
+    let raw = b"caf\xe9.jpg";
+    let bytes = photo("aqua.jpg");
+    let r = s
+        .create(&s.bob, bytes.len(), &metadata_with_name_bytes(raw, &bytes))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let loc = header(&r, "location").unwrap().to_owned();
+    assert_eq!(
+        s.patch(&s.bob, &loc, 0, &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let images = s.images(&s.alice).await;
+    assert_eq!(images[1]["name"], "c.jpg");
+    assert!(images[1].get("name_bytes").is_none());
+    let bobs = s.images(&s.bob).await;
+    assert_eq!(bobs[0]["name_bytes"], "caf%E9.jpg");
+    // Opening it again changes nothing.
+    drop(AppState::embedded(s._dir.path(), Config::default()).unwrap());
 }

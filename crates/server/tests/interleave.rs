@@ -14,7 +14,8 @@
 //! 2. every image record's content hashes to its `digest` (and is `bytes` long);
 //! 3. every image a user holds is a content that user sent in full to a live upload that declared
 //!    its digest: bytes sent after the client learned the upload was gone (DELETE answered 204,
-//!    404, 410, 422) do not count;
+//!    404, 410, 422) do not count; two plans of one user whose creations were handed the same
+//!    unfinished upload cover it together;
 //! 4. every acknowledged completion (PATCH 204 or HEAD carrying an image id) is listed for that
 //!    user with the digest its upload declared, and only uploads declaring the right digest are
 //!    acknowledged.
@@ -376,8 +377,22 @@ impl Session {
         }
     }
 
-    fn sent_in_full(&self) -> bool {
-        self.covered.lock().unwrap().iter().all(|&b| b)
+    /// Every byte was sent while live, by this client or by another of the same user whose
+    /// creation joined the same upload (the server hands a second creation of an unfinished
+    /// upload the same location).
+    fn sent_in_full(&self, sessions: &[Arc<Session>]) -> bool {
+        let joined: Vec<_> = sessions
+            .iter()
+            .filter(|o| {
+                std::ptr::eq(Arc::as_ptr(o), self)
+                    || (o.user == self.user
+                        && o.content == self.content
+                        && o.location == self.location
+                        && !o.location.ends_with("(unknown)"))
+            })
+            .map(|o| o.covered.lock().unwrap().clone())
+            .collect();
+        (0..self.length as usize).all(|i| joined.iter().any(|c| c[i]))
     }
 
     fn id(&self) -> &str {
@@ -1239,7 +1254,7 @@ async fn check_records(ctx: &Ctx, base: &str, slots: &[Arc<Slot>]) -> Result<Sum
                     s.user == user
                         && s.declared_right
                         && ctx.digests[s.content] == actual
-                        && s.sent_in_full()
+                        && s.sent_in_full(&sessions)
                 });
                 if !legit {
                     let which = ctx
