@@ -1,9 +1,9 @@
 //! Renders the engine's events: progress bars on a terminal, a summary at the end.
 //!
-//! Without a terminal on stderr (cron, systemd) there are no bars and nothing is printed while
-//! the run goes on; at the end, one plain line per file says what became of it.
+//! Without a terminal on stderr (cron, systemd) there are no bars; instead one plain line per
+//! file says what became of it as soon as it is known, so a log follows a long run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,16 +19,8 @@ pub struct Progress {
     uploads: Mutex<HashMap<PathBuf, ProgressBar>>,
     /// The file the "identifying" message names; any later event for it clears the message.
     identifying: Mutex<Option<PathBuf>>,
-    /// Without a terminal: each file's latest outcome, printed by `finish`. One entry per path,
-    /// so watch mode's rescans do not make it grow.
-    outcomes: Option<Mutex<BTreeMap<PathBuf, Outcome>>>,
-}
-
-/// What became of one file, for the plain lines.
-struct Outcome {
-    what: &'static str,
-    /// Already escaped: one line.
-    detail: String,
+    /// No terminal: plain lines instead of bars.
+    plain: bool,
 }
 
 impl Progress {
@@ -51,7 +43,7 @@ impl Progress {
             overall,
             uploads: Mutex::default(),
             identifying: Mutex::default(),
-            outcomes: (!terminal).then(Mutex::default),
+            plain: !terminal,
         })
     }
 
@@ -89,12 +81,16 @@ impl Progress {
         }
     }
 
+    /// Without a terminal, says at once what became of a file; `detail` is already escaped.
     fn record(&self, path: &Path, what: &'static str, detail: String) {
-        if let Some(outcomes) = &self.outcomes {
-            outcomes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(path.to_path_buf(), Outcome { what, detail });
+        if self.plain {
+            // These lines are the command's output for logs (cron, systemd), not diagnostics;
+            // a stderr that cannot be written must not fail the run.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{what}\t{}\t{detail}",
+                escape_path(path)
+            );
         }
     }
 
@@ -174,7 +170,7 @@ impl Progress {
                 if next_retry.is_none() {
                     self.finish_one(&path);
                 }
-                if self.outcomes.is_some() {
+                if self.plain {
                     let detail = if next_retry.is_some() {
                         format!("{} (to be retried)", escape_text(&reason))
                     } else {
@@ -188,20 +184,8 @@ impl Progress {
         }
     }
 
-    /// Clears the bars; without a terminal, prints one line per file to stderr.
     pub fn finish(&self) {
         self.overall.finish_and_clear();
-        let Some(outcomes) = &self.outcomes else {
-            return;
-        };
-        let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut err = std::io::stderr().lock();
-        for (path, o) in outcomes {
-            // These lines are the command's output for logs (cron, systemd), not diagnostics;
-            // a stderr that cannot be written must not fail the run.
-            #[allow(clippy::print_stderr)]
-            let _ = writeln!(err, "{}\t{}\t{}", o.what, escape_path(&path), o.detail);
-        }
     }
 }
 
@@ -229,6 +213,19 @@ pub fn summary_text(s: &Summary, events: &[Event]) -> String {
             "  skipped: {}: {}\n",
             escape_path(p),
             escape_text(why)
+        ));
+    }
+    for (p, why) in &s.warnings {
+        out.push_str(&format!(
+            "  warning: {}: {}\n",
+            escape_path(p),
+            escape_text(why)
+        ));
+    }
+    if !s.interrupted.is_empty() {
+        out.push_str(&format!(
+            "  interrupted: {} files not finished; they resume on the next run\n",
+            s.interrupted.len()
         ));
     }
     for (p, why) in &s.failed {

@@ -263,11 +263,27 @@ impl Ahead {
     }
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().replace(['/', '\\'], "_"))
-        .filter(|n| !n.is_empty() && n != "." && n != "..")
-        .unwrap_or_else(|| "upload".into())
+/// The file's name for the server: as it is when it is plain UTF-8, else a readable form plus
+/// its exact bytes, so no legal name is refused or lost (restore needs the bytes).
+fn put_name(m: &mut Metadata, path: &Path) {
+    let Some(name) = path.file_name() else {
+        m.insert(meta::NAME, "upload");
+        return;
+    };
+    let plain = name
+        .to_str()
+        .filter(|n| !n.chars().any(|c| c.is_control() || c == '/' || c == '\\'));
+    match plain {
+        Some(n) => m.insert(meta::NAME, n),
+        None => {
+            let bytes = name.as_encoded_bytes();
+            m.insert(meta::NAME, photosync_protocol::display_name(bytes));
+            m.insert(
+                meta::NAME_BYTES,
+                photosync_protocol::percent_encode_name(bytes),
+            );
+        }
+    }
 }
 
 /// How long a 423 (another writer holds the upload's lease) is waited out: longer than any
@@ -570,7 +586,7 @@ fn acknowledged(
 
 async fn create(ctx: &Ctx, job: &Job) -> Result<String, UploadError> {
     let mut m = Metadata::default();
-    m.insert(meta::NAME, file_name(&job.path));
+    put_name(&mut m, &job.path);
     m.insert(meta::DIGEST, job.digest.clone());
     m.insert(meta::SIZE, job.length.to_string());
     m.insert(meta::MTIME, (job.mtime_ns / 1_000_000_000).to_string());

@@ -883,3 +883,41 @@ async fn a_broken_link_is_reported_not_failed_and_renamed_files_leave_the_file_t
     assert_eq!(summary.already_synced, 1);
     assert_eq!(engine.state().paths_of(&digest).unwrap(), vec![new]);
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_long_name_that_is_not_utf8_is_uploaded_with_its_exact_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    // 124 bytes that are not UTF-8: lossy conversion would triple them past 255.
+    let raw: Vec<u8> = (0x80..0xFC).collect();
+    let name = std::ffi::OsStr::from_bytes(&raw);
+    std::fs::write(lib.join(name), photosync_testkit::noise(10_000, 3)).unwrap();
+    // And a legal name with a line break in it.
+    std::fs::write(
+        lib.join("two\nlines.bin"),
+        photosync_testkit::noise(10_000, 4),
+    )
+    .unwrap();
+    let (engine, _) = engine(&s, local.path());
+    let summary = engine.sync(&[lib]).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    assert_eq!(summary.uploaded, 2);
+    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let mut kept: Vec<Vec<u8>> = images
+        .iter()
+        .map(|i| {
+            i.name_bytes.as_deref().map_or_else(
+                || i.name.clone().into_bytes(),
+                |b| photosync_protocol::percent_decode_name(b).unwrap(),
+            )
+        })
+        .collect();
+    kept.sort();
+    let mut want = vec![raw, b"two\nlines.bin".to_vec()];
+    want.sort();
+    assert_eq!(kept, want);
+}
