@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use photosync_protocol::{
     from_json, path, to_json, tus, ApiError, DetectQuery, DetectRequest, DetectResponse,
-    DetectResult, Metadata, DETECT_MAX_BATCH, IMAGE_ID_HEADER,
+    DetectResult, Metadata, DETECT_MAX_BATCH, IMAGE_ID_HEADER, NAME_HEADER,
 };
 
 /// Where to sync to.
@@ -322,7 +322,8 @@ impl Client {
     ) -> Result<PartAck, ClientError> {
         let sum = blake3::hash(&part);
         let len = part.len() as u64;
-        self.send_body(url, offset, len, &sum, part.into()).await
+        self.send_body(url, offset, len, &sum, part.into(), None)
+            .await
     }
 
     /// One PATCH of `len` bytes at `offset` streamed from `body`, whose BLAKE3 is `sum`. The
@@ -335,12 +336,15 @@ impl Client {
         len: u64,
         sum: &blake3::Hash,
         body: reqwest::Body,
+        name: Option<&Metadata>,
     ) -> Result<PartAck, ClientError> {
         let sum = STANDARD.encode(sum.as_bytes());
         let start = Instant::now();
-        let r = self
-            .http
-            .patch(url)
+        let mut request = self.http.patch(url);
+        if let Some(name) = name {
+            request = request.header(NAME_HEADER, name.encode());
+        }
+        let r = request
             .bearer_auth(&self.server.token)
             .header(tus::RESUMABLE, tus::VERSION)
             .header("content-type", tus::OFFSET_CONTENT_TYPE)

@@ -322,6 +322,11 @@ impl Engine {
         self.control.clone()
     }
 
+    /// The bandwidth limit its uploads share; a new rate applies at once.
+    pub fn bandwidth(&self) -> &Arc<Throttle> {
+        &self.options.bandwidth
+    }
+
     /// The server's API, as this engine speaks to it.
     pub fn client(&self) -> &Client {
         &self.client
@@ -387,8 +392,11 @@ impl Engine {
                 .await
                 .unwrap_or_default();
         let mut files = Vec::new();
+        // Overlapping paths (a folder and a file in it) name a file once.
+        let mut listed = std::collections::HashSet::new();
         for entry in walked {
             match entry {
+                Ok(p) if !listed.insert(p.clone()) => {}
                 Ok(p) => {
                     emit(Event::Discovered { path: p.clone() });
                     files.push(p);
@@ -804,6 +812,17 @@ impl Engine {
             }
             Err(UploadError::Cancelled) => summary.interrupted.extend(paths),
             Err(UploadError::Changed) => summary.changed.extend(paths),
+            Err(e @ UploadError::Gone) => {
+                // Nothing left here to back up; not a failure of the backup.
+                for p in paths {
+                    (self.events)(Event::Skipped {
+                        path: p.clone(),
+                        reason: e.to_string(),
+                        problem: false,
+                    });
+                    summary.warnings.push((p, e.to_string()));
+                }
+            }
             Err(UploadError::Failed(reason)) => {
                 for p in paths {
                     (self.events)(Event::Failed {

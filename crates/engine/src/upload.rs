@@ -54,6 +54,10 @@ pub(crate) enum UploadError {
     /// The file is no longer what was identified: it is read again.
     #[error("{CHANGED}")]
     Changed,
+    /// The file is no longer there (moved, renamed, deleted). The upload stays on the server,
+    /// so the file under its new name resumes it.
+    #[error("{GONE}")]
+    Gone,
     #[error("{0}")]
     Failed(String),
 }
@@ -88,10 +92,16 @@ pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// A read failure, as a reason; a file that is gone or different is `Changed`.
+/// A read failure, as a reason; a file that is no longer there is `Gone`.
 fn read_error(e: std::io::Error) -> UploadError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        return UploadError::Gone;
+    }
     UploadError::Failed(format!("cannot read: {e}"))
 }
+
+const GONE: &str = "the file was moved, renamed or deleted while it was being uploaded; under a \
+                    new name it is backed up by the next scan";
 
 /// Opens the file at `offset`, refusing if it changed since it was identified.
 fn open_at(job: &Job, offset: u64) -> Result<std::fs::File, UploadError> {
@@ -473,7 +483,17 @@ async fn send_parts(
         }
         let waited = Arc::new(AtomicU64::new(0));
         let body = body_of(job, offset, size, &ctx.throttle, &waited).await?;
-        let sent = interruptible(ctx, ctx.client.send_body(&url, offset, size, &sum, body)).await;
+        // The name the file has now goes with the last part: it may have been renamed since
+        // the upload was created (in an earlier run, under another name).
+        let name = (next == job.length).then(|| {
+            let mut m = Metadata::default();
+            put_name(&mut m, &job.path);
+            m
+        });
+        let send = ctx
+            .client
+            .send_body(&url, offset, size, &sum, body, name.as_ref());
+        let sent = interruptible(ctx, send).await;
         let Ok(sent) = sent else {
             // Paused or cancelled mid-part: the part is abandoned.
             ahead = None;
@@ -544,7 +564,7 @@ async fn failed_attempt(
     }
     // A full disk is not fixed in seconds.
     let wait = match e.status() {
-        Some(507) => backoff(retries.failures).max(Duration::from_secs(10)),
+        Some(507) => backoff(retries.failures).max(Duration::from_secs(5)),
         _ => backoff(retries.failures),
     };
     (ctx.events)(Event::Failed {
@@ -672,10 +692,10 @@ mod tests {
         );
         assert_eq!(open_at(&job, 0).unwrap_err(), UploadError::Changed);
         std::fs::remove_file(&path).unwrap();
-        assert!(checksum(&job, 0, 10, fresh())
-            .unwrap_err()
-            .to_string()
-            .starts_with("cannot read"));
+        assert_eq!(
+            checksum(&job, 0, 10, fresh()).unwrap_err(),
+            UploadError::Gone
+        );
     }
 
     #[tokio::test]

@@ -858,7 +858,14 @@ async fn watch_never_makes_images_of_a_file_still_growing_and_reattaches_a_folde
     engine.control().cancel();
     let total = task.await.unwrap().unwrap();
     assert!(total.failed.is_empty(), "{:?}", total.failed);
-    assert_eq!(total.uploaded, 2);
+    let uploaded: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::Uploaded { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(total.uploaded, 2, "{uploaded:?}");
 }
 
 #[cfg(unix)]
@@ -920,4 +927,79 @@ async fn a_long_name_that_is_not_utf8_is_uploaded_with_its_exact_bytes() {
     let mut want = vec![raw, b"two\nlines.bin".to_vec()];
     want.sort();
     assert_eq!(kept, want);
+}
+
+#[tokio::test]
+async fn a_full_server_is_named_and_the_attempts_counted_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "psk_full".to_owned();
+    let mut state = photosync_server::AppState::embedded_with_user(dir.path(), "me", &token)
+        .await
+        .unwrap();
+    // More free space wanted than any disk has: every creation is refused with 507.
+    let mut config = (*state.config).clone();
+    config.min_free_space = u64::MAX / 2;
+    state.config = Arc::new(config);
+    let url = photosync_server::spawn_local(state.clone()).await.unwrap();
+    let s = TestServer {
+        url,
+        token,
+        state,
+        _dir: dir,
+    };
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    write(&lib, "a.jpg", &photo("coffee.jpg"));
+    let (engine, _) = limited_engine(&s, local.path(), None, 2);
+    let summary = engine.sync(&[lib]).await;
+    assert_eq!(summary.failed.len(), 1);
+    assert_eq!(
+        summary.failed[0].1,
+        "gave up after 2 attempts: the server is out of space"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_during_its_upload_ends_on_the_server_under_its_new_name() {
+    use std::time::Duration;
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    let old = write(&lib, "IMG_0001.jpg", &photo("panther-chameleon-female.jpg"));
+    let (engine, log) = limited_engine(&s, local.path(), Some(40_000), 8);
+    let engine = Arc::new(engine);
+    let task = {
+        let (engine, lib) = (engine.clone(), lib.clone());
+        tokio::spawn(async move { engine.sync(&[lib]).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Uploading { .. }))
+    {
+        assert!(std::time::Instant::now() < deadline, "no part acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new = lib.join("chameleon.jpg");
+    std::fs::rename(&old, &new).unwrap();
+    let summary = task.await.unwrap();
+    // Not a failure: the file is not gone, only named anew.
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    assert_eq!(summary.warnings.len(), 1);
+
+    engine.bandwidth().set_rate(None);
+    let summary = engine.sync(&[lib]).await;
+    assert_eq!(summary.uploaded, 1, "{summary:?}");
+    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].name, "chameleon.jpg");
+    assert_eq!(
+        upload_sessions(&s).await,
+        1,
+        "the upload was resumed, not sent again"
+    );
 }

@@ -65,6 +65,11 @@ pub mod path {
 /// Response header naming the stored image once an upload is complete (final PATCH, HEAD).
 pub const IMAGE_ID_HEADER: &str = "photosync-image-id";
 
+/// Request header of a PATCH naming the file anew, in the form of `Upload-Metadata` (`filename`,
+/// `filename-bytes`): the file was renamed while it was uploaded, and the image takes the name
+/// it has at completion.
+pub const NAME_HEADER: &str = "photosync-name";
+
 /// Most images one detection request may carry.
 pub const DETECT_MAX_BATCH: usize = 10_000;
 

@@ -31,6 +31,7 @@ use crate::{now, now_ms, AppState};
 
 /// On the final PATCH or POST response and on HEAD of a finished upload: the stored image's id.
 const IMAGE_ID: &str = photosync_protocol::IMAGE_ID_HEADER;
+const NAME_HEADER: &str = photosync_protocol::NAME_HEADER;
 
 fn header(name: &'static str) -> HeaderName {
     HeaderName::from_static(name)
@@ -150,30 +151,7 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
             )
         }
     };
-    let name_bytes = match metadata.get(meta::NAME_BYTES) {
-        None => None,
-        Some(encoded) => Some(name_bytes(encoded)?),
-    };
-    let name = match (
-        metadata.get(meta::NAME).or_else(|| metadata.get("name")),
-        &name_bytes,
-    ) {
-        (Some(name), _) => name.to_owned(),
-        (None, Some(bytes)) => display_name(bytes),
-        (None, None) => "upload".to_owned(),
-    };
-    if name.is_empty()
-        || name.contains(['/', '\\'])
-        || name.chars().any(char::is_control)
-        || name == "."
-        || name == ".."
-        || name.len() > 255
-    {
-        return bad(
-            "invalid_filename",
-            format!("file name {name:?} is not a plain file name"),
-        );
-    }
+    let (name, name_bytes) = declared_name(metadata)?;
     if let Some(id) = metadata.get(meta::IDENTIFIER) {
         if let Err(e) = id.parse::<Identifier>() {
             return bad("invalid_identifier", format!("identifier: {e}"));
@@ -205,6 +183,46 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
         digest,
         mtime,
     })
+}
+
+/// The file name and, when it is not plain UTF-8, its exact bytes.
+fn declared_name(metadata: &Metadata) -> Result<(String, Option<Vec<u8>>), ApiError> {
+    let name_bytes = match metadata.get(meta::NAME_BYTES) {
+        None => None,
+        Some(encoded) => Some(name_bytes(encoded)?),
+    };
+    let name = match (
+        metadata.get(meta::NAME).or_else(|| metadata.get("name")),
+        &name_bytes,
+    ) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(bytes)) => display_name(bytes),
+        (None, None) => "upload".to_owned(),
+    };
+    if name.is_empty()
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+        || name == "."
+        || name == ".."
+        || name.len() > 255
+    {
+        return Err(ApiError::bad_request(
+            "invalid_filename",
+            format!("file name {name:?} is not a plain file name"),
+        ));
+    }
+    Ok((name, name_bytes))
+}
+
+/// A PATCH may name the file anew (`Photosync-Name`, in the form of `Upload-Metadata`): the
+/// file was renamed while it was uploaded, and the image takes the name it has now.
+fn renamed(headers: &HeaderMap) -> Result<Option<(String, Option<Vec<u8>>)>, ApiError> {
+    let Some(v) = single(headers, NAME_HEADER)? else {
+        return Ok(None);
+    };
+    let metadata = Metadata::parse(v)
+        .map_err(|e| ApiError::bad_request("invalid_metadata", format!("{NAME_HEADER}: {e}")))?;
+    declared_name(&metadata).map(Some)
 }
 
 /// The exact bytes of a `filename-bytes` value: a plain Linux file name (1 to 255 bytes, no
@@ -593,7 +611,13 @@ pub async fn patch(
         .ok_or_else(|| ApiError::bad_request("missing_offset", "Upload-Offset is required"))?;
     let checksum = Checksum::from_headers(&headers)?;
     let content_length = number(&headers, "content-length")?;
-    let upload = live_upload(&state, user, &id).await?;
+    let new_name = renamed(&headers)?;
+    let mut upload = live_upload(&state, user, &id).await?;
+    if let Some((name, name_bytes)) = new_name {
+        // Used by the completion this request may make; the row keeps the created name.
+        upload.name = name;
+        upload.name_bytes = name_bytes;
+    }
     if upload.image_id.is_some() {
         return Err(ApiError::bad_request(
             "upload_finished",
