@@ -93,7 +93,8 @@ $('connect').addEventListener('click', async () => {
   }
 });
 
-$('pause').addEventListener('click', () => api.setPaused(!(current && current.paused)).then(refreshOverview));
+// The click does what the button says, whatever overview arrives meanwhile.
+$('pause').addEventListener('click', () => api.setPaused($('pause').textContent !== 'Resume').then(refreshOverview));
 $('sync-now').addEventListener('click', () => api.syncNow().catch((e) => showProblem(String(e))));
 $('hide').addEventListener('click', () => window.__TAURI__.window.getCurrentWindow().hide());
 $('recheck').addEventListener('click', () => api.recheck().catch((e) => showProblem(String(e))));
