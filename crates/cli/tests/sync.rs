@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use photosync_testkit::{add_user, photos_dir, ServerProcess};
+use photosync_testkit::{add_user, photos_dir, CountingProxy, ServerProcess};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_photosync-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_photosync");
@@ -343,6 +343,12 @@ fn status_shows_same_picture_matches_and_upload_force_sends_one() {
         "{}",
         stdout(&forced)
     );
+    // Uploaded, so not described as held by the server.
+    assert!(
+        !stdout(&forced).contains("on server"),
+        "{}",
+        stdout(&forced)
+    );
     let status = stdout(&run(&mut photosync(
         &["status"],
         &server.url,
@@ -351,4 +357,296 @@ fn status_shows_same_picture_matches_and_upload_force_sends_one() {
     )));
     assert!(status.contains("2 files in the sync list"), "{status}");
     assert!(!status.contains("not uploaded because"), "{status}");
+}
+
+/// `--bandwidth-limit` bounds the whole process, not each upload: four uploads at once of
+/// files that each fit in one (last) part, measured by a counting proxy in front of the
+/// server, never carry more than the limit (+ 20 %) over any 5 s window.
+#[test]
+fn the_bandwidth_limit_bounds_all_uploads_together() {
+    const LIMIT: u64 = 200_000;
+    const FILES: u64 = 12;
+    const SIZE: usize = 250_000;
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let proxy = CountingProxy::for_url(&server.url);
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("files");
+    std::fs::create_dir(&lib).unwrap();
+    let mut digests = Vec::new();
+    for i in 0..FILES {
+        let bytes = photosync_testkit::noise(SIZE, 1000 + i);
+        digests.push(blake3::hash(&bytes).to_hex().to_string());
+        std::fs::write(lib.join(format!("clip-{i:02}.bin")), bytes).unwrap();
+    }
+    let state = local.path().join("state.db");
+    let limit = LIMIT.to_string();
+
+    let start = Instant::now();
+    let out = run(photosync(
+        &[
+            "sync",
+            "--bandwidth-limit",
+            &limit,
+            "--concurrency",
+            "4",
+            lib.to_str().unwrap(),
+        ],
+        &proxy.url(),
+        &token,
+        &state,
+    )
+    .env("NO_PROXY", "127.0.0.1"));
+    let took = start.elapsed();
+    let window = Duration::from_secs(5);
+    let most = proxy.max_window(window);
+    eprintln!(
+        "limit {LIMIT} B/s: {} bytes sent in {:.1} s, average {:.0} B/s, at most {most} bytes \
+         in a 5 s window ({:.0} B/s, {:.2} × the limit)",
+        proxy.total_upstream_bytes(),
+        took.as_secs_f64(),
+        proxy.average_rate(),
+        most as f64 / window.as_secs_f64(),
+        most as f64 / window.as_secs_f64() / LIMIT as f64,
+    );
+
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).starts_with(&format!("uploaded {FILES}, ")),
+        "{}",
+        stdout(&out)
+    );
+    let db = rusqlite::Connection::open(data.path().join("photosync.db")).unwrap();
+    let mut stored: Vec<String> = db
+        .prepare("SELECT digest FROM images")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    stored.sort();
+    digests.sort();
+    assert_eq!(stored, digests, "every file is on the server");
+
+    // 20 % over the limit, and one body chunk: the engine streams a part in 256 KiB chunks,
+    // and a shaper that lets a whole chunk through at once may put it on the wire right at a
+    // window's edge.
+    let allowed = LIMIT * 5 * 6 / 5 + (256 << 10);
+    assert!(
+        most <= allowed,
+        "{most} bytes in a 5 s window, at most {allowed} allowed (limit {LIMIT} B/s)"
+    );
+}
+
+/// Runs `photosync sync` on `file` at a limit slow enough to be stopped mid-upload, sends
+/// `signal` once a part is acknowledged, and returns how the process ended.
+#[cfg(unix)]
+fn stopped_by(signal: i32, file: &Path, url: &str, token: &str, state: &Path) -> Output {
+    let child = photosync(
+        &[
+            "sync",
+            "--bandwidth-limit",
+            "150000",
+            file.to_str().unwrap(),
+        ],
+        url,
+        token,
+        state,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let before = pending_offset(state).unwrap_or(0);
+    wait_for("a part", || {
+        pending_offset(state).is_some_and(|o| o > before)
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_and_sigterm_stop_promptly_say_interrupted_and_the_upload_resumes() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let local = tempfile::tempdir().unwrap();
+    let file = big_photo(local.path());
+    let state = local.path().join("state.db");
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let out = stopped_by(signal, &file, &server.url, &token, &state);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        assert!(
+            text.starts_with("uploaded 0,"),
+            "the summary is printed: {text}"
+        );
+        assert!(text.contains("failed 0"), "{text}");
+        assert!(text.contains("interrupted: 1 files not finished"), "{text}");
+    }
+    let offset = pending_offset(&state).unwrap();
+    assert!(offset > 0);
+    let last = run(&mut photosync(
+        &["sync", file.to_str().unwrap()],
+        &server.url,
+        &token,
+        &state,
+    ));
+    assert!(last.status.success(), "{}", stdout(&last));
+    assert_eq!(
+        stored_image(data.path()).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+#[test]
+fn connection_problems_are_said_once_in_plain_words_and_exit_2() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("photos");
+    std::fs::create_dir(&lib).unwrap();
+    for n in ["aqua.jpg", "dune.jpg", "storm.jpg"] {
+        std::fs::copy(photos_dir().join(n), lib.join(n)).unwrap();
+    }
+    let state = local.path().join("state.db");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let https = server.url.replace("http://", "https://");
+    let with_path = format!("{}/photos", server.url);
+    let no_scheme = server.url.replace("http://", "");
+    for (url, words) in [
+        (closed.as_str(), "nothing is listening"),
+        (https.as_str(), "does not speak HTTPS"),
+        (with_path.as_str(), "without a path"),
+        (no_scheme.as_str(), "must start with http://"),
+    ] {
+        let out = run(&mut photosync(
+            &["sync", lib.to_str().unwrap()],
+            url,
+            &token,
+            &state,
+        ));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert_eq!(err.matches(words).count(), 1, "{url}: said once: {err}");
+        assert!(!err.contains("aqua.jpg"), "{url}: not once per file: {err}");
+    }
+}
+
+#[test]
+fn two_syncs_of_one_folder_on_one_state_file_both_finish() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("photos");
+    std::fs::create_dir(&lib).unwrap();
+    big_photo(&lib);
+    for n in ["aqua.jpg", "dune.jpg", "storm.jpg"] {
+        std::fs::copy(photos_dir().join(n), lib.join(n)).unwrap();
+    }
+    let state = local.path().join("state.db");
+    let both: Vec<Child> = (0..2)
+        .map(|_| {
+            photosync(
+                &[
+                    "sync",
+                    "--bandwidth-limit",
+                    "2000000",
+                    lib.to_str().unwrap(),
+                ],
+                &server.url,
+                &token,
+                &state,
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in both {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = rusqlite::Connection::open(data.path().join("photosync.db")).unwrap();
+    let images: i64 = db
+        .query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(images, 4);
+}
+
+#[cfg(unix)]
+#[test]
+fn watch_started_before_its_server_ends_on_ctrl_c_with_only_standing_failures() {
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("photos");
+    std::fs::create_dir(&lib).unwrap();
+    for n in ["aqua.jpg", "dune.jpg"] {
+        std::fs::copy(photos_dir().join(n), lib.join(n)).unwrap();
+    }
+    let state = local.path().join("state.db");
+    let watch = photosync(
+        &["watch", lib.to_str().unwrap()],
+        &format!("http://{listen}"),
+        &token,
+        &state,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The first round fails: nothing listens yet.
+    wait_for("the first round", || {
+        rusqlite::Connection::open(&state)
+            .and_then(|db| db.query_row("SELECT COUNT(*) FROM files", [], |r| r.get::<_, i64>(0)))
+            .is_ok_and(|n| n == 2)
+    });
+    let mut server = Command::new(SERVER)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["serve", "--listen", &listen])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("both retried and uploaded", || {
+        rusqlite::Connection::open(data.path().join("photosync.db"))
+            .and_then(|db| db.query_row("SELECT COUNT(*) FROM images", [], |r| r.get::<_, i64>(0)))
+            .is_ok_and(|n| n == 2)
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(watch.id() as i32, libc::SIGINT);
+    }
+    let out = watch.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.starts_with("uploaded 2,"), "{text}");
+    assert!(text.contains("failed 0"), "{text}");
 }

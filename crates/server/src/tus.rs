@@ -185,8 +185,10 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
     })
 }
 
-/// The file name and, when it is not plain UTF-8, its exact bytes.
-fn declared_name(metadata: &Metadata) -> Result<(String, Option<Vec<u8>>), ApiError> {
+/// A file name and, when it is not plain UTF-8, its exact bytes.
+type FileName = (String, Option<Vec<u8>>);
+
+fn declared_name(metadata: &Metadata) -> Result<FileName, ApiError> {
     let name_bytes = match metadata.get(meta::NAME_BYTES) {
         None => None,
         Some(encoded) => Some(name_bytes(encoded)?),
@@ -216,7 +218,7 @@ fn declared_name(metadata: &Metadata) -> Result<(String, Option<Vec<u8>>), ApiEr
 
 /// A PATCH may name the file anew (`Photosync-Name`, in the form of `Upload-Metadata`): the
 /// file was renamed while it was uploaded, and the image takes the name it has now.
-fn renamed(headers: &HeaderMap) -> Result<Option<(String, Option<Vec<u8>>)>, ApiError> {
+fn renamed(headers: &HeaderMap) -> Result<Option<FileName>, ApiError> {
     let Some(v) = single(headers, NAME_HEADER)? else {
         return Ok(None);
     };

@@ -1,9 +1,16 @@
 //! Test-only helpers: the real photos committed under `tests/photos`, the "same picture" copies
 //! made from them, and the bad inputs every reader of files must survive.
 //!
+//! [`CountingProxy`] sits between a client and a server on loopback and records what the
+//! client sends, for tests and benchmarks of the bandwidth limit.
+//!
 //! Copies are generated, not committed, so the test set stays small and every transform is
 //! visible in code.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod proxy;
+
+pub use proxy::CountingProxy;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
