@@ -933,7 +933,7 @@ async fn a_long_name_that_is_not_utf8_is_uploaded_with_its_exact_bytes() {
 async fn a_full_server_is_named_and_the_attempts_counted_right() {
     let dir = tempfile::tempdir().unwrap();
     let token = "psk_full".to_owned();
-    let mut state = photosync_server::AppState::embedded_with_user(dir.path(), "me", &token)
+    let mut state = AppState::embedded_with_user(dir.path(), "me", &token)
         .await
         .unwrap();
     // More free space wanted than any disk has: every creation is refused with 507.
