@@ -356,13 +356,11 @@ impl Engine {
                 break;
             }
             let again = std::mem::take(&mut summary.changed);
-            for p in &again {
-                // Size and mtime may be the same (an edit that kept them): read it anyway.
-                if let Err(e) = self.state.forget_file(p) {
-                    tracing::warn!(error = %e, "file table not updated");
-                }
-            }
             summary.absorb(self.round(&again, std::time::Duration::ZERO).await);
+        }
+        if self.control.is_cancelled() {
+            let left = std::mem::take(&mut summary.changed);
+            summary.interrupted.extend(left);
         }
         for p in std::mem::take(&mut summary.changed) {
             self.emit(Event::Failed {
@@ -420,7 +418,14 @@ impl Engine {
                 }
             }
         }
-        self.prune_file_table(paths, &files).await;
+        // A walk that could not see everything (a folder unreadable for now) prunes nothing.
+        if !summary
+            .failed
+            .iter()
+            .any(|(p, _)| !p.as_os_str().is_empty())
+        {
+            self.prune_file_table(paths, &files).await;
+        }
 
         // First pass, on one blocking thread: files whose size and mtime are unchanged are
         // answered from the file table without being read. This is what makes a rescan of an
@@ -650,13 +655,13 @@ impl Engine {
                 });
             }
             let (ctx, slots) = (ctx.clone(), slots.clone());
-            let job = Job::new(&rec, &paths[0], quiet);
+            let (copies, r) = (paths.clone(), rec.clone());
             running.push((
                 rec,
                 paths,
                 tokio::spawn(async move {
                     let _slot = slots.acquire_owned().await;
-                    upload::upload(&ctx, &job).await
+                    upload_any(&ctx, &r, &copies, quiet).await
                 }),
             ));
         }
@@ -683,8 +688,7 @@ impl Engine {
                 },
                 Err(_) => {
                     // The better copy did not make it; this one must go up itself.
-                    let job = Job::new(&rec, &paths[0], quiet);
-                    let result = upload::upload(&ctx, &job).await;
+                    let result = upload_any(&ctx, &rec, &paths, quiet).await;
                     self.record_upload(&key, &rec, paths, result, &mut summary);
                     continue;
                 }
@@ -811,7 +815,16 @@ impl Engine {
                 }
             }
             Err(UploadError::Cancelled) => summary.interrupted.extend(paths),
-            Err(UploadError::Changed) => summary.changed.extend(paths),
+            Err(UploadError::Changed) => {
+                for p in &paths {
+                    // Size and mtime may be what the file table holds (an edit that kept
+                    // them): forgotten, so reading it again reads it.
+                    if let Err(e) = self.state.forget_file(p) {
+                        tracing::warn!(error = %e, "file table not updated");
+                    }
+                }
+                summary.changed.extend(paths);
+            }
             Err(e @ UploadError::Gone) => {
                 // Nothing left here to back up; not a failure of the backup.
                 for p in paths {
@@ -835,6 +848,24 @@ impl Engine {
             }
         }
     }
+}
+
+/// Uploads the bytes of `rec` from the first of `paths` still there: a copy moved away during
+/// its upload hands over to the next one.
+async fn upload_any(
+    ctx: &upload::Ctx,
+    rec: &FileRecord,
+    paths: &[PathBuf],
+    quiet: std::time::Duration,
+) -> Result<i64, UploadError> {
+    let mut result = Err(UploadError::Gone);
+    for p in paths {
+        result = upload::upload(ctx, &Job::new(rec, p, quiet)).await;
+        if result != Err(UploadError::Gone) {
+            break;
+        }
+    }
+    result
 }
 
 type Batch = Vec<(FileRecord, Vec<PathBuf>)>;

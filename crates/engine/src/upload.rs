@@ -299,6 +299,8 @@ fn put_name(m: &mut Metadata, path: &Path) {
 /// How long a 423 (another writer holds the upload's lease) is waited out: longer than any
 /// lease lasts, so a lease left by a crashed writer always expires first.
 const LOCKED_PATIENCE: Duration = Duration::from_secs(600);
+/// 409s in a row (the offset the server just gave did not hold) before giving up.
+const MAX_CONFLICTS: u32 = 10;
 /// How long "every byte is in, no image yet" is waited out: the server (or another client of
 /// this account) is completing the upload.
 const FINISHING_PATIENCE: Duration = Duration::from_secs(120);
@@ -377,15 +379,17 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, UploadError> {
     if ctx.control.is_cancelled() {
         return Err(UploadError::Cancelled);
     }
-    let (url, offset) = match resume_point(ctx, job).await? {
+    let (mut url, offset) = match resume_point(ctx, job).await? {
         Start::Done(id) => return Ok(id),
         Start::At(url, offset) => (url, offset),
         Start::New => (create(ctx, job).await?, 0),
     };
-    let result = send_parts(ctx, job, url.clone(), offset).await;
-    if result == Err(UploadError::Changed) {
-        // What was sent is not this file any more: the server's copy of it is dropped, and
-        // the file is read again by the caller.
+    let result = send_parts(ctx, job, &mut url, offset).await;
+    let resized = std::fs::metadata(&job.path).is_ok_and(|m| m.len() != job.length);
+    if result == Err(UploadError::Changed) && resized {
+        // A file of another length can never complete this upload: it is dropped on the
+        // server. One of the same length may still be these bytes (only its mtime moved): it
+        // stays pending, and resumes if reading it again gives the same digest.
         let _ = ctx.state.drop_pending(&ctx.server_key, &job.digest);
         if let Err(e) = ctx.client.terminate(&url).await {
             tracing::debug!(error = %e, "an abandoned upload was not terminated; it expires");
@@ -395,17 +399,24 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, UploadError> {
 }
 
 /// Sends the parts from `offset` until the server names the image.
+/// `url` follows the upload when the server loses it and a new one is created.
 async fn send_parts(
     ctx: &Ctx,
     job: &Job,
-    mut url: String,
+    url: &mut String,
     mut offset: u64,
 ) -> Result<i64, UploadError> {
     let mut retries = Retries::new();
     let mut ahead: Option<Ahead> = None;
     // After a pause, the part that was in flight may or may not have landed.
     let mut ask_offset = false;
+    // 409s in a row: the offset the server gave did not hold.
+    let mut conflicts = 0;
     loop {
+        if ctx.control.is_paused() {
+            // A pause is no failure, and waits asked for before it start again after it.
+            retries.succeeded();
+        }
         ctx.control.wait_while_paused().await;
         if ctx.control.is_cancelled() {
             return Err(UploadError::Cancelled);
@@ -413,7 +424,7 @@ async fn send_parts(
         if ask_offset || offset >= job.length {
             ask_offset = false;
             // The server names the image on HEAD once every byte is in.
-            let Ok(head) = interruptible(ctx, ctx.client.offset(&url)).await else {
+            let Ok(head) = interruptible(ctx, ctx.client.offset(url)).await else {
                 ask_offset = true;
                 continue;
             };
@@ -436,7 +447,7 @@ async fn send_parts(
                     }
                 },
                 Err(e) if matches!(e.status(), Some(404 | 410)) => {
-                    url = create(ctx, job).await?;
+                    *url = create(ctx, job).await?;
                     offset = 0;
                 }
                 Err(e) => {
@@ -492,7 +503,7 @@ async fn send_parts(
         });
         let send = ctx
             .client
-            .send_body(&url, offset, size, &sum, body, name.as_ref());
+            .send_body(url, offset, size, &sum, body, name.as_ref());
         let sent = interruptible(ctx, send).await;
         let Ok(sent) = sent else {
             // Paused or cancelled mid-part: the part is abandoned.
@@ -503,19 +514,30 @@ async fn send_parts(
         match sent {
             Ok(ack) => {
                 retries.succeeded();
+                conflicts = 0;
                 let waited = Duration::from_nanos(waited.load(Ordering::Relaxed));
-                let link_time = ack.elapsed.saturating_sub(waited);
-                acknowledged(ctx, job, &url, offset, size, ack.offset, link_time)?;
+                acknowledged(ctx, job, url, offset, size, ack.offset, ack.elapsed, waited)?;
                 offset = ack.offset;
                 if let Some(id) = ack.image_id {
                     return Ok(id);
                 }
             }
-            Err(e) if e.status() == Some(409) => ask_offset = true,
+            Err(e) if e.status() == Some(409) => {
+                conflicts += 1;
+                if conflicts > MAX_CONFLICTS {
+                    return Err(UploadError::Failed(format!(
+                        "the server's offset keeps moving under this upload: {e}"
+                    )));
+                }
+                ask_offset = true;
+            }
+            // Another writer of this upload (another process of this account) finished it:
+            // HEAD names the image.
+            Err(e) if e.code() == Some("upload_finished") => ask_offset = true,
             Err(e) if matches!(e.status(), Some(404 | 410)) => {
                 // The server dropped the upload (expired, removed): start a new one.
                 tracing::info!(path = %job.path.display(), "upload gone on the server; starting again");
-                url = create(ctx, job).await?;
+                *url = create(ctx, job).await?;
                 offset = 0;
             }
             Err(e) if e.code() == Some("digest_mismatch") => return Err(UploadError::Changed),
@@ -577,6 +599,11 @@ async fn failed_attempt(
 }
 
 /// Records an acknowledged part: where the upload stands, the measured link, progress.
+///
+/// A part that spent a good share of its time waiting for the bandwidth limit measured the
+/// limit, not the link: its bytes went into the socket as fast as the limit let them, so its
+/// time less the waits says nothing either. The sizer keeps what it knew of the link.
+#[allow(clippy::too_many_arguments)]
 fn acknowledged(
     ctx: &Ctx,
     job: &Job,
@@ -584,11 +611,15 @@ fn acknowledged(
     from: u64,
     size: u64,
     to: u64,
-    link_time: Duration,
+    elapsed: Duration,
+    waited: Duration,
 ) -> Result<(), UploadError> {
+    let measured = waited < elapsed / 4;
     let (rate, next) = {
         let mut s = ctx.sizer.lock().unwrap_or_else(|p| p.into_inner());
-        s.record(to.saturating_sub(from), link_time);
+        if measured {
+            s.record(to.saturating_sub(from), elapsed.saturating_sub(waited));
+        }
         (s.rate().unwrap_or(0.0), s.next_size())
     };
     save_pending(ctx, job, url, to)?;
@@ -599,8 +630,10 @@ fn acknowledged(
         rate,
         part_size: size,
     });
-    ctx.state
-        .put_setting(&format!("part_size:{}", ctx.server_key), &next.to_string())?;
+    if measured {
+        ctx.state
+            .put_setting(&format!("part_size:{}", ctx.server_key), &next.to_string())?;
+    }
     Ok(())
 }
 

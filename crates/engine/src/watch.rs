@@ -177,8 +177,11 @@ impl Engine {
             watcher
                 .watch(p, RecursiveMode::Recursive)
                 .map_err(|e| format!("cannot watch {}: {e}", p.display()))?;
-            // The parent tells when the folder itself goes away and comes back.
-            if let Some(parent) = p.parent().filter(|_| p.is_dir()) {
+            // The parent tells when the folder itself goes away and comes back. A parent inside
+            // another watched folder is watched already (recursively: a second, flat watch
+            // would replace that).
+            let inside = |parent: &Path| roots.iter().any(|r| parent.starts_with(r));
+            if let Some(parent) = p.parent().filter(|q| p.is_dir() && !inside(q)) {
                 if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
                     tracing::debug!(error = %e, "the parent of a watched folder is not watched");
                 }
@@ -249,6 +252,14 @@ impl Engine {
                     if !roots.holds(&p) {
                         continue; // a sibling in a watched folder's parent
                     }
+                    if roots.roots.contains(&p) && p.is_dir() {
+                        // The folder itself was made anew (deleted and re-created, perhaps
+                        // faster than its absence was seen): watch the new one.
+                        let _ = watcher.unwatch(&p);
+                        if let Err(e) = watcher.watch(&p, RecursiveMode::Recursive) {
+                            tracing::warn!(folder = %p.display(), error = %e, "cannot watch again");
+                        }
+                    }
                     match settling.get_mut(&p) {
                         Some(s) => {
                             // Written again after a pause: a slow writer, which may pause as
@@ -279,7 +290,15 @@ impl Engine {
                         round(&mut retries, &mut settling, &mut slow, &[], all);
                         continue;
                     }
-                    let due = retries.take_due();
+                    let mut due = retries.take_due();
+                    // A file deleted or moved away since it failed is no longer owed.
+                    due.retain(|p| {
+                        let there = p.exists();
+                        if !there {
+                            retries.due.remove(p);
+                        }
+                        there
+                    });
                     if !due.is_empty() {
                         tracing::debug!(files = due.len(), "retrying failed files");
                         let summary = self.round(&due, quiet_of(&due, &slow)).await;

@@ -667,38 +667,49 @@ async fn a_cancel_stops_mid_part_and_a_lease_held_elsewhere_is_waited_out() {
     std::fs::create_dir(&lib).unwrap();
     let bytes = photo("panther-chameleon-female.jpg");
     write(&lib, "big.jpg", &bytes);
-    // At 40 kB/s the photo takes many seconds: the cancel lands mid-upload.
-    let (engine, log) = limited_engine(&s, local.path(), Some(40_000), 8);
-    let engine = Arc::new(engine);
+    // One part of 1 MiB at 40 kB/s takes about 25 s: the cancel lands inside it.
+    let (engine, log) = {
+        let log: Log = Arc::default();
+        let sink = log.clone();
+        let mut options = Options::new(
+            ServerConfig {
+                url: s.url.clone(),
+                token: s.token.clone(),
+            },
+            local.path().join("state.db"),
+        );
+        options.sizer.min = 1 << 20;
+        options.sizer.initial = 1 << 20;
+        options.bandwidth.set_rate(Some(40_000));
+        let engine = Engine::new(options, Arc::new(move |e| sink.lock().unwrap().push(e))).unwrap();
+        (Arc::new(engine), log)
+    };
     let task = {
         let (engine, lib) = (engine.clone(), lib.clone());
         tokio::spawn(async move { engine.sync(&[lib]).await })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|e| matches!(e, Event::Uploading { .. }))
-    {
-        assert!(std::time::Instant::now() < deadline, "no part acknowledged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     engine.control().cancel();
-    // Far less than the rest of the upload at the limit: the part in flight was abandoned.
-    let summary = tokio::time::timeout(Duration::from_secs(5), task)
+    // Far less than the part's time at the limit: the part in flight was abandoned.
+    let summary = tokio::time::timeout(Duration::from_secs(2), task)
         .await
         .expect("a cancel stops promptly")
         .unwrap();
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     assert_eq!(summary.interrupted.len(), 1);
     assert_eq!(summary.uploaded, 0);
+    assert!(!log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Uploading { .. })));
     assert_eq!(server_images(&s).await, 0);
     drop(engine);
 
     // Another writer holds the upload's lease (a crashed server's leftover, another process):
-    // with one attempt allowed, the client still waits the lease out and finishes.
-    let (engine, log) = limited_engine(&s, local.path(), None, 1);
+    // with one attempt allowed, the client still waits the lease out and finishes the same
+    // upload.
+    let (engine, _) = limited_engine(&s, local.path(), None, 1);
     let key = ServerConfig {
         url: s.url.clone(),
         token: s.token.clone(),
@@ -724,13 +735,7 @@ async fn a_cancel_stops_mid_part_and_a_lease_held_elsewhere_is_waited_out() {
     let summary = engine.sync(&[lib]).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     assert_eq!(summary.uploaded, 1);
-    let resumed_at = log.lock().unwrap().iter().find_map(|e| match e {
-        Event::Uploading {
-            sent, part_size, ..
-        } => Some(sent - part_size),
-        _ => None,
-    });
-    assert!(resumed_at.unwrap() > 0, "resumed, not started again");
+    assert_eq!(upload_sessions(&s).await, 1, "the same upload, resumed");
     let images = s.state.store.list_images(1, 0, 10).await.unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].digest, digest);
@@ -855,6 +860,19 @@ async fn watch_never_makes_images_of_a_file_still_growing_and_reattaches_a_folde
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Deleted and made anew at once, faster than the watch can see it gone.
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::create_dir(&folder).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write(&folder, "quick.jpg", &photo("citrus-fruits.jpg"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server_images(&s).await < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new folder was not watched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     engine.control().cancel();
     let total = task.await.unwrap().unwrap();
     assert!(total.failed.is_empty(), "{:?}", total.failed);
@@ -865,7 +883,7 @@ async fn watch_never_makes_images_of_a_file_still_growing_and_reattaches_a_folde
         .filter(|e| matches!(e, Event::Uploaded { .. }))
         .cloned()
         .collect();
-    assert_eq!(total.uploaded, 2, "{uploaded:?}");
+    assert_eq!(total.uploaded, 3, "{uploaded:?}");
 }
 
 #[cfg(unix)]
@@ -1002,4 +1020,67 @@ async fn a_file_renamed_during_its_upload_ends_on_the_server_under_its_new_name(
         1,
         "the upload was resumed, not sent again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_again_a_file_whose_bytes_changed_under_the_same_size_and_mtime() {
+    use std::time::Duration;
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    let mut bytes = photosync_testkit::noise(200_000, 9);
+    let path = write(&lib, "clip.mov", &bytes);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let away = TestServer {
+        url: format!("http://{}", closed.local_addr().unwrap()),
+        token: s.token.clone(),
+        state: s.state.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    drop(closed);
+    let (first, _) = engine(&away, local.path());
+    assert_eq!(first.sync(std::slice::from_ref(&lib)).await.failed.len(), 1);
+    drop(first);
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    bytes[1000] ^= 0xAA;
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+
+    let (engine, _) = engine(&s, local.path());
+    let engine = Arc::new(engine);
+    let task = {
+        let (engine, lib) = (engine.clone(), lib.clone());
+        tokio::spawn(async move {
+            let options = photosync_engine::WatchOptions {
+                settle: Duration::from_millis(300),
+                tick: Duration::from_millis(100),
+                ..Default::default()
+            };
+            engine.watch(&[lib], options, |_| {}).await
+        })
+    };
+    let want = blake3::hash(&bytes).to_hex().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+        if let Some(i) = images.first() {
+            assert_eq!(images.len(), 1);
+            assert_eq!(i.digest, want);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never uploaded its new bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    engine.control().cancel();
+    let total = task.await.unwrap().unwrap();
+    assert!(total.failed.is_empty(), "{:?}", total.failed);
 }

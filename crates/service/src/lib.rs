@@ -259,7 +259,7 @@ impl Service {
                     (inner.hooks.notify)(
                         "A watched folder is gone".into(),
                         format!(
-                            "{} is not there (unplugged or deleted); it is backed up again when                              it comes back",
+                            "{} is not there (unplugged or deleted); it is backed up again when it comes back",
                             path.display()
                         ),
                     );
