@@ -635,6 +635,30 @@ pub async fn patch(
     }
     ensure_space(&state, content_length.unwrap_or(remaining)).await?;
     let lease = lock(&state, &upload).await?;
+    // What was read before the lease may be stale: another writer (a joined creation, a
+    // retry) may have moved the offset or finished in between. Writing from a stale offset
+    // would truncate bytes it acknowledged, so the checks are made again under the lease.
+    let fresh = match state.store.upload(user, &id).await {
+        Ok(Some(fresh)) => fresh,
+        Ok(None) => {
+            lease.release().await;
+            return Err(ApiError::not_found());
+        }
+        Err(e) => {
+            lease.release().await;
+            return Err(e.into());
+        }
+    };
+    if fresh.image_id.is_some() || fresh.offset != upload.offset {
+        lease.release().await;
+        if fresh.image_id.is_some() {
+            return Err(ApiError::bad_request(
+                "upload_finished",
+                "this upload is already complete",
+            ));
+        }
+        return Ok(offset_mismatch(offset, fresh.offset));
+    }
     let result = if remaining == 0 {
         resume_completion(&state, &upload, lease.holder())
             .await
