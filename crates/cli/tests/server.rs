@@ -514,9 +514,7 @@ async fn thirty_two_clients_at_once_store_every_photo_exactly_once() {
                         .unwrap();
                     match r.status().as_u16() {
                         // Another writer holds the upload, moved its offset or finished it.
-                        409 | 423 | 400 => {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await
-                        }
+                        409 | 423 | 400 => tokio::time::sleep(Duration::from_millis(20)).await,
                         204 => {}
                         other => return Err(other),
                     }
