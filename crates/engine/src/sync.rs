@@ -235,7 +235,23 @@ fn background_priority() {
 fn background_priority() {}
 
 /// Identity of one file: reads it.
-fn know(state: &State, path: &Path, events: &EventSink) -> Known {
+/// A file read that stops with an error once the run is cancelled, so a stop does not wait for
+/// a large video to be hashed to its end.
+struct UnlessCancelled<'a, R> {
+    inner: R,
+    control: &'a Control,
+}
+
+impl<R: std::io::Read> std::io::Read for UnlessCancelled<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.control.is_cancelled() {
+            return Err(std::io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+fn know(state: &State, path: &Path, events: &EventSink, control: &Control) -> Known {
     background_priority();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -273,7 +289,11 @@ fn know(state: &State, path: &Path, events: &EventSink) -> Known {
         None => {
             let mut h = blake3::Hasher::new();
             h.update(&head);
-            match h.update_reader(&mut file) {
+            let reader = UnlessCancelled {
+                inner: &mut file,
+                control,
+            };
+            match h.update_reader(reader) {
                 Ok(_) => FileRecord {
                     size,
                     mtime_ns: mtime,
@@ -281,6 +301,7 @@ fn know(state: &State, path: &Path, events: &EventSink) -> Known {
                     identifier: None,
                     pixels: None,
                 },
+                Err(_) if control.is_cancelled() => return Known::Interrupted,
                 Err(e) => return Known::Skip(format!("cannot read: {e}")),
             }
         }
@@ -463,7 +484,7 @@ impl Engine {
                             if control.is_cancelled() {
                                 return Ok((Known::Interrupted, false));
                             }
-                            tokio::task::spawn_blocking(move || know(&state, &p, &events))
+                            tokio::task::spawn_blocking(move || know(&state, &p, &events, &control))
                                 .await
                                 .map(|k| (k, true))
                                 .map_err(|e| e.to_string())
