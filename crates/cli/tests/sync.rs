@@ -108,15 +108,16 @@ fn sync_uploads_then_finds_everything_synced() {
         stdout(&status)
     );
 
-    // A wrong token: every file fails, and the exit status says so.
+    // A wrong token: said once, before any file, and the exit status says so.
     let bad = run(&mut photosync(
         &["sync", lib_s],
         &server.url,
         "psk_wrong",
         &state,
     ));
-    assert!(!bad.status.success());
-    assert!(stdout(&bad).contains("401"), "{}", stdout(&bad));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("refused the token").count(), 1, "{err}");
 }
 
 #[test]
