@@ -12,9 +12,13 @@ use photosync_service::{Hooks, Paths, Service};
 
 async fn server(dir: &Path) -> (String, String, AppState) {
     let token = "psk_service_test".to_owned();
-    let state = AppState::embedded_with_user(dir, "me", &token)
+    let mut state = AppState::embedded_with_user(dir, "me", &token)
         .await
         .unwrap();
+    // Small enough that a test can make a file the server refuses.
+    let mut config = (*state.config).clone();
+    config.max_upload_size = 4 << 20;
+    state.config = Arc::new(config);
     let url = photosync_server::spawn_local(state.clone()).await.unwrap();
     (url, token, state)
 }
@@ -65,11 +69,20 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
         std::fs::copy(photosync_testkit::photos_dir().join(n), photos.join(n)).unwrap();
     }
     std::fs::write(photos.join("broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").unwrap();
+    // A link to nothing holds nothing to back up: reported, not failed.
     std::os::unix::fs::symlink(home.path().join("nowhere.jpg"), photos.join("gone.jpg")).unwrap();
+    // Larger than the server takes: a failure.
+    std::fs::write(
+        photos.join("huge.mov"),
+        photosync_testkit::noise(5 << 20, 1),
+    )
+    .unwrap();
     service.add_folder(&photos).await.unwrap();
     wait_until("the folder is synced", || {
         let t = service.overview().totals;
-        t.by_status[&Status::Uploaded] == 4 && t.by_status[&Status::Failed] == 2
+        t.by_status[&Status::Uploaded] == 4
+            && t.by_status[&Status::Failed] == 2
+            && t.by_status[&Status::Skipped] == 1
     })
     .await;
     // Another full round meets the same failure: it is notified once, not at every retry.
@@ -79,13 +92,13 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
         n.lock()
             .unwrap()
             .iter()
-            .filter(|(t, b)| t.contains("could not be backed up") && b.starts_with("gone.jpg"))
+            .filter(|(t, b)| t.contains("could not be backed up") && b.starts_with("huge.mov"))
             .count()
     };
     wait_until("the failure notified", || told(&notices) >= 1).await;
     assert_eq!(told(&notices), 1);
     let folders = service.folders();
-    assert_eq!((folders[0].files, folders[0].done), (6, 6));
+    assert_eq!((folders[0].files, folders[0].done), (7, 7));
     assert_eq!(service.overview().status_line, "Up to date · 2 failed");
     let failed = service.query(&Query {
         status: Some("failed".into()),
@@ -96,8 +109,17 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
         broken.reason.as_deref().unwrap().contains("jpeg"),
         "{broken:?}"
     );
-    let gone = failed.rows.iter().find(|r| r.name == "gone.jpg").unwrap();
-    assert!(gone.reason.is_some(), "{gone:?}");
+    let huge = failed.rows.iter().find(|r| r.name == "huge.mov").unwrap();
+    assert!(huge.reason.is_some(), "{huge:?}");
+    let skipped = service.query(&Query {
+        status: Some("skipped".into()),
+        ..Query::default()
+    });
+    let gone = skipped.rows.iter().find(|r| r.name == "gone.jpg").unwrap();
+    assert!(
+        gone.reason.as_deref().unwrap().contains("broken"),
+        "{gone:?}"
+    );
     assert_eq!(state.store.list_images(1, 0, 100).await.unwrap().len(), 4);
 
     // A thumbnail is made from the picture.
