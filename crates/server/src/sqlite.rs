@@ -444,49 +444,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn join_or_create_upload(
-        &self,
-        u: &Upload,
-        limits: &UploadLimits,
-        now: i64,
-    ) -> Result<Option<Upload>> {
-        let (u, limits) = (u.clone(), *limits);
-        self.run(move |c| {
-            let tx = immediate(c)?;
-            let existing = match &u.declared {
-                Some(declared) => tx
-                    .query_row(
-                        "SELECT * FROM uploads
-                         WHERE user_id = ?1 AND declared = ?2 AND length = ?3
-                           AND image_id IS NULL AND expires_at >= ?4
-                         ORDER BY received DESC, created_at, id LIMIT 1",
-                        params![u.user_id, declared, u.length as i64, now],
-                        upload_row,
-                    )
-                    .optional()?,
-                None => None,
-            };
-            let joined = match existing {
-                Some(mut existing) => {
-                    // The new writer gets the time to live a new upload would have.
-                    existing.expires_at = existing.expires_at.max(u.expires_at);
-                    tx.execute(
-                        "UPDATE uploads SET expires_at = ?2 WHERE id = ?1",
-                        params![existing.id, existing.expires_at],
-                    )?;
-                    Some(existing)
-                }
-                None => {
-                    insert_upload(&tx, &u, &limits)?;
-                    None
-                }
-            };
-            tx.commit()?;
-            Ok(joined)
-        })
-        .await
-    }
-
     async fn upload(&self, user: UserId, id: &str) -> Result<Option<Upload>> {
         let id = id.to_owned();
         self.run(move |c| {

@@ -128,17 +128,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records a new upload if the user's limits and quota allow it, atomically with the check.
     async fn create_upload(&self, upload: &Upload, limits: &UploadLimits) -> Result<()>;
-    /// In one transaction: the user's unfinished upload, unexpired at `now`, that declared the
-    /// same digest and length as `upload` (the furthest along if there are several), with its
-    /// expiry pushed to at least `upload.expires_at`; or, if there is none, `create_upload`.
-    /// Returns the existing upload, or None when `upload` was created. Nothing is counted
-    /// against the limits for an existing upload: it is counted already.
-    async fn join_or_create_upload(
-        &self,
-        upload: &Upload,
-        limits: &UploadLimits,
-        now: i64,
-    ) -> Result<Option<Upload>>;
     /// The upload, only if it belongs to `user`.
     async fn upload(&self, user: UserId, id: &str) -> Result<Option<Upload>>;
     /// Takes the upload's lease until `until_ms` unless another holder's lease is still running.

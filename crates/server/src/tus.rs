@@ -330,27 +330,7 @@ pub async fn create(
         max_unfinished: state.config.max_unfinished_uploads,
         max_unfinished_bytes: state.config.max_unfinished_bytes,
     };
-    // Two clients syncing one folder create an upload each for the same file: the second
-    // creation by the same user joins the first's unfinished upload, and the lease and offset
-    // checks keep the two writers apart. A creation-with-upload brings bytes of its own (and an
-    // empty file has none to share), so it gets a new upload.
-    if !with_body && length > 0 && upload.declared.is_some() {
-        let joined = state
-            .store
-            .join_or_create_upload(&upload, &limits, created)
-            .await?;
-        if let Some(existing) = joined {
-            tracing::info!(upload = %existing.id, length, "creation joined an unfinished upload");
-            return Ok(created_answer(
-                &existing.id,
-                None,
-                None,
-                existing.expires_at,
-            ));
-        }
-    } else {
-        state.store.create_upload(&upload, &limits).await?;
-    }
+    state.store.create_upload(&upload, &limits).await?;
     let stored = match state.blobs.create_part(&upload.id).await {
         // A joined writer's first PATCH may have made the part file already.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
