@@ -332,7 +332,7 @@ pub async fn create(
     };
     state.store.create_upload(&upload, &limits).await?;
     let stored = match state.blobs.create_part(&upload.id).await {
-        // A joined writer's first PATCH may have made the part file already.
+        // Only this request knows the id yet; an existing part file is an empty leftover.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
     };
