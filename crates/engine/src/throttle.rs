@@ -16,6 +16,11 @@ use tokio::time::Instant;
 const MIN_WRITE: u64 = 4 << 10;
 const MAX_WRITE: u64 = 256 << 10;
 
+/// One network write at `rate` bytes per second; also what the bucket holds at most.
+fn write_at(rate: u64) -> u64 {
+    (rate / 10).clamp(MIN_WRITE, MAX_WRITE)
+}
+
 #[derive(Debug)]
 struct Bucket {
     /// Bytes per second; `None` is no limit.
@@ -67,10 +72,7 @@ impl Throttle {
 
     /// The size of one network write at the current rate.
     pub fn write_size(&self) -> usize {
-        let size = self
-            .rate()
-            .map_or(MAX_WRITE, |r| (r / 10).clamp(MIN_WRITE, MAX_WRITE));
-        size as usize
+        self.rate().map_or(MAX_WRITE, write_at) as usize
     }
 
     /// Waits until `bytes` may be written; returns how long it waited.
@@ -81,7 +83,7 @@ impl Throttle {
                 return Duration::ZERO;
             };
             let now = Instant::now();
-            let burst = (rate / 10).clamp(MIN_WRITE, MAX_WRITE) as f64;
+            let burst = write_at(rate) as f64;
             let earned = now.duration_since(b.last).as_secs_f64() * rate as f64;
             b.tokens = (b.tokens + earned).min(burst);
             b.last = now;
