@@ -201,7 +201,7 @@ async fn upload(c: &Client, name: &str, bytes: &[u8]) {
     let mut m = Metadata::default();
     m.insert("filename", name);
     m.insert("digest", blake3::hash(bytes).to_hex().to_string());
-    let loc = c.create_upload(bytes.len() as u64, &m).await.unwrap();
+    let loc = c.create_upload(bytes.len() as u64, &m).await.unwrap().url;
     let mut offset = 0;
     for part in bytes.chunks(4 << 20) {
         offset = c

@@ -440,6 +440,71 @@ fn the_bandwidth_limit_bounds_all_uploads_together() {
     );
 }
 
+/// Two machines of one account sync the same folder at the same moment: the server joins the
+/// second creation of each file to the first's upload, so the bytes cross the wire about once,
+/// not twice, and each file is stored once. Measured at a counting proxy in front of the server.
+#[test]
+fn two_clients_syncing_one_folder_send_its_bytes_once() {
+    const FILES: u64 = 6;
+    const SIZE: usize = 300_000;
+    let data = tempfile::tempdir().unwrap();
+    let token = add_user(Path::new(SERVER), data.path(), "me");
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let proxy = CountingProxy::for_url(&server.url);
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("files");
+    std::fs::create_dir(&lib).unwrap();
+    let mut digests = Vec::new();
+    for i in 0..FILES {
+        let bytes = photosync_testkit::noise(SIZE, 2000 + i);
+        digests.push(blake3::hash(&bytes).to_hex().to_string());
+        std::fs::write(lib.join(format!("clip-{i:02}.bin")), bytes).unwrap();
+    }
+    // A limit keeps each upload in flight long enough for the other machine to meet it.
+    let client = |state: &str| {
+        photosync(
+            &["sync", "--bandwidth-limit", "400000", lib.to_str().unwrap()],
+            &proxy.url(),
+            &token,
+            &local.path().join(state),
+        )
+        .env("NO_PROXY", "127.0.0.1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (client("a.db"), client("b.db"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{a:?}");
+    assert!(b.status.success(), "{b:?}");
+
+    let db = rusqlite::Connection::open(data.path().join("photosync.db")).unwrap();
+    let mut stored: Vec<String> = db
+        .prepare("SELECT digest FROM images")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    stored.sort();
+    digests.sort();
+    assert_eq!(stored, digests, "every file is on the server, once");
+
+    let folder = FILES * SIZE as u64;
+    let sent = proxy.total_upstream_bytes();
+    eprintln!(
+        "two clients, one folder of {folder} bytes: {sent} bytes reached the server ({:.2} ×)",
+        sent as f64 / folder as f64
+    );
+    // Requests, headers and a rejected part's first chunk cost something; a second copy of
+    // every file would be 2 ×.
+    assert!(
+        sent < folder * 13 / 10,
+        "{sent} bytes sent for a {folder}-byte folder"
+    );
+}
+
 /// Runs `photosync sync` on `file` at a limit slow enough to be stopped mid-upload, sends
 /// `signal` once a part is acknowledged, and returns how the process ended.
 #[cfg(unix)]

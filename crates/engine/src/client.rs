@@ -102,6 +102,16 @@ fn unreachable_reason(chain: &str) -> String {
     format!("{plain} [{chain}]")
 }
 
+/// A new upload's place on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub url: String,
+    /// Set when the account has the file in hand already (an unfinished upload another client
+    /// is sending, which the server joined this creation to, or a stored image): where the
+    /// upload stands.
+    pub joined: Option<u64>,
+}
+
 /// A part the server acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartAck {
@@ -244,7 +254,7 @@ impl Client {
         &self,
         length: u64,
         metadata: &Metadata,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Created, ClientError> {
         let r = self
             .http
             .post(self.url(path::UPLOADS))
@@ -263,13 +273,16 @@ impl Client {
             .get("location")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ClientError::Protocol("201 without Location".into()))?;
-        Ok(
-            if location.starts_with("http://") || location.starts_with("https://") {
-                location.to_owned()
-            } else {
-                self.url(location)
-            },
-        )
+        let url = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            self.url(location)
+        };
+        let joined = r
+            .headers()
+            .get(photosync_protocol::JOINED_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        Ok(Created { url, joined })
     }
 
     /// Where the upload stands on the server (HEAD), and its image id once finished.

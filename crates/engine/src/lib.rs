@@ -14,7 +14,7 @@ mod throttle;
 mod upload;
 mod watch;
 
-pub use client::{Client, ClientError, Connection, ServerConfig};
+pub use client::{Client, ClientError, Connection, Created, ServerConfig};
 pub use events::{Event, EventSink, OnServer};
 pub use state::{MatchRecord, State};
 pub use sync::{Control, Engine, Options, Summary};

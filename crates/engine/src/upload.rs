@@ -12,7 +12,7 @@ use photosync_part_sizer::PartSizer;
 use photosync_protocol::{meta, Metadata};
 use tokio::io::AsyncReadExt as _;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Created};
 use crate::events::{Event, EventSink};
 use crate::state::{Pending, State};
 use crate::sync::Control;
@@ -305,6 +305,50 @@ const MAX_CONFLICTS: u32 = 10;
 /// this account) is completing the upload.
 const FINISHING_PATIENCE: Duration = Duration::from_secs(120);
 
+/// How long a watched upload may stand still before this client sends it itself: past a
+/// part's usual duration (the sizer aims at a few seconds). Taking over too early costs one
+/// refused write (423) and another wait, never a byte of the upload.
+const STALL: Duration = Duration::from_secs(10);
+/// How often a watched upload is asked where it stands.
+const WATCH_POLL: Duration = Duration::from_secs(1);
+
+/// Another client of this account is sending the upload (the server joined this creation to
+/// it, or its lease was held): this one watches the offset instead of sending the same bytes a
+/// second time, and sends them itself only if the offset stops moving.
+struct Watch {
+    offset: u64,
+    moved: Instant,
+}
+
+impl Watch {
+    fn new(offset: u64) -> Watch {
+        Watch {
+            offset,
+            moved: Instant::now(),
+        }
+    }
+
+    /// Notes where the upload stands; true if the other writer moved it since the last look.
+    fn saw(&mut self, offset: u64) -> bool {
+        if offset == self.offset {
+            return false;
+        }
+        self.offset = offset;
+        self.moved = Instant::now();
+        true
+    }
+
+    fn stalled(&self) -> bool {
+        self.moved.elapsed() >= STALL
+    }
+}
+
+/// Where a new upload starts: a joined one where the other writer has it, watched.
+fn start_of(created: Created) -> (String, u64, Option<Watch>) {
+    let offset = created.joined.unwrap_or(0);
+    (created.url, offset, created.joined.map(Watch::new))
+}
+
 /// Retries of one upload: failures count against `max_attempts`, waits that the server asks for
 /// (a lease held elsewhere, completion in progress) count against time instead.
 struct Retries {
@@ -379,12 +423,12 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, UploadError> {
     if ctx.control.is_cancelled() {
         return Err(UploadError::Cancelled);
     }
-    let (mut url, offset) = match resume_point(ctx, job).await? {
+    let (mut url, offset, watch) = match resume_point(ctx, job).await? {
         Start::Done(id) => return Ok(id),
-        Start::At(url, offset) => (url, offset),
-        Start::New => (create(ctx, job).await?, 0),
+        Start::At(url, offset) => (url, offset, None),
+        Start::New => start_of(create(ctx, job).await?),
     };
-    let result = send_parts(ctx, job, &mut url, offset).await;
+    let result = send_parts(ctx, job, &mut url, offset, watch).await;
     let resized = std::fs::metadata(&job.path).is_ok_and(|m| m.len() != job.length);
     if result == Err(UploadError::Changed) && resized {
         // A file of another length can never complete this upload: it is dropped on the
@@ -405,6 +449,7 @@ async fn send_parts(
     job: &Job,
     url: &mut String,
     mut offset: u64,
+    mut watch: Option<Watch>,
 ) -> Result<i64, UploadError> {
     let mut retries = Retries::new();
     let mut ahead: Option<Ahead> = None;
@@ -447,8 +492,7 @@ async fn send_parts(
                     }
                 },
                 Err(e) if matches!(e.status(), Some(404 | 410)) => {
-                    *url = create(ctx, job).await?;
-                    offset = 0;
+                    (*url, offset, watch) = start_of(create(ctx, job).await?);
                 }
                 Err(e) => {
                     failed_attempt(ctx, job, &mut retries, &e).await?;
@@ -456,6 +500,21 @@ async fn send_parts(
                     continue;
                 }
             }
+        }
+        if let Some(w) = watch.as_mut() {
+            if w.saw(offset) {
+                // The other writer's progress is this upload's progress.
+                retries.succeeded();
+            }
+            if !w.stalled() {
+                interruptible(ctx, tokio::time::sleep(WATCH_POLL))
+                    .await
+                    .ok();
+                ask_offset = true;
+                continue;
+            }
+            tracing::info!(path = %job.path.display(), offset, "the other writer stopped; sending it here");
+            watch = None;
         }
         let (size, prepare) = {
             let s = ctx.sizer.lock().unwrap_or_else(|p| p.into_inner());
@@ -537,8 +596,7 @@ async fn send_parts(
             Err(e) if matches!(e.status(), Some(404 | 410)) => {
                 // The server dropped the upload (expired, removed): start a new one.
                 tracing::info!(path = %job.path.display(), "upload gone on the server; starting again");
-                *url = create(ctx, job).await?;
-                offset = 0;
+                (*url, offset, watch) = start_of(create(ctx, job).await?);
             }
             Err(e) if e.code() == Some("digest_mismatch") => return Err(UploadError::Changed),
             Err(e) if e.status() == Some(422) => {
@@ -547,9 +605,10 @@ async fn send_parts(
                     "the server refused the file: {e}"
                 )));
             }
+            // Another writer holds the upload: watch it rather than send into its lease again.
             Err(e) if e.status() == Some(423) => match retries.wait(LOCKED_PATIENCE) {
-                Some(wait) => {
-                    interruptible(ctx, tokio::time::sleep(wait)).await.ok();
+                Some(_) => {
+                    watch = Some(Watch::new(offset));
                     ask_offset = true;
                 }
                 None => return Err(UploadError::Failed(plain(&e))),
@@ -637,7 +696,7 @@ fn acknowledged(
     Ok(())
 }
 
-async fn create(ctx: &Ctx, job: &Job) -> Result<String, UploadError> {
+async fn create(ctx: &Ctx, job: &Job) -> Result<Created, UploadError> {
     let mut m = Metadata::default();
     put_name(&mut m, &job.path);
     m.insert(meta::DIGEST, job.digest.clone());
@@ -647,7 +706,7 @@ async fn create(ctx: &Ctx, job: &Job) -> Result<String, UploadError> {
         m.insert(meta::IDENTIFIER, id.clone());
     }
     let mut retries = Retries::new();
-    let url = loop {
+    let created = loop {
         // Paused: no new upload is created on the server until resumed.
         ctx.control.wait_while_paused().await;
         if ctx.control.is_cancelled() {
@@ -655,12 +714,12 @@ async fn create(ctx: &Ctx, job: &Job) -> Result<String, UploadError> {
         }
         match interruptible(ctx, ctx.client.create_upload(job.length, &m)).await {
             Err(_) => {} // paused or cancelled: decided above
-            Ok(Ok(url)) => break url,
+            Ok(Ok(created)) => break created,
             Ok(Err(e)) => failed_attempt(ctx, job, &mut retries, &e).await?,
         }
     };
-    save_pending(ctx, job, &url, 0)?;
-    Ok(url)
+    save_pending(ctx, job, &created.url, 0)?;
+    Ok(created)
 }
 
 /// Persists where the upload stands, so a restart resumes it.

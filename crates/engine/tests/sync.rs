@@ -1084,3 +1084,70 @@ async fn watch_reads_again_a_file_whose_bytes_changed_under_the_same_size_and_mt
     let total = task.await.unwrap().unwrap();
     assert!(total.failed.is_empty(), "{:?}", total.failed);
 }
+
+/// Another machine of the account started the same file and stopped half-way: the server joins
+/// this engine's creation to that upload, the engine watches it, finds it standing still and
+/// sends the rest itself, from where the other left off.
+#[tokio::test]
+async fn a_joined_upload_whose_other_writer_stopped_is_finished_here() {
+    use photosync_engine::Client;
+    use photosync_protocol::{meta, Metadata};
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    let bytes = photosync_testkit::noise(400_000, 31);
+    write(&lib, "clip.mov", &bytes);
+
+    let other = Client::new(ServerConfig {
+        url: s.url.clone(),
+        token: s.token.clone(),
+    })
+    .unwrap();
+    let mut m = Metadata::default();
+    m.insert(meta::NAME, "clip.mov");
+    m.insert(meta::DIGEST, blake3::hash(&bytes).to_hex().to_string());
+    let created = other.create_upload(bytes.len() as u64, &m).await.unwrap();
+    assert_eq!(created.joined, None, "the first creation makes the upload");
+    let half = 150_000;
+    let ack = other
+        .send_part(&created.url, 0, bytes[..half].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(ack.offset, half as u64);
+
+    // This machine reaches the server through a proxy that counts what it sends.
+    let proxy = photosync_testkit::CountingProxy::for_url(&s.url);
+    let through = TestServer {
+        url: proxy.url(),
+        token: s.token.clone(),
+        state: s.state.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let (engine, _) = engine(&through, local.path());
+    let summary = engine.sync(std::slice::from_ref(&lib)).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    assert_eq!(summary.uploaded, 1);
+    assert_eq!(
+        upload_sessions(&s).await,
+        1,
+        "the other machine's upload, finished"
+    );
+    // Only the half the other machine did not send went up from here (and the requests).
+    let sent = proxy.total_upstream_bytes();
+    let rest = (bytes.len() - half) as u64;
+    assert!(
+        sent < rest + 20_000,
+        "{sent} bytes sent for the {rest} missing"
+    );
+    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].digest, blake3::hash(&bytes).to_hex().to_string());
+    // A creation of the stored file now is answered with its image: nothing is sent.
+    let again = other.create_upload(bytes.len() as u64, &m).await.unwrap();
+    assert_eq!(again.joined, Some(bytes.len() as u64));
+    assert_eq!(
+        other.offset(&again.url).await.unwrap(),
+        (bytes.len() as u64, Some(images[0].id))
+    );
+}

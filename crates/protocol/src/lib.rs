@@ -70,6 +70,12 @@ pub const IMAGE_ID_HEADER: &str = "photosync-image-id";
 /// it has at completion.
 pub const NAME_HEADER: &str = "photosync-name";
 
+/// Response header of a creation (201) that declared a digest the user's account already has
+/// in hand: in an unfinished upload another client is sending, which the creation joined, or
+/// in a stored image, named by `IMAGE_ID_HEADER`. Its value is where the upload stands (the
+/// length when stored); the client watches it rather than send the same bytes a second time.
+pub const JOINED_HEADER: &str = "photosync-joined";
+
 /// Most images one detection request may carry.
 pub const DETECT_MAX_BATCH: usize = 10_000;
 

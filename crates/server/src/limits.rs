@@ -118,6 +118,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 tus::UPLOAD_CHECKSUM,
                 "upload-defer-length",
                 "upload-concat",
+                photosync_protocol::NAME_HEADER,
             ]))
             .expose_headers(names(&[
                 "location",
@@ -131,6 +132,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
                 tus::UPLOAD_METADATA,
                 tus::UPLOAD_EXPIRES,
                 IMAGE_ID_HEADER,
+                photosync_protocol::JOINED_HEADER,
             ]))
             .max_age(std::time::Duration::from_secs(3600)),
     )

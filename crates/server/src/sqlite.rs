@@ -9,8 +9,8 @@ use photosync_protocol::{percent_encode_name, ImageInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    LimitError, NewImage, RemovedUser, Result, Store, StoreError, Upload, UploadLimits, UserId,
-    UserSummary,
+    Creation, LimitError, NewImage, RemovedUser, Result, Store, StoreError, Upload, UploadLimits,
+    UserId, UserSummary,
 };
 
 #[derive(Debug, Clone)]
@@ -315,10 +315,18 @@ fn insert_upload(tx: &rusqlite::Transaction<'_>, u: &Upload, limits: &UploadLimi
             .into());
         }
     }
+    insert_upload_row(tx, u, None)
+}
+
+fn insert_upload_row(
+    tx: &rusqlite::Transaction<'_>,
+    u: &Upload,
+    image_id: Option<i64>,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO uploads (id, user_id, length, received, metadata, name, name_bytes,
-                              declared, mtime, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                              declared, mtime, created_at, expires_at, image_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             u.id,
             u.user_id,
@@ -330,7 +338,8 @@ fn insert_upload(tx: &rusqlite::Transaction<'_>, u: &Upload, limits: &UploadLimi
             u.declared,
             u.mtime,
             u.created_at,
-            u.expires_at
+            u.expires_at,
+            image_id
         ],
     )?;
     Ok(())
@@ -440,6 +449,68 @@ impl Store for SqliteStore {
             insert_upload(&tx, &u, &limits)?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn join_or_create_upload(
+        &self,
+        u: &Upload,
+        limits: &UploadLimits,
+        now: i64,
+    ) -> Result<Creation> {
+        let (u, limits) = (u.clone(), *limits);
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let Some(declared) = &u.declared else {
+                insert_upload(&tx, &u, &limits)?;
+                tx.commit()?;
+                return Ok(Creation::Created);
+            };
+            let stored: Option<i64> = tx
+                .query_row(
+                    "SELECT number FROM images WHERE user_id = ?1 AND digest = ?2 AND bytes = ?3",
+                    params![u.user_id, declared, u.length as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(image) = stored {
+                // Finished from the start: nothing is sent, so no limit or quota applies.
+                let done = Upload {
+                    offset: u.length,
+                    ..u.clone()
+                };
+                insert_upload_row(&tx, &done, Some(image))?;
+                tx.commit()?;
+                return Ok(Creation::Stored(image));
+            }
+            let unfinished = tx
+                .query_row(
+                    "SELECT * FROM uploads
+                     WHERE user_id = ?1 AND declared = ?2 AND length = ?3
+                       AND image_id IS NULL AND expires_at >= ?4
+                     ORDER BY received DESC, created_at, id LIMIT 1",
+                    params![u.user_id, declared, u.length as i64, now],
+                    upload_row,
+                )
+                .optional()?;
+            let creation = match unfinished {
+                Some(mut existing) => {
+                    // The new writer gets the time to live a new upload would have.
+                    existing.expires_at = existing.expires_at.max(u.expires_at);
+                    tx.execute(
+                        "UPDATE uploads SET expires_at = ?2 WHERE id = ?1",
+                        params![existing.id, existing.expires_at],
+                    )?;
+                    Creation::Joined(Box::new(existing))
+                }
+                None => {
+                    insert_upload(&tx, &u, &limits)?;
+                    Creation::Created
+                }
+            };
+            tx.commit()?;
+            Ok(creation)
         })
         .await
     }

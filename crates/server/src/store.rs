@@ -90,6 +90,17 @@ pub struct Upload {
     pub image_id: Option<i64>,
 }
 
+/// What a creation that declared a digest came to.
+#[derive(Debug, Clone)]
+pub enum Creation {
+    /// A new upload, to be sent.
+    Created,
+    /// The user's unfinished upload of the same file, which another client is sending.
+    Joined(Box<Upload>),
+    /// The user has the file already: the new upload was recorded finished, with this image.
+    Stored(i64),
+}
+
 /// An image to record once its blob is published.
 #[derive(Debug, Clone)]
 pub struct NewImage {
@@ -128,6 +139,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Records a new upload if the user's limits and quota allow it, atomically with the check.
     async fn create_upload(&self, upload: &Upload, limits: &UploadLimits) -> Result<()>;
+    /// In one transaction, for a creation that declared a digest: if the user has an image of
+    /// that digest and length, records `upload` as finished with it (`Stored`); else joins the
+    /// user's unfinished upload, unexpired at `now`, of the same digest and length (the
+    /// furthest along if there are several), with its expiry pushed to at least
+    /// `upload.expires_at` (`Joined`); else `create_upload` (`Created`). Nothing is counted
+    /// against the limits for a joined upload: it is counted already.
+    async fn join_or_create_upload(
+        &self,
+        upload: &Upload,
+        limits: &UploadLimits,
+        now: i64,
+    ) -> Result<Creation>;
     /// The upload, only if it belongs to `user`.
     async fn upload(&self, user: UserId, id: &str) -> Result<Option<Upload>>;
     /// Takes the upload's lease until `until_ms` unless another holder's lease is still running.

@@ -26,11 +26,12 @@ use crate::auth::User;
 use crate::blobs::PartWriter;
 use crate::cleanup;
 use crate::error::ApiError;
-use crate::store::{NewImage, StoreError, Upload, UploadLimits};
+use crate::store::{Creation, NewImage, StoreError, Upload, UploadLimits};
 use crate::{now, now_ms, AppState};
 
 /// On the final PATCH or POST response and on HEAD of a finished upload: the stored image's id.
 const IMAGE_ID: &str = photosync_protocol::IMAGE_ID_HEADER;
+const JOINED: &str = photosync_protocol::JOINED_HEADER;
 const NAME_HEADER: &str = photosync_protocol::NAME_HEADER;
 
 fn header(name: &'static str) -> HeaderName {
@@ -330,9 +331,44 @@ pub async fn create(
         max_unfinished: state.config.max_unfinished_uploads,
         max_unfinished_bytes: state.config.max_unfinished_bytes,
     };
-    state.store.create_upload(&upload, &limits).await?;
+    // Two clients syncing one folder create an upload each for the same file: the second
+    // creation by the same user joins the first's unfinished upload, and the lease and offset
+    // checks keep the two writers apart; one that comes after the first finished is answered
+    // with the image. Either way the answer says so, and how far the upload is. A
+    // creation-with-upload brings bytes of its own (and an empty file has none to share), so
+    // it gets a new upload.
+    if !with_body && length > 0 && upload.declared.is_some() {
+        let creation = state
+            .store
+            .join_or_create_upload(&upload, &limits, created)
+            .await?;
+        let (id, offset, image, expires_at) = match creation {
+            Creation::Created => (upload.id.clone(), None, None, upload.expires_at),
+            Creation::Joined(existing) => {
+                tracing::info!(upload = %existing.id, length, "creation joined an unfinished upload");
+                let at = existing.offset;
+                (existing.id, Some(at), None, existing.expires_at)
+            }
+            Creation::Stored(image) => {
+                tracing::info!(upload = %upload.id, image, "creation of a file already stored");
+                (
+                    upload.id.clone(),
+                    Some(length),
+                    Some(image),
+                    upload.expires_at,
+                )
+            }
+        };
+        if let Some(offset) = offset {
+            let mut answer = created_answer(&id, None, image, expires_at);
+            answer.headers_mut().insert(header(JOINED), value(offset));
+            return Ok(answer);
+        }
+    } else {
+        state.store.create_upload(&upload, &limits).await?;
+    }
     let stored = match state.blobs.create_part(&upload.id).await {
-        // Only this request knows the id yet; an existing part file is an empty leftover.
+        // A joined writer's first PATCH may have made the part file already.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
     };
@@ -524,25 +560,49 @@ async fn gone_or_taken(state: &AppState, upload: &Upload) -> ApiError {
     }
 }
 
+/// All bytes arrived but completion was cut short (a crash): finish it now, so a full offset
+/// always means a stored image. Busy means someone else is on it. Another writer may have
+/// completed the upload between the caller's read and the lease, so only what holds under the
+/// lease is acted on; acting on the stale read would reset an image just recorded.
+async fn complete_if_cut_short(state: &AppState, upload: Upload) -> Result<Upload, ApiError> {
+    if upload.offset != upload.length || upload.image_id.is_some() {
+        return Ok(upload);
+    }
+    let Ok(lease) = lock(state, &upload).await else {
+        return Ok(upload);
+    };
+    let result = async {
+        let mut fresh = reread(state, &upload).await?;
+        if fresh.offset == fresh.length && fresh.image_id.is_none() {
+            match resume_completion(state, &fresh, lease.holder()).await? {
+                Some(image) => fresh.image_id = Some(image.id),
+                None => fresh.offset = 0,
+            }
+        }
+        Ok(fresh)
+    }
+    .await;
+    lease.release().await;
+    result
+}
+
+/// The upload as it stands now; 404 once deleted.
+async fn reread(state: &AppState, upload: &Upload) -> Result<Upload, ApiError> {
+    state
+        .store
+        .upload(upload.user_id, &upload.id)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
 pub async fn head(
     State(state): State<AppState>,
     User(user): User,
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
-        let mut upload = live_upload(&state, user, &id).await?;
-        if upload.offset == upload.length && upload.image_id.is_none() {
-            // All bytes arrived but completion was cut short (a crash): finish it now, so a
-            // full offset always means a stored image. Busy means someone else is on it.
-            if let Ok(lease) = lock(&state, &upload).await {
-                let r = resume_completion(&state, &upload, lease.holder()).await;
-                lease.release().await;
-                match r? {
-                    Some(image) => upload.image_id = Some(image.id),
-                    None => upload.offset = 0,
-                }
-            }
-        }
+        let upload = live_upload(&state, user, &id).await?;
+        let upload = complete_if_cut_short(&state, upload).await?;
         let mut h = HeaderMap::new();
         h.insert(header(tus::UPLOAD_OFFSET), value(upload.offset));
         h.insert(header(tus::UPLOAD_LENGTH), value(upload.length));
@@ -618,15 +678,11 @@ pub async fn patch(
     // What was read before the lease may be stale: another writer (a joined creation, a
     // retry) may have moved the offset or finished in between. Writing from a stale offset
     // would truncate bytes it acknowledged, so the checks are made again under the lease.
-    let fresh = match state.store.upload(user, &id).await {
-        Ok(Some(fresh)) => fresh,
-        Ok(None) => {
-            lease.release().await;
-            return Err(ApiError::not_found());
-        }
+    let fresh = match reread(&state, &upload).await {
+        Ok(fresh) => fresh,
         Err(e) => {
             lease.release().await;
-            return Err(e.into());
+            return Err(e);
         }
     };
     if fresh.image_id.is_some() || fresh.offset != upload.offset {

@@ -1926,6 +1926,152 @@ async fn malformed_or_unsafe_name_bytes_are_refused_and_create_nothing() {
     let r = s.create(&s.alice, 3, &with(&"%41".repeat(255))).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
+
+/// Two clients syncing one folder to one account each create an upload for the same file: the
+/// second creation gets the first's unfinished upload, so the file is sent once, and the
+/// offset conflict (409) and the lease (423) keep the two writers apart.
+#[tokio::test]
+async fn a_second_creation_of_an_unfinished_upload_joins_it() {
+    let s = server().await;
+    let bytes = photo("aqua.jpg");
+    let first = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    let r = s
+        .create(&s.alice, bytes.len(), &metadata("aqua.jpg", &bytes))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The answer says the upload is joined, and where it stands.
+    assert_eq!(header(&r, photosync_protocol::JOINED_HEADER), Some("0"));
+    assert_eq!(header(&r, photosync_protocol::IMAGE_ID_HEADER), None);
+    let second = header(&r, "location").unwrap().to_owned();
+    assert_eq!(second, first);
+
+    let half = bytes.len() / 2;
+    let r = s.patch(&s.alice, &first, 0, &bytes[..half]).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // The other writer believes it is at 0: told where the upload stands, it sends the rest.
+    let r = s.patch(&s.alice, &second, 0, &bytes).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        header(&r, tus::UPLOAD_OFFSET),
+        Some(half.to_string().as_str())
+    );
+    assert_eq!(s.offset(&s.alice, &second).await, half as u64);
+    let r = s
+        .patch(&s.alice, &second, half as u64, &bytes[half..])
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let image = header(&r, photosync_protocol::IMAGE_ID_HEADER)
+        .unwrap()
+        .to_owned();
+    // The first writer, going on, learns that the file is stored.
+    let r = s.head(&s.alice, &first).await;
+    assert_eq!(
+        header(&r, photosync_protocol::IMAGE_ID_HEADER),
+        Some(image.as_str())
+    );
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+
+    // Once stored, a creation of the same file gets an upload of its own, finished from the
+    // start: the answer names the image, and no byte is asked for.
+    let r = s
+        .create(&s.alice, bytes.len(), &metadata("aqua.jpg", &bytes))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&r, photosync_protocol::JOINED_HEADER),
+        Some(bytes.len().to_string().as_str())
+    );
+    assert_eq!(
+        header(&r, photosync_protocol::IMAGE_ID_HEADER),
+        Some(image.as_str())
+    );
+    let again = header(&r, "location").unwrap().to_owned();
+    assert_ne!(again, first);
+    let r = s.head(&s.alice, &again).await;
+    assert_eq!(
+        header(&r, tus::UPLOAD_OFFSET),
+        Some(bytes.len().to_string().as_str())
+    );
+    assert_eq!(
+        header(&r, photosync_protocol::IMAGE_ID_HEADER),
+        Some(image.as_str())
+    );
+    assert_eq!(
+        s.patch(&s.alice, &again, 0, &bytes).await.status(),
+        StatusCode::BAD_REQUEST,
+        "a finished upload takes no bytes"
+    );
+    assert_eq!(s.images(&s.alice).await.len(), 1);
+
+    // Another user never shares, and cannot reach Alice's upload.
+    let bobs = s.start(&s.bob, "aqua.jpg", &bytes).await;
+    assert_ne!(bobs, again);
+    assert_eq!(s.head(&s.bob, &again).await.status(), StatusCode::NOT_FOUND);
+    // Another length is another file, whatever digest it declares.
+    let r = s
+        .create(&s.alice, bytes.len() + 1, &metadata("aqua.jpg", &bytes))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_ne!(header(&r, "location"), Some(again.as_str()));
+    // A creation-with-upload brings its own bytes, and gets its own upload.
+    let r = s
+        .send(
+            s.req(Method::POST, "/files/", &s.alice)
+                .header(tus::UPLOAD_LENGTH, bytes.len().to_string())
+                .header(tus::UPLOAD_METADATA, metadata("aqua.jpg", &bytes))
+                .header("content-type", tus::OFFSET_CONTENT_TYPE)
+                .body(Body::from(bytes[..1000].to_vec()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_ne!(header(&r, "location"), Some(again.as_str()));
+    // Without a declared digest there is nothing to match on.
+    let mut m = Metadata::default();
+    m.insert(meta::NAME, "aqua.jpg");
+    let undeclared = s.create(&s.alice, bytes.len(), &m.encode()).await;
+    let undeclared = header(&undeclared, "location").unwrap().to_owned();
+    let r = s.create(&s.alice, bytes.len(), &m.encode()).await;
+    assert_ne!(header(&r, "location"), Some(undeclared.as_str()));
+}
+
+#[tokio::test]
+async fn a_joined_upload_counts_once_against_limits_and_quota() {
+    let bytes = photo("aqua.jpg");
+    let s = server_with(Config {
+        max_unfinished_uploads: 1,
+        max_unfinished_bytes: bytes.len() as u64,
+        ..Config::default()
+    })
+    .await;
+    s.state
+        .store
+        .set_quota("alice", Some(bytes.len() as u64))
+        .await
+        .unwrap();
+    let first = s.start(&s.alice, "aqua.jpg", &bytes).await;
+    for _ in 0..3 {
+        assert_eq!(s.start(&s.alice, "aqua.jpg", &bytes).await, first);
+    }
+    let r = s.create(&s.alice, 10, &metadata("b.bin", b"b")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the limits hold");
+    assert_eq!(
+        s.patch(&s.alice, &first, 0, &bytes).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(s.state.store.upload_ids().await.unwrap().len(), 1);
+    // The quota is used up, yet a creation of the stored file is answered: it needs no byte.
+    let r = s
+        .create(&s.alice, bytes.len(), &metadata("aqua.jpg", &bytes))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(header(&r, photosync_protocol::IMAGE_ID_HEADER).is_some());
+    let r = s.create(&s.alice, 10, &metadata("b.bin", b"b")).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "the quota holds");
+}
+
+/// Schema version 2 adds the exact bytes of file names; a version 1 database gains the columns
+/// and keeps its users, images and unfinished uploads.
 #[tokio::test]
 async fn a_database_of_schema_version_1_is_upgraded() {
     let dir = tempfile::tempdir().unwrap();
