@@ -2126,3 +2126,50 @@ async fn a_database_of_schema_version_1_is_upgraded() {
     // Opening it again changes nothing.
     drop(AppState::embedded(s._dir.path(), Config::default()).unwrap());
 }
+
+/// HEADs that meet a PATCH completing the upload never see it deleted or reset: a HEAD reads
+/// the upload again once it holds the lease, and finishes only a completion that still stands
+/// cut short. (A HEAD acting on its first read took the lease just after the PATCH released it,
+/// found the part file published and answered 404.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn heads_racing_the_completing_patch_never_lose_the_upload() {
+    let s = std::sync::Arc::new(server().await);
+    for round in 0..40u64 {
+        let bytes = photosync_testkit::noise(20_000, 500 + round);
+        let loc = s.start(&s.alice, "clip.bin", &bytes).await;
+        let half = bytes.len() / 2;
+        let r = s.patch(&s.alice, &loc, 0, &bytes[..half]).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let heads: Vec<_> = (0..4)
+            .map(|_| {
+                let (s, loc) = (s.clone(), loc.clone());
+                tokio::spawn(async move {
+                    for _ in 0..10_000 {
+                        let r = s.head(&s.alice, &loc).await;
+                        if r.status() != StatusCode::OK {
+                            return Err(r.status());
+                        }
+                        if header(&r, photosync_protocol::IMAGE_ID_HEADER).is_some() {
+                            return Ok(());
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let r = s.patch(&s.alice, &loc, half as u64, &bytes[half..]).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "round {round}");
+        for h in heads {
+            assert_eq!(h.await.unwrap(), Ok(()), "round {round}");
+        }
+        let r = s.head(&s.alice, &loc).await;
+        assert_eq!(
+            header(&r, tus::UPLOAD_OFFSET),
+            Some(bytes.len().to_string().as_str()),
+            "round {round}"
+        );
+        assert!(header(&r, photosync_protocol::IMAGE_ID_HEADER).is_some());
+    }
+    assert_eq!(s.images(&s.alice).await.len(), 40);
+}
