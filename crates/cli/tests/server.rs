@@ -67,14 +67,22 @@ async fn patch(
         .await
 }
 
+/// The upload's offset. HEAD is idempotent: like any tus client, this one asks again when a
+/// pooled connection turns out closed (the server closes one whose PATCH body it refused).
 async fn head_offset(c: &reqwest::Client, loc: &str, token: &str) -> usize {
-    let r = c
-        .head(loc)
-        .bearer_auth(token)
-        .header(tus::RESUMABLE, tus::VERSION)
-        .send()
-        .await
-        .unwrap();
+    let mut tries = 0;
+    let r = loop {
+        let sent = c
+            .head(loc)
+            .bearer_auth(token)
+            .header(tus::RESUMABLE, tus::VERSION)
+            .send()
+            .await;
+        match sent {
+            Err(e) if tries < 5 && e.is_request() => tries += 1,
+            other => break other.unwrap(),
+        }
+    };
     assert_eq!(r.status(), 200);
     r.headers()[tus::UPLOAD_OFFSET]
         .to_str()
@@ -509,9 +517,12 @@ async fn thirty_two_clients_at_once_store_every_photo_exactly_once() {
                         return Ok(loc);
                     }
                     let end = if offset < half { half } else { bytes.len() };
-                    let r = patch(&c, &loc, &token, offset, bytes[offset..end].to_vec().into())
-                        .await
-                        .unwrap();
+                    let sent =
+                        patch(&c, &loc, &token, offset, bytes[offset..end].to_vec().into()).await;
+                    // A dropped connection: ask where the upload stands and go on.
+                    let Ok(r) = sent else {
+                        continue;
+                    };
                     match r.status().as_u16() {
                         // Another writer holds the upload, moved its offset or finished it.
                         409 | 423 | 400 => tokio::time::sleep(Duration::from_millis(20)).await,
