@@ -429,14 +429,24 @@ async fn a_full_disk_under_the_log_does_not_fail_requests() {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "debug")
-        .stderr(std::fs::File::create("/dev/full").unwrap())
-        .spawn()
-        .unwrap();
+    /// Kills the server however the test ends, so a failed assertion leaves no process behind.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Killed(
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "debug")
+            .stderr(std::fs::File::create("/dev/full").unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{port}");
     let c = client();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -447,21 +457,17 @@ async fn a_full_disk_under_the_log_does_not_fail_requests() {
         assert!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let bytes = photo("aqua.jpg");
-    for _ in 0..3 {
-        let loc = create(&c, &url, &token, "aqua.jpg", &bytes).await;
-        let r = patch(&c, &loc, &token, 0, bytes.clone().into())
-            .await
-            .unwrap();
+    for name in ["aqua.jpg", "garden.jpg", "wood.jpg"] {
+        let bytes = photo(name);
+        let loc = create(&c, &url, &token, name, &bytes).await;
+        let r = patch(&c, &loc, &token, 0, bytes.into()).await.unwrap();
         assert_eq!(r.status(), 204);
     }
-    assert_eq!(images(&c, &url, &token).await.len(), 1);
+    assert_eq!(images(&c, &url, &token).await.len(), 3);
     assert!(
-        server.try_wait().unwrap().is_none(),
+        server.0.try_wait().unwrap().is_none(),
         "the server is still running"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// Only one server serves a data directory (its leases, its index): a second one says so and
