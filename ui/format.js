@@ -40,6 +40,8 @@ export function detail(row) {
     }
     case 'identifying':
       return 'reading the picture';
+    case 'uploaded':
+      return row.unidentified ? `backed up, not identified: ${row.unidentified}` : row.path;
     default:
       return row.path;
   }

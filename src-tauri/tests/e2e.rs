@@ -155,12 +155,13 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     fill(&c, "folder-path", library.to_str().unwrap()).await;
     click(&c, "add-folder-path").await;
     // A link to nothing holds nothing to back up: it is reported (skipped), not a failure.
-    let (failed, skipped) = if root { (1, 1) } else { (2, 0) };
+    // The corrupt image is backed up by its bytes.
+    let (failed, skipped) = if root { (0, 1) } else { (1, 0) };
     wait_js(
         &c,
         "every photo uploaded and the bad files failed or were skipped",
         &format!(
-            "document.querySelectorAll('.row[data-status=uploaded]').length === 6 && \
+            "document.querySelectorAll('.row[data-status=uploaded]').length === 7 && \
              document.querySelectorAll('.row[data-status=failed]').length === {failed} && \
              document.querySelectorAll('.row[data-status=skipped]').length === {skipped}"
         ),
@@ -175,9 +176,18 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
             .all(|r| r.as_str().unwrap().len() > 10),
         "{reasons}"
     );
+    let corrupt = js(
+        &c,
+        "return document.querySelector('.row[data-name=\"corrupt.jpg\"] .detail').textContent",
+    )
+    .await;
     assert!(
-        reasons.to_string().contains("jpeg"),
-        "the corrupt file says why: {reasons}"
+        corrupt
+            .as_str()
+            .unwrap()
+            .starts_with("backed up, not identified: ")
+            && corrupt.to_string().contains("jpeg"),
+        "the corrupt file says why it has no picture identity: {corrupt}"
     );
     assert_eq!(
         js(
@@ -185,9 +195,9 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
             "return document.getElementById('filter-uploaded').textContent"
         )
         .await,
-        json!("Uploaded6")
+        json!("Uploaded7")
     );
-    assert_eq!(server.images().await, 6, "the server holds them");
+    assert_eq!(server.images().await, 7, "the server holds them");
     wait_js(
         &c,
         "the folder's counts",
@@ -215,7 +225,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         why.as_str().unwrap().contains("same bytes as aqua.jpg"),
         "{why}"
     );
-    assert_eq!(server.images().await, 6);
+    assert_eq!(server.images().await, 7);
 
     // Pause holds uploads; resume lets them go.
     click(&c, "pause").await;
@@ -237,7 +247,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         js(&c, &format!("return {}", row_status("while-paused.jpg"))).await,
         json!("queued")
     );
-    assert_eq!(server.images().await, 6, "nothing uploaded while paused");
+    assert_eq!(server.images().await, 7, "nothing uploaded while paused");
     assert_eq!(
         js(&c, "return document.getElementById('pause').textContent").await,
         json!("Resume")
@@ -286,7 +296,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         &format!("{} === 'uploaded'", row_status("while-away.jpg")),
     )
     .await;
-    assert_eq!(server.images().await, 9);
+    assert_eq!(server.images().await, 10);
 
     for shot in [&first_run, &main, &after_drop, &offline] {
         assert_not_blank(shot);

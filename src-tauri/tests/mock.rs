@@ -123,7 +123,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
         "never sent back"
     );
 
-    // A folder of real photos, one corrupt.
+    // A folder of real photos, one corrupt: backed up by its bytes.
     let photos = home.path().join("Pictures");
     std::fs::create_dir(&photos).unwrap();
     for n in ["aqua.jpg", "dune.jpg", "storm.jpg"] {
@@ -140,7 +140,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
     invoke(&webview, "add_folder", json!({"path": photos})).unwrap();
     wait_for("uploaded", || {
         let o = invoke(&webview, "overview", json!({})).unwrap();
-        o["totals"]["by_status"]["uploaded"] == 3 && o["totals"]["by_status"]["failed"] == 1
+        o["totals"]["by_status"]["uploaded"] == 4
     });
     let folders = invoke(&webview, "folders", json!({})).unwrap();
     assert_eq!(folders[0]["files"], 4);
@@ -151,7 +151,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
             .lock()
             .unwrap()
             .iter()
-            .any(|u| u["overview"]["totals"]["by_status"]["uploaded"] == 3)
+            .any(|u| u["overview"]["totals"]["by_status"]["uploaded"] == 4)
     });
     let seen: std::collections::BTreeSet<u64> = updates
         .lock()
@@ -180,12 +180,16 @@ fn commands_events_and_tray_actions_drive_the_service() {
     let page = invoke(
         &webview,
         "list",
-        json!({"query": {"status": "failed", "offset": 0, "limit": 10}}),
+        json!({"query": {"search": "corrupt", "offset": 0, "limit": 10}}),
     )
     .unwrap();
     assert_eq!(page["total"], 1);
-    assert_eq!(page["rows"][0]["name"], "corrupt.jpg");
-    assert!(page["rows"][0]["reason"].as_str().unwrap().contains("jpeg"));
+    let row = &page["rows"][0];
+    assert_eq!(row["status"], "uploaded", "{row}");
+    assert!(
+        row["unidentified"].as_str().unwrap().contains("jpeg"),
+        "{row}"
+    );
 
     // Tray actions: pause and resume reach the service.
     photosync_desktop::tray::on_menu(app.handle(), "pause");

@@ -104,6 +104,8 @@ pub struct Row {
     pub status: Status,
     /// Why it was skipped or failed.
     pub reason: Option<String>,
+    /// Why the file could not be identified as a picture: it is backed up by its bytes.
+    pub unidentified: Option<String>,
     pub matched: Option<Matched>,
     pub upload: Option<Upload>,
     /// Seconds since the epoch of the next automatic retry.
@@ -178,6 +180,7 @@ impl Board {
                     name: name_of(path),
                     status: Status::Found,
                     reason: None,
+                    unidentified: None,
                     matched: None,
                     upload: None,
                     next_retry: None,
@@ -222,7 +225,9 @@ impl Board {
             Event::Identifying { .. } => {
                 row.status = Status::Identifying;
                 row.reason = None;
+                row.unidentified = None;
             }
+            Event::Unidentified { reason, .. } => row.unidentified = Some(reason.clone()),
             // A later rescan finds what this session uploaded or matched in the sync list: the
             // row keeps saying what happened to it.
             Event::AlreadySynced { .. }

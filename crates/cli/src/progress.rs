@@ -126,6 +126,10 @@ impl Progress {
                 self.record(&path, "on the server", escape_text(&how.reason()));
                 self.finish_one(&path);
             }
+            // The file goes on to be uploaded; the summary lists it.
+            Event::Unidentified { path, reason } => {
+                tracing::info!(path = %escape_path(&path), reason, "not identified; backed up by its bytes");
+            }
             Event::Skipped { path, reason, .. } => {
                 self.record(&path, "skipped", escape_text(&reason));
                 self.finish_one(&path);
@@ -211,6 +215,13 @@ pub fn summary_text(s: &Summary, events: &[Event]) -> String {
     for (p, why) in &s.skipped {
         out.push_str(&format!(
             "  skipped: {}: {}\n",
+            escape_path(p),
+            escape_text(why)
+        ));
+    }
+    for (p, why) in &s.unidentified {
+        out.push_str(&format!(
+            "  backed up, not identified: {}: {}\n",
             escape_path(p),
             escape_text(why)
         ));

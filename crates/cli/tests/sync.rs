@@ -84,9 +84,10 @@ fn sync_uploads_then_finds_everything_synced() {
     ));
     assert!(first.status.success(), "{first:?}");
     let out = stdout(&first);
-    assert!(out.starts_with("uploaded 3, already synced 0"), "{out}");
+    // Not a picture the decoders can read: backed up by its bytes all the same.
+    assert!(out.starts_with("uploaded 4, already synced 0"), "{out}");
     assert!(
-        out.contains("skipped: ") && out.contains("broken.jpg"),
+        out.contains("backed up, not identified: ") && out.contains("broken.jpg"),
         "{out}"
     );
 
@@ -97,13 +98,13 @@ fn sync_uploads_then_finds_everything_synced() {
         &state,
     ));
     assert!(
-        stdout(&second).starts_with("uploaded 0, already synced 3"),
+        stdout(&second).starts_with("uploaded 0, already synced 4"),
         "{}",
         stdout(&second)
     );
     let status = run(&mut photosync(&["status"], &server.url, &token, &state));
     assert!(
-        stdout(&status).contains("3 files in the sync list"),
+        stdout(&status).contains("4 files in the sync list"),
         "{}",
         stdout(&status)
     );
@@ -497,10 +498,10 @@ fn two_clients_syncing_one_folder_send_its_bytes_once() {
         "two clients, one folder of {folder} bytes: {sent} bytes reached the server ({:.2} ×)",
         sent as f64 / folder as f64
     );
-    // Requests, headers and a rejected part's first chunk cost something; a second copy of
-    // every file would be 2 ×.
+    // Requests and headers cost something; a second copy of every file would be 2 ×, and
+    // parts sent into the other machine's upload (joined but not watched) about 1.4 ×.
     assert!(
-        sent < folder * 13 / 10,
+        sent < folder * 115 / 100,
         "{sent} bytes sent for a {folder}-byte folder"
     );
 }
@@ -698,9 +699,11 @@ fn watch_started_before_its_server_ends_on_ctrl_c_with_only_standing_failures() 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // In the client's sync list, which it writes after the server's answer: the server's
+    // images alone may be in before the client has heard back.
     wait_for("both retried and uploaded", || {
-        rusqlite::Connection::open(data.path().join("photosync.db"))
-            .and_then(|db| db.query_row("SELECT COUNT(*) FROM images", [], |r| r.get::<_, i64>(0)))
+        rusqlite::Connection::open(&state)
+            .and_then(|db| db.query_row("SELECT COUNT(*) FROM synced", [], |r| r.get::<_, i64>(0)))
             .is_ok_and(|n| n == 2)
     });
     // SAFETY: kill(2) on our own child's pid.

@@ -114,6 +114,13 @@ pub enum Event {
         path: PathBuf,
         remote_id: i64,
     },
+    /// The file looks like an image but could not be identified (corrupt, truncated, too many
+    /// pixels, too large to decode): it is backed up by its bytes, as a video is, and copies of
+    /// it are recognised by their bytes only.
+    Unidentified {
+        path: PathBuf,
+        reason: String,
+    },
     Skipped {
         path: PathBuf,
         reason: String,
@@ -144,6 +151,7 @@ impl Event {
             | Event::Queued { path, .. }
             | Event::Uploading { path, .. }
             | Event::Uploaded { path, .. }
+            | Event::Unidentified { path, .. }
             | Event::Skipped { path, .. }
             | Event::Failed { path, .. }
             | Event::Folder { path, .. } => path,

@@ -18,12 +18,20 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
-#[error("local state: {0}")]
-pub struct StateError(String);
+pub enum StateError {
+    #[error("local state: {0}")]
+    Db(String),
+    /// Written by a newer Photosync, whose changes this one would not understand.
+    #[error(
+        "local state: written by a newer Photosync (schema version {found}; this one knows up \
+         to {known}); update Photosync, or give another state file"
+    )]
+    Newer { found: i64, known: i64 },
+}
 
 impl From<rusqlite::Error> for StateError {
     fn from(e: rusqlite::Error) -> Self {
-        StateError(e.to_string())
+        StateError::Db(e.to_string())
     }
 }
 
@@ -77,7 +85,12 @@ pub struct State {
     conn: Arc<Mutex<Connection>>,
 }
 
-const SCHEMA: &str = "
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// From no version (the files of earlier builds, or a new file) to version 1: every table, and
+/// the `skips` table of earlier builds dropped.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -104,12 +117,9 @@ CREATE TABLE IF NOT EXISTS pending (
     offset_acked INTEGER NOT NULL,
     PRIMARY KEY (server, digest)
 );
-CREATE TABLE IF NOT EXISTS skips (
-    path BLOB PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    reason TEXT NOT NULL
-);
+-- Earlier versions noted images they could not identify here and never read them again;
+-- such files are now backed up by their bytes.
+DROP TABLE IF EXISTS skips;
 CREATE TABLE IF NOT EXISTS matches (
     server TEXT NOT NULL,
     path BLOB NOT NULL,
@@ -133,6 +143,37 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 ";
 
+/// The file's schema version; a newer one than this build knows is refused.
+fn version(conn: &Connection) -> Result<i64> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StateError::Newer {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Brings the file to `SCHEMA_VERSION`. The version is read again under the write lock, so two
+/// processes opening one old file together migrate it once; a current file takes no lock.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    if version(conn)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found = version(&tx)?;
+    if found < 1 {
+        tx.execute_batch(SCHEMA_V1)?;
+    }
+    if found < SCHEMA_VERSION {
+        tracing::info!(from = found, to = SCHEMA_VERSION, "local state upgraded");
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 fn path_key(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()
 }
@@ -144,13 +185,13 @@ fn path_of(bytes: Vec<u8>) -> PathBuf {
 impl State {
     pub fn open(path: &Path) -> Result<State> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StateError(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| StateError::Db(e.to_string()))?;
         }
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
         )?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(State {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -204,7 +245,6 @@ impl State {
     pub fn forget_file(&self, path: &Path) -> Result<()> {
         self.with(|c| {
             c.execute("DELETE FROM files WHERE path = ?1", [path_key(path)])?;
-            c.execute("DELETE FROM skips WHERE path = ?1", [path_key(path)])?;
             Ok(())
         })
     }
@@ -240,28 +280,6 @@ impl State {
         }
         tx.commit()?;
         Ok(gone.len())
-    }
-
-    /// Why the file at `path` was skipped, if it still has this size and mtime.
-    pub fn skip_reason(&self, path: &Path, size: u64, mtime_ns: i64) -> Result<Option<String>> {
-        self.with(|c| {
-            c.prepare_cached(
-                "SELECT reason FROM skips WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3",
-            )?
-            .query_row(params![path_key(path), size as i64, mtime_ns], |r| r.get(0))
-            .optional()
-        })
-    }
-
-    pub fn put_skip(&self, path: &Path, size: u64, mtime_ns: i64, reason: &str) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO skips (path, size, mtime_ns, reason) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (path) DO UPDATE SET size = ?2, mtime_ns = ?3, reason = ?4",
-                params![path_key(path), size as i64, mtime_ns, reason],
-            )?;
-            Ok(())
-        })
     }
 
     /// Local paths known to hold `digest`.
@@ -490,13 +508,15 @@ impl State {
         match std::fs::metadata(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StateError(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(StateError::Db(format!("{}: {e}", path.display()))),
         }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Read-only: an older file is read as it is (its tables are a subset), a newer refused.
+        version(&conn)?;
         Ok(Some(State {
             conn: Arc::new(Mutex::new(conn)),
         }))
@@ -520,6 +540,60 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_file_of_earlier_builds_is_upgraded_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        {
+            let c = Connection::open(&db).unwrap();
+            c.execute_batch(include_str!("../tests/state-v0.sql"))
+                .unwrap();
+        }
+        let s = State::open(&db).unwrap();
+        let f = s.file(Path::new("/photos/a.jpg")).unwrap().unwrap();
+        assert_eq!((f.size, f.digest.as_str()), (10, "ab"));
+        assert_eq!(s.synced("srv", "ab").unwrap().unwrap().remote_id, 7);
+        assert_eq!(s.pending("srv", "cd").unwrap().unwrap().offset, 4);
+        let (version, skips): (i64, i64) = s
+            .with(|c| {
+                Ok((
+                    c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+                    c.query_row(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE name = 'skips'",
+                        [],
+                        |r| r.get(0),
+                    )?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((version, skips), (SCHEMA_VERSION, 0));
+        drop(s);
+        // Opened again: nothing to do, nothing lost.
+        let s = State::open(&db).unwrap();
+        assert!(s.file(Path::new("/photos/a.jpg")).unwrap().is_some());
+        s.with(|c| c.execute_batch("PRAGMA user_version = 99"))
+            .unwrap();
+        drop(s);
+        let e = State::open(&db).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StateError::Newer {
+                    found: 99,
+                    known: SCHEMA_VERSION
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("newer Photosync"), "{e}");
+        // Refused without a change: the newer build still finds its file as it left it.
+        let c = Connection::open(&db).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 99);
+    }
 
     #[test]
     fn matches_are_kept_until_the_file_is_uploaded_and_forcing_is_remembered() {

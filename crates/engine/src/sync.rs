@@ -60,6 +60,9 @@ pub struct Summary {
     /// Held by the server already: same bytes, or the same picture at least as large.
     pub on_server: usize,
     pub skipped: Vec<(PathBuf, String)>,
+    /// Files that look like images but could not be identified, with why: backed up by their
+    /// bytes all the same.
+    pub unidentified: Vec<(PathBuf, String)>,
     pub failed: Vec<(PathBuf, String)>,
     /// Entries that hold nothing to back up (a broken symbolic link): reported, not failed.
     pub warnings: Vec<(PathBuf, String)>,
@@ -80,6 +83,7 @@ impl Summary {
         self.already_synced += later.already_synced;
         self.on_server += later.on_server;
         self.skipped.extend(later.skipped);
+        self.unidentified.extend(later.unidentified);
         self.failed.extend(later.failed);
         self.warnings.extend(later.warnings);
         self.interrupted.extend(later.interrupted);
@@ -183,6 +187,8 @@ const EMPTY_FILE: &str = "empty file (0 bytes)";
 /// One file after identification.
 enum Known {
     File(FileRecord),
+    /// Read, but not identifiable as a picture (why): backed up by its bytes.
+    Unidentified(FileRecord, String),
     Skip(String),
     /// Not read: the run was cancelled first.
     Interrupted,
@@ -201,17 +207,12 @@ fn known_unchanged(state: &State, path: &Path) -> Option<Known> {
     if size == 0 {
         return Some(Known::Skip(EMPTY_FILE.into()));
     }
-    if let Ok(Some(rec)) = state.file(path) {
-        if rec.size == size && rec.mtime_ns == mtime {
-            return Some(Known::File(rec));
-        }
+    // Earlier versions skipped an image they could not identify and noted it; such a file is
+    // read again now, and backed up by its bytes.
+    match state.file(path) {
+        Ok(Some(rec)) if rec.size == size && rec.mtime_ns == mtime => Some(Known::File(rec)),
+        _ => None,
     }
-    // A bad file is not read again until it changes.
-    state
-        .skip_reason(path, size, mtime)
-        .ok()
-        .flatten()
-        .map(Known::Skip)
 }
 
 /// Lowers the calling thread's CPU priority (nice 10), so a big first scan leaves the computer
@@ -278,46 +279,68 @@ fn know(state: &State, path: &Path, events: &EventSink, control: &Control) -> Kn
         Err(IdentifyError::NotAnImage | IdentifyError::Unsupported(_)) => None,
         _ => Some(identify_file(path, &Limits::default())),
     };
-    let rec = match identified {
-        Some(Ok(id)) => FileRecord {
-            size,
-            mtime_ns: mtime,
-            digest: id.digest.to_string(),
-            identifier: Some(id.identifier.to_string()),
-            pixels: Some(id.pixels()),
-        },
-        None => {
-            let mut h = blake3::Hasher::new();
-            h.update(&head);
-            let reader = UnlessCancelled {
-                inner: &mut file,
-                control,
-            };
-            match h.update_reader(reader) {
-                Ok(_) => FileRecord {
-                    size,
-                    mtime_ns: mtime,
-                    digest: h.finalize().to_hex().to_string(),
-                    identifier: None,
-                    pixels: None,
-                },
-                Err(_) if control.is_cancelled() => return Known::Interrupted,
-                Err(e) => return Known::Skip(format!("cannot read: {e}")),
-            }
-        }
+    let (rec, unidentified) = match identified {
+        Some(Ok(id)) => (
+            FileRecord {
+                size,
+                mtime_ns: mtime,
+                digest: id.digest.to_string(),
+                identifier: Some(id.identifier.to_string()),
+                pixels: Some(id.pixels()),
+            },
+            None,
+        ),
         Some(Err(IdentifyError::Io(e))) => return Known::Skip(format!("cannot read: {e}")),
-        Some(Err(e)) => {
-            let reason = e.to_string();
-            if let Err(e) = state.put_skip(path, size, mtime, &reason) {
-                tracing::warn!(error = %e, "skip not recorded");
-            }
-            return Known::Skip(reason);
-        }
+        // Emptied since it was looked at.
+        Some(Err(IdentifyError::Empty)) => return Known::Skip(EMPTY_FILE.into()),
+        // Corrupt, truncated, too large to decode: a photo all the same, and the one a person
+        // can least afford to lose. Its bytes are what is backed up.
+        Some(Err(e)) => match digest_of(&mut file, &[], control) {
+            Ok(digest) => (bytes_only(size, mtime, digest), Some(e.to_string())),
+            Err(known) => return known,
+        },
+        None => match digest_of(&mut file, &head, control) {
+            Ok(digest) => (bytes_only(size, mtime, digest), None),
+            Err(known) => return known,
+        },
     };
     if let Err(e) = state.put_file(path, &rec) {
         tracing::warn!(error = %e, "file table not updated");
     }
-    Known::File(rec)
+    match unidentified {
+        Some(reason) => Known::Unidentified(rec, reason),
+        None => Known::File(rec),
+    }
+}
+
+/// A file known by its bytes alone, with no picture identity.
+fn bytes_only(size: u64, mtime_ns: i64, digest: String) -> FileRecord {
+    FileRecord {
+        size,
+        mtime_ns,
+        digest,
+        identifier: None,
+        pixels: None,
+    }
+}
+
+/// The BLAKE3 of `head` followed by the rest of `file` from where it stands (from its start
+/// when `head` is empty), read as a stream however large.
+fn digest_of(file: &mut std::fs::File, head: &[u8], control: &Control) -> Result<String, Known> {
+    if head.is_empty() {
+        std::io::Seek::rewind(file).map_err(|e| Known::Skip(format!("cannot read: {e}")))?;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(head);
+    let reader = UnlessCancelled {
+        inner: file,
+        control,
+    };
+    match h.update_reader(reader) {
+        Ok(_) => Ok(h.finalize().to_hex().to_string()),
+        Err(_) if control.is_cancelled() => Err(Known::Interrupted),
+        Err(e) => Err(Known::Skip(format!("cannot read: {e}"))),
+    }
 }
 
 impl Engine {
@@ -503,6 +526,18 @@ impl Engine {
             }
             match known.map(|(k, _)| k) {
                 Ok(Known::File(rec)) => {
+                    by_digest
+                        .entry(rec.digest.clone())
+                        .or_insert_with(|| (rec, Vec::new()))
+                        .1
+                        .push(path.clone());
+                }
+                Ok(Known::Unidentified(rec, reason)) => {
+                    emit(Event::Unidentified {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+                    summary.unidentified.push((path.clone(), reason));
                     by_digest
                         .entry(rec.digest.clone())
                         .or_insert_with(|| (rec, Vec::new()))

@@ -318,6 +318,9 @@ const WATCH_POLL: Duration = Duration::from_secs(1);
 struct Watch {
     offset: u64,
     moved: Instant,
+    /// The longest time the other writer took to move the offset: a slow link's parts take
+    /// longer than `STALL`, and such a writer is not taken for stopped.
+    slowest: Duration,
 }
 
 impl Watch {
@@ -325,6 +328,7 @@ impl Watch {
         Watch {
             offset,
             moved: Instant::now(),
+            slowest: Duration::ZERO,
         }
     }
 
@@ -334,19 +338,33 @@ impl Watch {
             return false;
         }
         self.offset = offset;
+        self.slowest = self.slowest.max(self.moved.elapsed());
         self.moved = Instant::now();
         true
     }
 
     fn stalled(&self) -> bool {
-        self.moved.elapsed() >= STALL
+        self.moved.elapsed() >= STALL.max(self.slowest * 3)
     }
 }
 
+/// The server's upload a file goes to.
+struct Place {
+    url: String,
+    /// Created by this client in this run: no other client sends into it, so it may be
+    /// terminated when the file can no longer complete it. A joined or resumed one may be
+    /// another client's, and is left to complete or expire.
+    mine: bool,
+}
+
 /// Where a new upload starts: a joined one where the other writer has it, watched.
-fn start_of(created: Created) -> (String, u64, Option<Watch>) {
+fn start_of(created: Created) -> (Place, u64, Option<Watch>) {
     let offset = created.joined.unwrap_or(0);
-    (created.url, offset, created.joined.map(Watch::new))
+    let place = Place {
+        url: created.url,
+        mine: created.joined.is_none(),
+    };
+    (place, offset, created.joined.map(Watch::new))
 }
 
 /// Retries of one upload: failures count against `max_attempts`, waits that the server asks for
@@ -423,31 +441,33 @@ pub(crate) async fn upload(ctx: &Ctx, job: &Job) -> Result<i64, UploadError> {
     if ctx.control.is_cancelled() {
         return Err(UploadError::Cancelled);
     }
-    let (mut url, offset, watch) = match resume_point(ctx, job).await? {
+    let (mut place, offset, watch) = match resume_point(ctx, job).await? {
         Start::Done(id) => return Ok(id),
-        Start::At(url, offset) => (url, offset, None),
+        Start::At(url, offset) => (Place { url, mine: false }, offset, None),
         Start::New => start_of(create(ctx, job).await?),
     };
-    let result = send_parts(ctx, job, &mut url, offset, watch).await;
+    let result = send_parts(ctx, job, &mut place, offset, watch).await;
     let resized = std::fs::metadata(&job.path).is_ok_and(|m| m.len() != job.length);
     if result == Err(UploadError::Changed) && resized {
         // A file of another length can never complete this upload: it is dropped on the
         // server. One of the same length may still be these bytes (only its mtime moved): it
         // stays pending, and resumes if reading it again gives the same digest.
         let _ = ctx.state.drop_pending(&ctx.server_key, &job.digest);
-        if let Err(e) = ctx.client.terminate(&url).await {
-            tracing::debug!(error = %e, "an abandoned upload was not terminated; it expires");
+        if place.mine {
+            if let Err(e) = ctx.client.terminate(&place.url).await {
+                tracing::debug!(error = %e, "an abandoned upload was not terminated; it expires");
+            }
         }
     }
     result
 }
 
 /// Sends the parts from `offset` until the server names the image.
-/// `url` follows the upload when the server loses it and a new one is created.
+/// `place` follows the upload when the server loses it and a new one is created.
 async fn send_parts(
     ctx: &Ctx,
     job: &Job,
-    url: &mut String,
+    place: &mut Place,
     mut offset: u64,
     mut watch: Option<Watch>,
 ) -> Result<i64, UploadError> {
@@ -457,7 +477,12 @@ async fn send_parts(
     let mut ask_offset = false;
     // 409s in a row: the offset the server gave did not hold.
     let mut conflicts = 0;
+    // Sending after watching: the other writer may still be there. Takeovers cut off in a
+    // row are bounded, so a link that breaks every body still ends as a failure.
+    let mut took_over = false;
+    let mut cut_takeovers = 0;
     loop {
+        let url = &place.url;
         if ctx.control.is_paused() {
             // A pause is no failure, and waits asked for before it start again after it.
             retries.succeeded();
@@ -492,7 +517,8 @@ async fn send_parts(
                     }
                 },
                 Err(e) if matches!(e.status(), Some(404 | 410)) => {
-                    (*url, offset, watch) = start_of(create(ctx, job).await?);
+                    (*place, offset, watch) = start_of(create(ctx, job).await?);
+                    continue;
                 }
                 Err(e) => {
                     failed_attempt(ctx, job, &mut retries, &e).await?;
@@ -515,6 +541,7 @@ async fn send_parts(
             }
             tracing::info!(path = %job.path.display(), offset, "the other writer stopped; sending it here");
             watch = None;
+            took_over = true;
         }
         let (size, prepare) = {
             let s = ctx.sizer.lock().unwrap_or_else(|p| p.into_inner());
@@ -574,6 +601,8 @@ async fn send_parts(
             Ok(ack) => {
                 retries.succeeded();
                 conflicts = 0;
+                took_over = false;
+                cut_takeovers = 0;
                 let waited = Duration::from_nanos(waited.load(Ordering::Relaxed));
                 acknowledged(ctx, job, url, offset, size, ack.offset, ack.elapsed, waited)?;
                 offset = ack.offset;
@@ -596,7 +625,7 @@ async fn send_parts(
             Err(e) if matches!(e.status(), Some(404 | 410)) => {
                 // The server dropped the upload (expired, removed): start a new one.
                 tracing::info!(path = %job.path.display(), "upload gone on the server; starting again");
-                (*url, offset, watch) = start_of(create(ctx, job).await?);
+                (*place, offset, watch) = start_of(create(ctx, job).await?);
             }
             Err(e) if e.code() == Some("digest_mismatch") => return Err(UploadError::Changed),
             Err(e) if e.status() == Some(422) => {
@@ -613,6 +642,16 @@ async fn send_parts(
                 }
                 None => return Err(UploadError::Failed(plain(&e))),
             },
+            // The server may refuse a body sent into another writer's lease by closing the
+            // connection, before the 423 is read: the other writer is back, so watch again.
+            Err(e)
+                if took_over && e.is_transient() && e.status().is_none() && cut_takeovers < 3 =>
+            {
+                took_over = false;
+                cut_takeovers += 1;
+                watch = Some(Watch::new(offset));
+                ask_offset = true;
+            }
             Err(e) => {
                 failed_attempt(ctx, job, &mut retries, &e).await?;
                 ask_offset = true;

@@ -96,22 +96,46 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
         b"not a photo, backed up all the same",
     );
     write(&library, "empty.jpg", b"");
+    // Images the decoders cannot identify are backed up by their bytes, never skipped.
     let mut corrupt = photo("dune.jpg");
     corrupt.truncate(corrupt.len() / 2);
     write(&library, "corrupt.jpg", &corrupt);
+    write(
+        &library,
+        "panorama.png",
+        &photosync_testkit::png_bomb(40_000, 40_000),
+    );
+    let mut mangled = photo("storm.jpg");
+    mangled[20..320].copy_from_slice(&photosync_testkit::noise(300, 3));
+    write(&library, "mangled.jpg", &mangled);
+    let backed_up = names.len() + 4;
 
     let (engine, log) = engine(&s, local.path());
     let summary = engine.sync(std::slice::from_ref(&library)).await;
-    assert_eq!(summary.uploaded, names.len() + 1, "{summary:#?}");
-    assert_eq!(summary.skipped.len(), 2, "{summary:#?}");
+    assert_eq!(summary.uploaded, backed_up, "{summary:#?}");
+    assert_eq!(summary.skipped.len(), 1, "{summary:#?}");
+    assert!(summary.skipped[0].1.contains("empty"));
     assert!(summary.failed.is_empty(), "{summary:#?}");
-    let skipped: Vec<String> = summary.skipped.iter().map(|(_, r)| r.clone()).collect();
-    assert!(skipped.iter().any(|r| r.contains("empty")));
-    assert!(
-        skipped.iter().any(|r| r.contains("truncated")),
-        "{skipped:?}"
+    let mut unidentified: Vec<(String, String)> = summary
+        .unidentified
+        .iter()
+        .map(|(p, r)| (p.file_name().unwrap().to_string_lossy().into(), r.clone()))
+        .collect();
+    unidentified.sort();
+    let names_of: Vec<&str> = unidentified.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names_of,
+        ["corrupt.jpg", "mangled.jpg", "panorama.png"],
+        "{unidentified:?}"
     );
-    assert_eq!(server_images(&s).await, names.len() + 1);
+    assert!(unidentified[0].1.contains("truncated"), "{unidentified:?}");
+    assert!(
+        log.lock().unwrap().iter().any(
+            |e| matches!(e, Event::Unidentified { path, .. } if path.ends_with("panorama.png"))
+        ),
+        "the event names the file"
+    );
+    assert_eq!(server_images(&s).await, backed_up);
     {
         let log = log.lock().unwrap();
         let parts = events_for(&log, "garden.jpg")
@@ -136,7 +160,7 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
     log.lock().unwrap().clear();
     let again = engine.sync(std::slice::from_ref(&library)).await;
     assert_eq!(again.uploaded, 0);
-    assert_eq!(again.already_synced, names.len() + 1);
+    assert_eq!(again.already_synced, backed_up);
     assert_eq!(
         upload_sessions(&s).await,
         sessions,
@@ -197,7 +221,7 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
     assert!(
         matches!(why("smaller.jpg"), OnServer::SamePicture { ref name, .. } if name == "coffee.jpg")
     );
-    assert_eq!(server_images(&s).await, names.len() + 1);
+    assert_eq!(server_images(&s).await, backed_up);
 }
 
 #[tokio::test]

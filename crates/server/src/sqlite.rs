@@ -475,14 +475,31 @@ impl Store for SqliteStore {
                 )
                 .optional()?;
             if let Some(image) = stored {
-                // Finished from the start: nothing is sent, so no limit or quota applies.
-                let done = Upload {
-                    offset: u.length,
-                    ..u.clone()
+                let finished = tx
+                    .query_row(
+                        "SELECT * FROM uploads
+                         WHERE user_id = ?1 AND image_id = ?2 AND expires_at >= ?3
+                         ORDER BY expires_at DESC, id LIMIT 1",
+                        params![u.user_id, image, now],
+                        upload_row,
+                    )
+                    .optional()?;
+                let done = match finished {
+                    Some(done) => done,
+                    None => {
+                        // Finished from the start: nothing is sent, so no limit or quota
+                        // applies.
+                        let done = Upload {
+                            offset: u.length,
+                            image_id: Some(image),
+                            ..u.clone()
+                        };
+                        insert_upload_row(&tx, &done, Some(image))?;
+                        done
+                    }
                 };
-                insert_upload_row(&tx, &done, Some(image))?;
                 tx.commit()?;
-                return Ok(Creation::Stored(image));
+                return Ok(Creation::Stored(Box::new(done)));
             }
             let unfinished = tx
                 .query_row(

@@ -97,8 +97,9 @@ pub enum Creation {
     Created,
     /// The user's unfinished upload of the same file, which another client is sending.
     Joined(Box<Upload>),
-    /// The user has the file already: the new upload was recorded finished, with this image.
-    Stored(i64),
+    /// The user has the file already: a finished upload naming its image (the user's newest
+    /// unexpired one, or the new upload recorded finished).
+    Stored(Box<Upload>),
 }
 
 /// An image to record once its blob is published.
@@ -140,7 +141,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a new upload if the user's limits and quota allow it, atomically with the check.
     async fn create_upload(&self, upload: &Upload, limits: &UploadLimits) -> Result<()>;
     /// In one transaction, for a creation that declared a digest: if the user has an image of
-    /// that digest and length, records `upload` as finished with it (`Stored`); else joins the
+    /// that digest and length, answers with a finished upload naming it, reusing the newest
+    /// unexpired one so repeated creations add no rows (`Stored`); else joins the
     /// user's unfinished upload, unexpired at `now`, of the same digest and length (the
     /// furthest along if there are several), with its expiry pushed to at least
     /// `upload.expires_at` (`Joined`); else `create_upload` (`Created`). Nothing is counted

@@ -309,7 +309,6 @@ pub async fn create(
     let declared = declared(&metadata, length)?;
     let with_body = is_offset_body(&headers)?;
     let checksum = Checksum::from_headers(&headers)?;
-    ensure_space(&state, length).await?;
 
     let created = now();
     let upload = Upload {
@@ -343,20 +342,22 @@ pub async fn create(
             .join_or_create_upload(&upload, &limits, created)
             .await?;
         let (id, offset, image, expires_at) = match creation {
-            Creation::Created => (upload.id.clone(), None, None, upload.expires_at),
+            Creation::Created => {
+                // Only a new upload needs room for its bytes.
+                if let Err(e) = ensure_space(&state, length).await {
+                    forget(&state, &upload.id).await;
+                    return Err(e);
+                }
+                (upload.id.clone(), None, None, upload.expires_at)
+            }
             Creation::Joined(existing) => {
                 tracing::info!(upload = %existing.id, length, "creation joined an unfinished upload");
                 let at = existing.offset;
                 (existing.id, Some(at), None, existing.expires_at)
             }
-            Creation::Stored(image) => {
-                tracing::info!(upload = %upload.id, image, "creation of a file already stored");
-                (
-                    upload.id.clone(),
-                    Some(length),
-                    Some(image),
-                    upload.expires_at,
-                )
+            Creation::Stored(done) => {
+                tracing::info!(upload = %done.id, image = ?done.image_id, "creation of a file already stored");
+                (done.id, Some(length), done.image_id, done.expires_at)
             }
         };
         if let Some(offset) = offset {
@@ -365,6 +366,7 @@ pub async fn create(
             return Ok(answer);
         }
     } else {
+        ensure_space(&state, length).await?;
         state.store.create_upload(&upload, &limits).await?;
     }
     let stored = match state.blobs.create_part(&upload.id).await {
@@ -695,6 +697,13 @@ pub async fn patch(
         }
         return Ok(offset_mismatch(offset, fresh.offset));
     }
+    // The upload as it stands under the lease (a completion's `verified` digest among it),
+    // with the name this request gives it.
+    let upload = Upload {
+        name: upload.name,
+        name_bytes: upload.name_bytes,
+        ..fresh
+    };
     let result = if remaining == 0 {
         resume_completion(&state, &upload, lease.holder())
             .await
