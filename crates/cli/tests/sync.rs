@@ -47,6 +47,31 @@ fn big_photo(dir: &Path) -> PathBuf {
     path
 }
 
+/// `n` files of `size` random bytes (`clip-NN.bin`, seeds from `seed`) in `dir`; their digests.
+fn noise_files(dir: &Path, n: u64, size: usize, seed: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let bytes = photosync_testkit::noise(size, seed + i);
+            std::fs::write(dir.join(format!("clip-{i:02}.bin")), &bytes).unwrap();
+            blake3::hash(&bytes).to_hex().to_string()
+        })
+        .collect()
+}
+
+/// The digests of the server's images, sorted.
+fn stored_digests(data: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(data.join("photosync.db")).unwrap();
+    let mut stored: Vec<String> = db
+        .prepare("SELECT digest FROM images")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    stored.sort();
+    stored
+}
+
 fn upload_sessions(data: &Path) -> usize {
     let db = rusqlite::Connection::open(data.join("photosync.db")).unwrap();
     db.query_row("SELECT COUNT(*) FROM uploads", [], |r| r.get::<_, i64>(0))
@@ -376,12 +401,7 @@ fn the_bandwidth_limit_bounds_all_uploads_together() {
     let local = tempfile::tempdir().unwrap();
     let lib = local.path().join("files");
     std::fs::create_dir(&lib).unwrap();
-    let mut digests = Vec::new();
-    for i in 0..FILES {
-        let bytes = photosync_testkit::noise(SIZE, 1000 + i);
-        digests.push(blake3::hash(&bytes).to_hex().to_string());
-        std::fs::write(lib.join(format!("clip-{i:02}.bin")), bytes).unwrap();
-    }
+    let mut digests = noise_files(&lib, FILES, SIZE, 1000);
     let state = local.path().join("state.db");
     let limit = LIMIT.to_string();
 
@@ -419,15 +439,7 @@ fn the_bandwidth_limit_bounds_all_uploads_together() {
         "{}",
         stdout(&out)
     );
-    let db = rusqlite::Connection::open(data.path().join("photosync.db")).unwrap();
-    let mut stored: Vec<String> = db
-        .prepare("SELECT digest FROM images")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    stored.sort();
+    let stored = stored_digests(data.path());
     digests.sort();
     assert_eq!(stored, digests, "every file is on the server");
 
@@ -455,12 +467,7 @@ fn two_clients_syncing_one_folder_send_its_bytes_once() {
     let local = tempfile::tempdir().unwrap();
     let lib = local.path().join("files");
     std::fs::create_dir(&lib).unwrap();
-    let mut digests = Vec::new();
-    for i in 0..FILES {
-        let bytes = photosync_testkit::noise(SIZE, 2000 + i);
-        digests.push(blake3::hash(&bytes).to_hex().to_string());
-        std::fs::write(lib.join(format!("clip-{i:02}.bin")), bytes).unwrap();
-    }
+    let mut digests = noise_files(&lib, FILES, SIZE, 2000);
     // A limit keeps each upload in flight long enough for the other machine to meet it.
     let client = |state: &str| {
         photosync(
@@ -480,15 +487,7 @@ fn two_clients_syncing_one_folder_send_its_bytes_once() {
     assert!(a.status.success(), "{a:?}");
     assert!(b.status.success(), "{b:?}");
 
-    let db = rusqlite::Connection::open(data.path().join("photosync.db")).unwrap();
-    let mut stored: Vec<String> = db
-        .prepare("SELECT digest FROM images")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    stored.sort();
+    let stored = stored_digests(data.path());
     digests.sort();
     assert_eq!(stored, digests, "every file is on the server, once");
 

@@ -313,6 +313,17 @@ fn know(state: &State, path: &Path, events: &EventSink, control: &Control) -> Kn
     }
 }
 
+/// Files of one run by digest: the first record read, and every path holding those bytes.
+type ByDigest = BTreeMap<String, (FileRecord, Vec<PathBuf>)>;
+
+fn add_copy(by_digest: &mut ByDigest, rec: FileRecord, path: &Path) {
+    by_digest
+        .entry(rec.digest.clone())
+        .or_insert_with(|| (rec, Vec::new()))
+        .1
+        .push(path.to_path_buf());
+}
+
 /// A file known by its bytes alone, with no picture identity.
 fn bytes_only(size: u64, mtime_ns: i64, digest: String) -> FileRecord {
     FileRecord {
@@ -517,7 +528,7 @@ impl Engine {
             })
             .map(tokio::spawn)
             .collect();
-        let mut by_digest: BTreeMap<String, (FileRecord, Vec<PathBuf>)> = BTreeMap::new();
+        let mut by_digest = ByDigest::new();
         let mut read_now = std::collections::HashSet::new();
         for (path, task) in files.iter().zip(tasks) {
             let known = task.await.map_err(|e| e.to_string()).and_then(|r| r);
@@ -525,24 +536,14 @@ impl Engine {
                 read_now.insert(path.clone());
             }
             match known.map(|(k, _)| k) {
-                Ok(Known::File(rec)) => {
-                    by_digest
-                        .entry(rec.digest.clone())
-                        .or_insert_with(|| (rec, Vec::new()))
-                        .1
-                        .push(path.clone());
-                }
+                Ok(Known::File(rec)) => add_copy(&mut by_digest, rec, path),
                 Ok(Known::Unidentified(rec, reason)) => {
                     emit(Event::Unidentified {
                         path: path.clone(),
                         reason: reason.clone(),
                     });
                     summary.unidentified.push((path.clone(), reason));
-                    by_digest
-                        .entry(rec.digest.clone())
-                        .or_insert_with(|| (rec, Vec::new()))
-                        .1
-                        .push(path.clone());
+                    add_copy(&mut by_digest, rec, path);
                 }
                 Ok(Known::Skip(reason)) => {
                     emit(Event::Skipped {

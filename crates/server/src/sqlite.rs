@@ -315,14 +315,10 @@ fn insert_upload(tx: &rusqlite::Transaction<'_>, u: &Upload, limits: &UploadLimi
             .into());
         }
     }
-    insert_upload_row(tx, u, None)
+    insert_upload_row(tx, u)
 }
 
-fn insert_upload_row(
-    tx: &rusqlite::Transaction<'_>,
-    u: &Upload,
-    image_id: Option<i64>,
-) -> Result<()> {
+fn insert_upload_row(tx: &rusqlite::Transaction<'_>, u: &Upload) -> Result<()> {
     tx.execute(
         "INSERT INTO uploads (id, user_id, length, received, metadata, name, name_bytes,
                               declared, mtime, created_at, expires_at, image_id)
@@ -339,7 +335,7 @@ fn insert_upload_row(
             u.mtime,
             u.created_at,
             u.expires_at,
-            image_id
+            u.image_id
         ],
     )?;
     Ok(())
@@ -494,7 +490,7 @@ impl Store for SqliteStore {
                             image_id: Some(image),
                             ..u.clone()
                         };
-                        insert_upload_row(&tx, &done, Some(image))?;
+                        insert_upload_row(&tx, &done)?;
                         done
                     }
                 };
