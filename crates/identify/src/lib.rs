@@ -14,6 +14,7 @@ mod group;
 mod heif;
 mod identifier;
 mod index;
+pub mod media;
 
 use std::fmt;
 use std::path::Path;
