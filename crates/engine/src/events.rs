@@ -82,6 +82,13 @@ pub enum Event {
     Discovered {
         path: PathBuf,
     },
+    /// How far the walk has got: `found` files so far, in the folder `path` and those walked
+    /// before it. `done` once the walk has seen everything (the total is known).
+    Walking {
+        path: PathBuf,
+        found: u64,
+        done: bool,
+    },
     Identifying {
         path: PathBuf,
     },
@@ -145,6 +152,7 @@ impl Event {
     pub fn path(&self) -> &PathBuf {
         match self {
             Event::Discovered { path }
+            | Event::Walking { path, .. }
             | Event::Identifying { path }
             | Event::AlreadySynced { path, .. }
             | Event::OnServer { path, .. }

@@ -38,6 +38,10 @@ fn photo(name: &str) -> Vec<u8> {
 type Log = Arc<Mutex<Vec<Event>>>;
 
 fn engine(s: &TestServer, state_dir: &Path) -> (Engine, Log) {
+    engine_with(s, state_dir, |_| {})
+}
+
+fn engine_with(s: &TestServer, state_dir: &Path, set: impl FnOnce(&mut Options)) -> (Engine, Log) {
     let log: Log = Arc::default();
     let sink = log.clone();
     let mut options = Options::new(
@@ -50,6 +54,7 @@ fn engine(s: &TestServer, state_dir: &Path) -> (Engine, Log) {
     options.sizer.min = 16 << 10; // small parts, so the test photos take several
     options.sizer.initial = 16 << 10;
     options.sizer.max = 16 << 10;
+    set(&mut options);
     let engine = Engine::new(options, Arc::new(move |e| sink.lock().unwrap().push(e))).unwrap();
     (engine, log)
 }
@@ -90,12 +95,15 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
     for n in names {
         write(&library, n, &photo(n));
     }
-    write(
-        &library,
-        "notes.txt",
-        b"not a photo, backed up all the same",
-    );
+    // Not photos: left out, and listed as such.
+    write(&library, "notes.txt", b"not a photo, so not backed up");
+    write(&library, "LICENSES.md", b"# Licenses\n\nMIT\n");
+    write(&library, "text.jpg", b"a text file named like a photo\n");
     write(&library, "empty.jpg", b"");
+    // A video the decoders cannot read: backed up by its bytes.
+    let mut clip = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec();
+    clip.extend(photosync_testkit::noise(50_000, 9));
+    write(&library, "clip.mp4", &clip);
     // Images the decoders cannot identify are backed up by their bytes, never skipped.
     let mut corrupt = photo("dune.jpg");
     corrupt.truncate(corrupt.len() / 2);
@@ -113,6 +121,19 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
     let (engine, log) = engine(&s, local.path());
     let summary = engine.sync(std::slice::from_ref(&library)).await;
     assert_eq!(summary.uploaded, backed_up, "{summary:#?}");
+    let mut not_media: Vec<_> = summary
+        .not_media
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    not_media.sort();
+    assert_eq!(not_media, ["LICENSES.md", "notes.txt", "text.jpg"]);
+    assert!(
+        log.lock().unwrap().iter().any(|e| matches!(e,
+            Event::Skipped { path, reason, problem: false }
+                if path.ends_with("notes.txt") && reason == "not a photo or video")),
+        "the event says why a file is left out"
+    );
     assert_eq!(summary.skipped.len(), 1, "{summary:#?}");
     assert!(summary.skipped[0].1.contains("empty"));
     assert!(summary.failed.is_empty(), "{summary:#?}");
@@ -222,6 +243,14 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
         matches!(why("smaller.jpg"), OnServer::SamePicture { ref name, .. } if name == "coffee.jpg")
     );
     assert_eq!(server_images(&s).await, backed_up);
+
+    // Asked to back up every file, the same library sends the three text files too.
+    let (all, _) = engine_with(&s, local.path(), |o| o.all_files = true);
+    let summary = all.sync(std::slice::from_ref(&library)).await;
+    assert_eq!(summary.uploaded, 3, "{summary:#?}");
+    assert!(summary.not_media.is_empty());
+    assert_eq!(summary.already_synced, backed_up);
+    assert_eq!(server_images(&s).await, backed_up + 3);
 }
 
 #[tokio::test]
@@ -941,13 +970,15 @@ async fn a_long_name_that_is_not_utf8_is_uploaded_with_its_exact_bytes() {
     let local = tempfile::tempdir().unwrap();
     let lib = local.path().join("lib");
     std::fs::create_dir(&lib).unwrap();
-    // 124 bytes that are not UTF-8: lossy conversion would triple them past 255.
-    let raw: Vec<u8> = (0x80..0xFC).collect();
+    // 124 bytes that are not UTF-8 (lossy conversion would triple them past 255), and a
+    // video's extension.
+    let mut raw: Vec<u8> = (0x80..0xFC).collect();
+    raw.extend_from_slice(b".mov");
     let name = std::ffi::OsStr::from_bytes(&raw);
     std::fs::write(lib.join(name), photosync_testkit::noise(10_000, 3)).unwrap();
     // And a legal name with a line break in it.
     std::fs::write(
-        lib.join("two\nlines.bin"),
+        lib.join("two\nlines.mov"),
         photosync_testkit::noise(10_000, 4),
     )
     .unwrap();
@@ -966,7 +997,7 @@ async fn a_long_name_that_is_not_utf8_is_uploaded_with_its_exact_bytes() {
         })
         .collect();
     kept.sort();
-    let mut want = vec![raw, b"two\nlines.bin".to_vec()];
+    let mut want = vec![raw, b"two\nlines.mov".to_vec()];
     want.sort();
     assert_eq!(kept, want);
 }
@@ -1174,4 +1205,64 @@ async fn a_joined_upload_whose_other_writer_stopped_is_finished_here() {
         other.offset(&again.url).await.unwrap(),
         (bytes.len() as u64, Some(images[0].id))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_start_before_the_library_is_identified() {
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    for n in ["aqua.jpg", "garden.jpg", "wood.jpg", "coffee.jpg"] {
+        write(&lib, n, &photo(n));
+    }
+    write(&lib, "zz-last.jpg", &photo("castle-maintenon.jpg"));
+    // The last file's identification is held until some upload has finished: a pipeline
+    // that identifies everything before its first upload never gets there.
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let log: Log = Arc::default();
+    let (sink_log, sink_gate) = (log.clone(), gate.clone());
+    let sink = Arc::new(move |e: Event| {
+        let (uploaded, cv) = &*sink_gate;
+        let held = matches!(&e, Event::Identifying { path } if path.ends_with("zz-last.jpg"));
+        if matches!(e, Event::Uploaded { .. }) {
+            *uploaded.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        sink_log.lock().unwrap().push(e);
+        if held {
+            let guard = uploaded.lock().unwrap();
+            let (_guard, waited) = cv
+                .wait_timeout_while(guard, std::time::Duration::from_secs(60), |up| !*up)
+                .unwrap();
+            sink_log.lock().unwrap().push(Event::Failed {
+                path: PathBuf::from("gate"),
+                reason: format!("timed out: {}", waited.timed_out()),
+                next_retry: None,
+            });
+        }
+    });
+    let mut options = Options::new(
+        ServerConfig {
+            url: s.url.clone(),
+            token: s.token.clone(),
+        },
+        local.path().join("state.db"),
+    );
+    options.identify_threads = 2;
+    let engine = Engine::new(options, sink).unwrap();
+    let summary = engine.sync(std::slice::from_ref(&lib)).await;
+    assert_eq!(summary.uploaded, 5, "{summary:#?}");
+    let log = log.lock().unwrap();
+    let at = |f: &dyn Fn(&Event) -> bool| log.iter().position(f).unwrap();
+    let released = at(&|e| e.path().ends_with("gate"));
+    assert!(
+        matches!(&log[released], Event::Failed { reason, .. } if reason == "timed out: false"),
+        "the last file was identified only after an upload: {:?}",
+        log[released]
+    );
+    let first_uploaded = at(&|e| matches!(e, Event::Uploaded { .. }));
+    let last_queued =
+        at(&|e| matches!(e, Event::Queued { path, .. } if path.ends_with("zz-last.jpg")));
+    assert!(first_uploaded < released && released < last_queued);
 }

@@ -1,0 +1,313 @@
+//! The pipeline: walk, identify (or reuse), sync list, batched detection, decisions, uploads.
+
+mod decide;
+mod know;
+mod run;
+mod scan;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use photosync_part_sizer::{PartSizer, SizerConfig};
+use tokio::sync::Notify;
+
+use crate::client::{Client, ServerConfig};
+use crate::events::{Event, EventSink};
+use crate::state::State;
+use crate::throttle::Throttle;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server: ServerConfig,
+    /// The local state database (sync list, file table, pending uploads).
+    pub state_path: PathBuf,
+    /// Uploads at once.
+    pub concurrency: usize,
+    /// Files identified at once (0: one per core).
+    pub identify_threads: usize,
+    /// The bandwidth limit, shared by every upload that holds this `Arc` (all engines of a
+    /// process, when they are given the same one).
+    pub bandwidth: Arc<Throttle>,
+    /// Upload same-picture copies even when the server's copy is as large.
+    pub upload_all_copies: bool,
+    pub sizer: SizerConfig,
+    /// Attempts per part before a file is reported failed.
+    pub max_attempts: u32,
+    /// Back up every file, not only photos, videos, RAW files and sidecars.
+    pub all_files: bool,
+}
+
+impl Options {
+    pub fn new(server: ServerConfig, state_path: PathBuf) -> Options {
+        Options {
+            server,
+            state_path,
+            concurrency: 3,
+            identify_threads: 0,
+            bandwidth: Arc::default(),
+            upload_all_copies: false,
+            sizer: SizerConfig::default(),
+            max_attempts: 8,
+            all_files: false,
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub uploaded: usize,
+    pub already_synced: usize,
+    /// Held by the server already: same bytes, or the same picture at least as large.
+    pub on_server: usize,
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Files that look like images but could not be identified, with why: backed up by their
+    /// bytes all the same.
+    pub unidentified: Vec<(PathBuf, String)>,
+    pub failed: Vec<(PathBuf, String)>,
+    /// Files left out because they are not media (documents, text), unless all files are
+    /// backed up.
+    pub not_media: Vec<PathBuf>,
+    /// Why the run as a whole could not go on (the local state could not be written...).
+    pub aborted: Option<String>,
+    /// Entries that hold nothing to back up (a broken symbolic link): reported, not failed.
+    pub warnings: Vec<(PathBuf, String)>,
+    /// Files whose upload was stopped by a cancel; they resume next time.
+    pub interrupted: Vec<PathBuf>,
+    /// Files that changed while they were uploaded, to be read again.
+    pub changed: Vec<PathBuf>,
+    pub stages: Stages,
+}
+
+/// How long each stage of the pipeline had work in hand. The stages overlap, so a run takes
+/// about as long as its busiest stage, not their sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stages {
+    /// Walking the folders and looking files up in the file table.
+    pub walk: Duration,
+    /// At least one file being read and identified.
+    pub identify: Duration,
+    /// Waiting for the server's detection answers.
+    pub detect: Duration,
+    /// At least one upload under way.
+    pub upload: Duration,
+    /// From the start of the run to the start of its first upload.
+    pub first_upload: Option<Duration>,
+}
+
+impl Stages {
+    fn absorb(&mut self, later: Stages) {
+        self.walk += later.walk;
+        self.identify += later.identify;
+        self.detect += later.detect;
+        self.upload += later.upload;
+        self.first_upload = self.first_upload.or(later.first_upload);
+    }
+}
+
+impl Summary {
+    /// Adds a later round's outcome to this one.
+    pub fn absorb(&mut self, later: Summary) {
+        self.uploaded += later.uploaded;
+        self.already_synced += later.already_synced;
+        self.on_server += later.on_server;
+        self.skipped.extend(later.skipped);
+        self.unidentified.extend(later.unidentified);
+        self.failed.extend(later.failed);
+        self.not_media.extend(later.not_media);
+        self.aborted = self.aborted.take().or(later.aborted);
+        self.warnings.extend(later.warnings);
+        self.interrupted.extend(later.interrupted);
+        self.changed.extend(later.changed);
+        self.stages.absorb(later.stages);
+    }
+}
+
+/// How many times one `sync` reads again a file that changed while it was uploaded.
+const REREADS: usize = 3;
+const KEEPS_CHANGING: &str =
+    "the file kept changing while it was being uploaded; it is read again next time";
+
+/// Pause, resume and cancel, shared with whoever drives the engine.
+#[derive(Debug, Default)]
+pub struct Control {
+    paused: AtomicBool,
+    cancelled: AtomicBool,
+    changed: Notify,
+}
+
+impl Control {
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Returns once `cancel` has been called.
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Returns once the user pauses or cancels.
+    pub(crate) async fn interrupted(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.is_paused() || self.is_cancelled() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    pub(crate) async fn wait_while_paused(&self) {
+        while self.is_paused() && !self.is_cancelled() {
+            let changed = self.changed.notified();
+            if !self.is_paused() || self.is_cancelled() {
+                break;
+            }
+            changed.await;
+        }
+    }
+}
+
+pub struct Engine {
+    state: State,
+    client: Client,
+    options: Options,
+    events: EventSink,
+    control: Arc<Control>,
+    sizer: Arc<Mutex<PartSizer>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn new(options: Options, events: EventSink) -> Result<Engine, String> {
+        let state = State::open(&options.state_path).map_err(|e| e.to_string())?;
+        let client = Client::new(options.server.clone()).map_err(|e| e.to_string())?;
+        let remembered = state
+            .setting(&format!("part_size:{}", options.server.key()))
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse().ok());
+        Ok(Engine {
+            sizer: Arc::new(Mutex::new(PartSizer::new(options.sizer, remembered))),
+            state,
+            client,
+            options,
+            events,
+            control: Arc::default(),
+        })
+    }
+
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    /// The bandwidth limit its uploads share; a new rate applies at once.
+    pub fn bandwidth(&self) -> &Arc<Throttle> {
+        &self.options.bandwidth
+    }
+
+    /// The server's API, as this engine speaks to it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Asks the server again about everything instead of trusting the sync list, so a photo
+    /// the list claims but the server lost is uploaded again.
+    pub async fn recheck(&self, paths: &[PathBuf]) -> Summary {
+        if let Err(e) = self.state.forget_synced(&self.options.server.key()) {
+            return Summary {
+                aborted: Some(e.to_string()),
+                ..Summary::default()
+            };
+        }
+        self.sync(paths).await
+    }
+
+    /// Syncs every file under `paths` once. A file that changes while it is uploaded is read
+    /// again and goes on with its new identity, a few times at most.
+    pub async fn sync(&self, paths: &[PathBuf]) -> Summary {
+        let mut summary = self.round(paths, Duration::ZERO).await;
+        for _ in 0..REREADS {
+            if summary.changed.is_empty() || self.control.is_cancelled() {
+                break;
+            }
+            let again = std::mem::take(&mut summary.changed);
+            summary.absorb(self.round(&again, Duration::ZERO).await);
+        }
+        if self.control.is_cancelled() {
+            let left = std::mem::take(&mut summary.changed);
+            summary.interrupted.extend(left);
+        }
+        for p in std::mem::take(&mut summary.changed) {
+            self.emit(Event::Failed {
+                path: p.clone(),
+                reason: KEEPS_CHANGING.into(),
+                next_retry: None,
+            });
+            summary.failed.push((p, KEEPS_CHANGING.into()));
+        }
+        summary
+    }
+}
+
+impl Engine {
+    pub(crate) fn emit(&self, e: Event) {
+        (self.events)(e);
+    }
+
+    /// Asks for these files to be uploaded on the next sync even though the server holds the
+    /// same picture at least as large. The caller then syncs them.
+    pub fn force_upload(&self, files: &[PathBuf]) -> Result<(), String> {
+        let key = self.options.server.key();
+        for f in files {
+            let f = std::path::absolute(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            self.state.force(&key, &f).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn forced(&self, paths: &[PathBuf]) -> bool {
+        let key = self.options.server.key();
+        paths
+            .iter()
+            .any(|p| matches!(self.state.is_forced(&key, p), Ok(true)))
+    }
+}

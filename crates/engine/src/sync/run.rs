@@ -1,0 +1,780 @@
+//! One pass over some folders, as a pipeline of stages joined by bounded channels:
+//!
+//! walk + file table (one blocking thread) → identify (a bounded pool) → sync list →
+//! detection in micro-batches → uploads (a bounded number at once).
+//!
+//! Each stage works while the others do, so the first upload starts within seconds however
+//! large the library, and memory is bounded by the channels and batches, not by the library.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use photosync_identify::Identifier;
+use photosync_protocol::{DetectQuery, DetectResult};
+use photosync_walk::WalkError;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::decide::{verdict, Copies, Placed, Policy, Verdict};
+use super::know::{know, Known, EMPTY_FILE, NOT_MEDIA};
+use super::scan::{Scan, Scanned};
+use super::{Control, Engine, Summary};
+use crate::events::{Event, EventSink, OnServer};
+use crate::state::{FileRecord, MatchRecord, State, SyncedRecord};
+use crate::upload::{self, Job, UploadError};
+
+/// Walked entries waiting to be identified.
+const SCANNED_QUEUE: usize = 1024;
+/// Known files waiting for the sync list and detection.
+const KNOWN_QUEUE: usize = 256;
+/// Detection asks about at most this many files at once...
+const BATCH: usize = 256;
+/// ...or about what has arrived when nothing more came for this long...
+const BATCH_GAP: Duration = Duration::from_millis(250);
+/// ...or when the oldest file has waited this long.
+const BATCH_WAIT: Duration = Duration::from_secs(1);
+
+/// A file (and its same-bytes copies) of this run, until it is settled.
+type Id = usize;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Time during which a stage had work in hand.
+#[derive(Default)]
+struct Busy {
+    since: Option<Instant>,
+    total: Duration,
+}
+
+impl Busy {
+    fn set(&mut self, busy: bool) {
+        match (busy, self.since) {
+            (true, None) => self.since = Some(Instant::now()),
+            (false, Some(since)) => {
+                self.total += since.elapsed();
+                self.since = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn total(&mut self) -> Duration {
+        self.set(false);
+        self.total
+    }
+}
+
+/// A file known, or an entry the walk could not visit.
+enum Item {
+    Known {
+        path: PathBuf,
+        known: Known,
+        /// Read in this run (new, changed or renamed), not answered from the file table.
+        read_now: bool,
+    },
+    Problem(WalkError),
+}
+
+/// The identification stage: files the file table did not know are read on a bounded pool.
+struct Identify {
+    state: State,
+    events: EventSink,
+    control: Arc<Control>,
+    all_files: bool,
+    threads: usize,
+}
+
+impl Identify {
+    /// Returns how long at least one file was being read.
+    async fn run(self, mut rx: mpsc::Receiver<Scanned>, tx: mpsc::Sender<Item>) -> Duration {
+        let mut reading: JoinSet<Item> = JoinSet::new();
+        let mut paths = HashMap::new();
+        let mut busy = Busy::default();
+        let mut open = true;
+        while open || !reading.is_empty() {
+            let out = tokio::select! {
+                scanned = rx.recv(), if open && reading.len() < self.threads => match scanned {
+                    None => {
+                        open = false;
+                        continue;
+                    }
+                    Some(Scanned::Known(path, known)) => Item::Known { path, known, read_now: false },
+                    Some(Scanned::Problem(e)) => Item::Problem(e),
+                    Some(Scanned::Read(path)) if self.control.is_cancelled() => {
+                        Item::Known { path, known: Known::Interrupted, read_now: false }
+                    }
+                    Some(Scanned::Read(path)) => {
+                        let (state, events, control) =
+                            (self.state.clone(), self.events.clone(), self.control.clone());
+                        let (p, all_files) = (path.clone(), self.all_files);
+                        let task = reading.spawn_blocking(move || {
+                            let known = know(&state, &p, &events, &control, all_files);
+                            Item::Known { path: p, known, read_now: true }
+                        });
+                        paths.insert(task.id(), path);
+                        busy.set(true);
+                        continue;
+                    }
+                },
+                Some(done) = reading.join_next_with_id(), if !reading.is_empty() => {
+                    if reading.is_empty() {
+                        busy.set(false);
+                    }
+                    match done {
+                        Ok((task, item)) => {
+                            paths.remove(&task);
+                            item
+                        }
+                        Err(e) => {
+                            // A reader that panicked: the file is a failure, not lost.
+                            let path = paths.remove(&e.id()).unwrap_or_default();
+                            let known = Known::Unreadable(format!("cannot read: {e}"));
+                            Item::Known { path, known, read_now: true }
+                        }
+                    }
+                },
+            };
+            if tx.send(out).await.is_err() {
+                break;
+            }
+        }
+        busy.total()
+    }
+}
+
+/// Where a file of this run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Waiting for detection.
+    Asking,
+    /// Waiting for an upload slot.
+    Queued,
+    Uploading,
+    /// Waiting for the outcome of a larger copy of its picture.
+    Following {
+        leader: Id,
+        distance: u32,
+    },
+}
+
+struct Entry {
+    rec: FileRecord,
+    /// Every path of this run holding these bytes.
+    paths: Vec<PathBuf>,
+    stage: Stage,
+}
+
+/// The files of one pass between detection and their outcome.
+struct Run<'a> {
+    engine: &'a Engine,
+    key: String,
+    ctx: Arc<upload::Ctx>,
+    quiet: Duration,
+    started: Instant,
+    summary: Summary,
+    entries: HashMap<Id, Entry>,
+    by_digest: HashMap<String, Id>,
+    next_id: Id,
+    asking: Vec<Id>,
+    first_asking: Option<Instant>,
+    last_arrival: Instant,
+    copies: Copies<Id, Identifier>,
+    queue: VecDeque<Id>,
+    uploads: JoinSet<Result<i64, UploadError>>,
+    uploading: HashMap<tokio::task::Id, Id>,
+    detect_busy: Duration,
+    upload_busy: Busy,
+}
+
+impl Engine {
+    /// One pass over `paths`: each file's last part waits until the file has been left alone
+    /// for `quiet`. Files that changed under their upload end in `changed`.
+    pub(crate) async fn round(&self, paths: &[PathBuf], quiet: Duration) -> Summary {
+        let started = Instant::now();
+        // Absolute paths: the file table and the matches are keyed by path, whatever the cwd.
+        let roots: Vec<PathBuf> = paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        let (scanned_tx, scanned_rx) = mpsc::channel(SCANNED_QUEUE);
+        let scan = Scan {
+            state: self.state.clone(),
+            events: self.events.clone(),
+            control: self.control.clone(),
+            all_files: self.options.all_files,
+        };
+        let walk = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            scan.run(&roots, &scanned_tx);
+            t.elapsed()
+        });
+        let (known_tx, known_rx) = mpsc::channel(KNOWN_QUEUE);
+        let identify = Identify {
+            state: self.state.clone(),
+            events: self.events.clone(),
+            control: self.control.clone(),
+            all_files: self.options.all_files,
+            threads: match self.options.identify_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
+        };
+        let identify = tokio::spawn(identify.run(scanned_rx, known_tx));
+
+        let mut run = Run::new(self, quiet, started);
+        run.drive(known_rx).await;
+        let mut summary = run.finish();
+        summary.stages.walk = walk.await.unwrap_or_default();
+        summary.stages.identify = identify.await.unwrap_or_default();
+        summary
+    }
+}
+
+impl<'a> Run<'a> {
+    fn new(engine: &'a Engine, quiet: Duration, started: Instant) -> Run<'a> {
+        let key = engine.options.server.key();
+        let ctx = Arc::new(upload::Ctx {
+            client: engine.client.clone(),
+            state: engine.state.clone(),
+            server_key: key.clone(),
+            sizer: engine.sizer.clone(),
+            events: engine.events.clone(),
+            control: engine.control.clone(),
+            throttle: engine.options.bandwidth.clone(),
+            max_attempts: engine.options.max_attempts,
+        });
+        Run {
+            engine,
+            key,
+            ctx,
+            quiet,
+            started,
+            summary: Summary::default(),
+            entries: HashMap::new(),
+            by_digest: HashMap::new(),
+            next_id: 0,
+            asking: Vec::new(),
+            first_asking: None,
+            last_arrival: Instant::now(),
+            copies: Copies::default(),
+            queue: VecDeque::new(),
+            uploads: JoinSet::new(),
+            uploading: HashMap::new(),
+            detect_busy: Duration::ZERO,
+            upload_busy: Busy::default(),
+        }
+    }
+
+    fn emit(&self, e: Event) {
+        self.engine.emit(e);
+    }
+
+    fn finish(mut self) -> Summary {
+        self.summary.stages.detect = self.detect_busy;
+        self.summary.stages.upload = self.upload_busy.total();
+        self.summary
+    }
+
+    /// Takes known files until the stages before are done, and settles every one of them.
+    async fn drive(&mut self, mut known: mpsc::Receiver<Item>) {
+        let mut open = true;
+        loop {
+            self.start_uploads();
+            if !open && self.asking.is_empty() && self.queue.is_empty() && self.uploads.is_empty() {
+                break;
+            }
+            let batch_due = self.batch_due();
+            tokio::select! {
+                item = known.recv(), if open => match item {
+                    Some(item) => {
+                        self.take(item);
+                        if self.asking.len() >= BATCH {
+                            self.detect().await;
+                        }
+                    }
+                    None => {
+                        open = false;
+                        self.detect().await;
+                    }
+                },
+                Some(done) = self.uploads.join_next_with_id(), if !self.uploads.is_empty() => {
+                    let (task, result) = match done {
+                        Ok((task, r)) => (task, r),
+                        Err(e) => (e.id(), Err(UploadError::Failed(e.to_string()))),
+                    };
+                    if self.uploads.is_empty() {
+                        self.upload_busy.set(false);
+                    }
+                    if let Some(id) = self.uploading.remove(&task) {
+                        self.settle(id, result);
+                    }
+                }
+                () = tokio::time::sleep_until(batch_due.unwrap_or_else(far_future).into()),
+                    if batch_due.is_some() => self.detect().await,
+            }
+        }
+        debug_assert!(self.entries.is_empty(), "every file of the run is settled");
+        debug_assert_eq!(self.copies.len(), 0);
+    }
+
+    /// When the files waiting for detection are to be asked about.
+    fn batch_due(&self) -> Option<Instant> {
+        let first = self.first_asking?;
+        Some((self.last_arrival + BATCH_GAP).min(first + BATCH_WAIT))
+    }
+
+    fn take(&mut self, item: Item) {
+        let (path, known, read_now) = match item {
+            Item::Problem(e) if !e.kind.loses_data() => {
+                // Nothing here to lose: reported, not a failed backup.
+                self.emit(Event::Skipped {
+                    path: e.path.clone(),
+                    reason: e.reason.clone(),
+                    problem: false,
+                });
+                self.summary.warnings.push((e.path, e.reason));
+                return;
+            }
+            Item::Problem(e) => return self.fail(vec![e.path], &e.reason),
+            Item::Known {
+                path,
+                known,
+                read_now,
+            } => (path, known, read_now),
+        };
+        match known {
+            Known::File(rec) => self.add(path, rec, read_now),
+            Known::Unidentified(rec, reason) => {
+                self.emit(Event::Unidentified {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                });
+                self.summary.unidentified.push((path.clone(), reason));
+                self.add(path, rec, read_now);
+            }
+            Known::NotMedia => {
+                self.emit(Event::Skipped {
+                    path: path.clone(),
+                    reason: NOT_MEDIA.into(),
+                    problem: false,
+                });
+                self.summary.not_media.push(path);
+            }
+            Known::Empty => {
+                self.emit(Event::Skipped {
+                    path: path.clone(),
+                    reason: EMPTY_FILE.into(),
+                    problem: false,
+                });
+                self.summary.skipped.push((path, EMPTY_FILE.into()));
+            }
+            Known::Unreadable(reason) => self.fail(vec![path], &reason),
+            Known::Interrupted => self.summary.interrupted.push(path),
+        }
+    }
+
+    /// A file with its digest: the same bytes as a file on its way, in the sync list, or to
+    /// be asked about.
+    fn add(&mut self, path: PathBuf, rec: FileRecord, read_now: bool) {
+        if let Some(&id) = self.by_digest.get(&rec.digest) {
+            if let Some(e) = self.entries.get_mut(&id) {
+                if matches!(e.stage, Stage::Queued | Stage::Uploading) {
+                    self.engine.emit(Event::Queued {
+                        path: path.clone(),
+                        bytes: rec.size,
+                    });
+                }
+                e.paths.push(path);
+                return;
+            }
+        }
+        let state = &self.engine.state;
+        if let Ok(Some(synced)) = state.synced(&self.key, &rec.digest) {
+            // Another local file with these bytes: "same bytes as ...". Looked up only for
+            // files read now (a new or renamed copy), so a rescan stays at stat speed.
+            let same_as = if read_now {
+                state
+                    .paths_of(&rec.digest)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|k| *k != path)
+            } else {
+                None
+            };
+            self.emit(Event::AlreadySynced {
+                path,
+                remote_id: synced.remote_id,
+                same_as,
+            });
+            self.summary.already_synced += 1;
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_digest.insert(rec.digest.clone(), id);
+        self.entries.insert(
+            id,
+            Entry {
+                rec,
+                paths: vec![path],
+                stage: Stage::Asking,
+            },
+        );
+        self.asking.push(id);
+        self.last_arrival = Instant::now();
+        self.first_asking.get_or_insert(self.last_arrival);
+    }
+
+    /// Asks the server about the files waiting, in one request.
+    async fn detect(&mut self) {
+        self.first_asking = None;
+        let ids = std::mem::take(&mut self.asking);
+        if ids.is_empty() {
+            return;
+        }
+        if self.engine.control.is_cancelled() {
+            for id in ids {
+                self.interrupt(id);
+            }
+            return;
+        }
+        let queries: Vec<DetectQuery> = ids
+            .iter()
+            .filter_map(|id| self.entries.get(id))
+            .map(|e| DetectQuery {
+                digest: e.rec.digest.clone(),
+                identifier: e.rec.identifier.clone(),
+            })
+            .collect();
+        let asked = Instant::now();
+        let answers = self.engine.client.detect(&queries).await;
+        self.detect_busy += asked.elapsed();
+        match answers {
+            Ok(answers) if answers.len() == ids.len() => {
+                for (id, answer) in ids.into_iter().zip(answers) {
+                    self.decide(id, &answer);
+                }
+            }
+            Ok(answers) => {
+                let why = format!(
+                    "cannot ask the server: {} answers to {} questions",
+                    answers.len(),
+                    ids.len()
+                );
+                self.fail_all(ids, &why);
+            }
+            Err(e) => self.fail_all(ids, &format!("cannot ask the server: {e}")),
+        }
+    }
+
+    fn fail_all(&mut self, ids: Vec<Id>, reason: &str) {
+        for id in ids {
+            if let Some(e) = self.remove(id) {
+                self.fail(e.paths, reason);
+            }
+        }
+    }
+
+    /// The decision for one file the server has answered about.
+    fn decide(&mut self, id: Id, answer: &DetectResult) {
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        let upload_all_copies = self.engine.options.upload_all_copies;
+        let forced =
+            !matches!(answer, DetectResult::SameBytes { .. }) && self.engine.forced(&entry.paths);
+        let policy = Policy {
+            upload_all_copies,
+            forced,
+        };
+        match verdict(answer, entry.rec.pixels, policy) {
+            Verdict::OnServer(how) => {
+                if let Some(e) = self.remove(id) {
+                    if let OnServer::SameBytes { remote_id, .. } = how {
+                        self.mark_synced(&e.rec, remote_id, "on_server");
+                    } else {
+                        self.record_match(&e.rec, &e.paths, &how);
+                    }
+                    self.on_server(e.paths, &how);
+                }
+            }
+            // Copies of one picture within this run: only the largest goes up, the rest follow
+            // it. A copy a person forced goes up on its own.
+            Verdict::Upload { .. } => {
+                let picture = entry
+                    .rec
+                    .identifier
+                    .as_deref()
+                    .and_then(|t| t.parse::<Identifier>().ok());
+                match picture {
+                    Some(p) if !upload_all_copies && !forced => {
+                        let changes = self.copies.place(id, p, entry.rec.pixels);
+                        self.apply(changes);
+                    }
+                    _ => self.enqueue(id),
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, changes: Vec<Placed<Id>>) {
+        for change in changes {
+            match change {
+                Placed::Lead(id) => self.enqueue(id),
+                Placed::Follow {
+                    id,
+                    leader,
+                    distance,
+                } => {
+                    self.queue.retain(|q| *q != id);
+                    if let Some(e) = self.entries.get_mut(&id) {
+                        e.stage = Stage::Following { leader, distance };
+                    }
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, id: Id) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if matches!(e.stage, Stage::Queued | Stage::Uploading) {
+            return;
+        }
+        e.stage = Stage::Queued;
+        for p in &e.paths {
+            self.engine.emit(Event::Queued {
+                path: p.clone(),
+                bytes: e.rec.size,
+            });
+        }
+        self.queue.push_back(id);
+    }
+
+    /// Starts queued uploads while slots are free.
+    fn start_uploads(&mut self) {
+        let slots = self.engine.options.concurrency.max(1);
+        while self.uploads.len() < slots {
+            let Some(id) = self.queue.pop_front() else {
+                return;
+            };
+            if self.engine.control.is_cancelled() {
+                self.interrupt(id);
+                continue;
+            }
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            e.stage = Stage::Uploading;
+            self.copies.started(id);
+            let (ctx, rec, paths, quiet) =
+                (self.ctx.clone(), e.rec.clone(), e.paths.clone(), self.quiet);
+            let task = self
+                .uploads
+                .spawn(async move { upload_any(&ctx, &rec, &paths, quiet).await });
+            self.uploading.insert(task.id(), id);
+            self.upload_busy.set(true);
+            self.summary
+                .stages
+                .first_upload
+                .get_or_insert(self.started.elapsed());
+        }
+    }
+
+    /// An upload's outcome, for the file and the copies that followed it.
+    fn settle(&mut self, id: Id, result: Result<i64, UploadError>) {
+        let Some(leader) = self.remove(id) else {
+            return;
+        };
+        match &result {
+            Ok(remote_id) => {
+                for (f, distance) in self.copies.settled(id) {
+                    let Some(e) = self.remove(f) else { continue };
+                    let how = OnServer::SamePicture {
+                        remote_id: *remote_id,
+                        name: file_name(&leader.paths[0]),
+                        distance,
+                        remote_pixels: leader.rec.pixels,
+                        local_pixels: e.rec.pixels,
+                    };
+                    self.record_match(&e.rec, &e.paths, &how);
+                    self.on_server(e.paths, &how);
+                }
+            }
+            Err(UploadError::Cancelled) => {
+                for f in self.copies.abandoned(id) {
+                    self.interrupt(f);
+                }
+            }
+            // The better copy did not make it: a copy that followed it must go up itself.
+            Err(_) => {
+                let changes = self.copies.failed(id);
+                self.apply(changes);
+            }
+        }
+        self.record_upload(&leader.rec, leader.paths, result);
+    }
+
+    /// Forgets a file of the run: it is settled.
+    fn remove(&mut self, id: Id) -> Option<Entry> {
+        let e = self.entries.remove(&id)?;
+        self.by_digest.remove(&e.rec.digest);
+        Some(e)
+    }
+
+    /// A file left for next time because the run was cancelled, with its followers.
+    fn interrupt(&mut self, id: Id) {
+        if let Some(e) = self.remove(id) {
+            self.summary.interrupted.extend(e.paths);
+        }
+        for f in self.copies.abandoned(id) {
+            self.interrupt(f);
+        }
+    }
+
+    fn fail(&mut self, paths: Vec<PathBuf>, reason: &str) {
+        for p in paths {
+            self.emit(Event::Failed {
+                path: p.clone(),
+                reason: reason.into(),
+                next_retry: None,
+            });
+            self.summary.failed.push((p, reason.into()));
+        }
+    }
+
+    fn on_server(&mut self, paths: Vec<PathBuf>, how: &OnServer) {
+        for p in paths {
+            self.emit(Event::OnServer {
+                path: p,
+                how: how.clone(),
+            });
+            self.summary.on_server += 1;
+        }
+    }
+
+    fn mark_synced(&self, rec: &FileRecord, remote_id: i64, how: &str) {
+        let marked = self.engine.state.mark_synced(
+            &self.key,
+            &SyncedRecord {
+                digest: rec.digest.clone(),
+                identifier: rec.identifier.clone(),
+                remote_id,
+                how: how.into(),
+                at: now(),
+            },
+        );
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "sync list not updated");
+        }
+    }
+
+    /// Remembers that `paths` were left out because of a same-picture match, and why.
+    fn record_match(&self, rec: &FileRecord, paths: &[PathBuf], how: &OnServer) {
+        let OnServer::SamePicture {
+            remote_id,
+            name,
+            distance,
+            remote_pixels,
+            local_pixels,
+        } = how
+        else {
+            return;
+        };
+        for p in paths {
+            let m = MatchRecord {
+                path: p.clone(),
+                digest: rec.digest.clone(),
+                remote_id: *remote_id,
+                remote_name: name.clone(),
+                distance: *distance,
+                remote_pixels: *remote_pixels,
+                local_pixels: *local_pixels,
+                at: now(),
+            };
+            if let Err(e) = self.engine.state.put_match(&self.key, &m) {
+                tracing::warn!(error = %e, "match not recorded");
+            }
+        }
+    }
+
+    /// An upload's outcome: on the server's success response, and only then, the sync list
+    /// learns the file; every path holding it gets its event.
+    fn record_upload(
+        &mut self,
+        rec: &FileRecord,
+        paths: Vec<PathBuf>,
+        result: Result<i64, UploadError>,
+    ) {
+        match result {
+            Ok(remote_id) => {
+                self.mark_synced(rec, remote_id, "uploaded");
+                if let Err(e) = self.engine.state.clear_match(&self.key, &paths) {
+                    tracing::warn!(error = %e, "sync list not updated");
+                }
+                for p in paths {
+                    self.emit(Event::Uploaded { path: p, remote_id });
+                    self.summary.uploaded += 1;
+                }
+            }
+            Err(UploadError::Cancelled) => self.summary.interrupted.extend(paths),
+            Err(UploadError::Changed) => {
+                for p in &paths {
+                    // Size and mtime may be what the file table holds (an edit that kept
+                    // them): forgotten, so reading it again reads it.
+                    if let Err(e) = self.engine.state.forget_file(p) {
+                        tracing::warn!(error = %e, "file table not updated");
+                    }
+                }
+                self.summary.changed.extend(paths);
+            }
+            Err(e @ UploadError::Gone) => {
+                // Nothing left here to back up; not a failure of the backup.
+                for p in paths {
+                    self.emit(Event::Skipped {
+                        path: p.clone(),
+                        reason: e.to_string(),
+                        problem: false,
+                    });
+                    self.summary.warnings.push((p, e.to_string()));
+                }
+            }
+            Err(UploadError::Failed(reason)) => self.fail(paths, &reason),
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Uploads the bytes of `rec` from the first of `paths` still there: a copy moved away during
+/// its upload hands over to the next one.
+async fn upload_any(
+    ctx: &upload::Ctx,
+    rec: &FileRecord,
+    paths: &[PathBuf],
+    quiet: Duration,
+) -> Result<i64, UploadError> {
+    let mut result = Err(UploadError::Gone);
+    for p in paths {
+        result = upload::upload(ctx, &Job::new(rec, p, quiet)).await;
+        if result != Err(UploadError::Gone) {
+            break;
+        }
+    }
+    result
+}

@@ -1,0 +1,107 @@
+//! The first stage: walk the folders, and answer unchanged files from the file table on the
+//! way. Runs on one blocking thread, at disk-metadata speed, ahead of everything else.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use photosync_walk::WalkError;
+use tokio::sync::mpsc;
+
+use super::know::{known_unchanged, Known};
+use super::Control;
+use crate::events::{Event, EventSink};
+use crate::state::State;
+
+/// One walked entry.
+pub(crate) enum Scanned {
+    /// Known without reading it: unchanged since the file table learnt it, or empty.
+    Known(PathBuf, Known),
+    /// To be read.
+    Read(PathBuf),
+    /// An entry the walk could not visit.
+    Problem(WalkError),
+}
+
+/// How often the walk says how far it has got.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+pub(crate) struct Scan {
+    pub state: State,
+    pub events: EventSink,
+    pub control: Arc<Control>,
+    pub all_files: bool,
+}
+
+impl Scan {
+    /// Walks `roots` (absolute) and sends every file down `tx`, then forgets file-table rows
+    /// under walked folders that the walk did not find, when it saw everything. Returns when
+    /// the walk is done, the run is cancelled or nobody listens any more.
+    pub fn run(&self, roots: &[PathBuf], tx: &mpsc::Sender<Scanned>) {
+        let emit = |e: Event| (self.events)(e);
+        // Overlapping paths (a folder and a file in it) name a file once.
+        let mut listed = HashSet::new();
+        let mut lost_sight = false;
+        let mut last_said = Instant::now();
+        let root_of = |p: &PathBuf| {
+            roots
+                .iter()
+                .find(|r| p.starts_with(r))
+                .cloned()
+                .unwrap_or_else(|| p.clone())
+        };
+        for entry in photosync_walk::walk(roots) {
+            if self.control.is_cancelled() {
+                return;
+            }
+            let item = match entry {
+                Ok(p) if listed.contains(&p) => continue,
+                Ok(p) => {
+                    listed.insert(p.clone());
+                    emit(Event::Discovered { path: p.clone() });
+                    if last_said.elapsed() >= PROGRESS_EVERY {
+                        last_said = Instant::now();
+                        emit(Event::Walking {
+                            path: root_of(&p),
+                            found: listed.len() as u64,
+                            done: false,
+                        });
+                    }
+                    match known_unchanged(&self.state, &p, self.all_files) {
+                        Some(k) => Scanned::Known(p, k),
+                        None => Scanned::Read(p),
+                    }
+                }
+                Err(e) => {
+                    lost_sight |= e.kind.loses_data();
+                    Scanned::Problem(e)
+                }
+            };
+            if tx.blocking_send(item).is_err() {
+                return;
+            }
+        }
+        emit(Event::Walking {
+            path: roots.first().cloned().unwrap_or_default(),
+            found: listed.len() as u64,
+            done: true,
+        });
+        // A walk that could not see everything (a folder unreadable for now) prunes nothing.
+        if !lost_sight {
+            self.prune(roots, &listed);
+        }
+    }
+
+    /// Forgets file-table rows under walked folders that the walk did not find.
+    fn prune(&self, roots: &[PathBuf], found: &HashSet<PathBuf>) {
+        let pruned: usize = roots
+            .iter()
+            .filter(|r| r.is_dir())
+            .map(|f| self.state.prune_files(f, found).unwrap_or(0))
+            .sum();
+        if pruned > 0 {
+            tracing::debug!(pruned, "file table: forgot files that are gone");
+        }
+    }
+}
