@@ -20,7 +20,9 @@ function renderOverview(o) {
   current = o;
   $('status-line').textContent = o.status_line;
   const t = o.totals;
-  $('overall-count').textContent = `${t.done} of ${t.all}`;
+  // While the walk is under way the total is not known: say how many were found so far.
+  $('overall-count').textContent =
+    t.walking == null ? `${t.done} of ${t.all}` : `${t.done} · found ${t.walking} so far`;
   $('overall-rate').textContent = `${bytes(t.rate)}/s`;
   $('overall-bar').style.width = t.all ? `${(100 * t.done) / t.all}%` : '0';
   $('pause').textContent = o.paused ? 'Resume' : 'Pause';
@@ -108,6 +110,7 @@ $('open-settings').addEventListener('click', async () => {
   $('bandwidth').value = Math.round(s.bandwidth_limit / 1000);
   $('concurrency').value = s.concurrency;
   $('same-picture').value = s.upload_all_copies ? 'upload' : 'skip';
+  $('all-files').checked = s.all_files;
   $('settings').classList.remove('hidden');
 });
 $('close-settings').addEventListener('click', () => $('settings').classList.add('hidden'));
@@ -123,6 +126,7 @@ $('save-settings').addEventListener('click', async () => {
   s.bandwidth_limit = Math.max(0, Number($('bandwidth').value) || 0) * 1000;
   s.concurrency = Math.max(1, Number($('concurrency').value) || 3);
   s.upload_all_copies = $('same-picture').value === 'upload';
+  s.all_files = $('all-files').checked;
   const m = $('settings-message');
   try {
     await api.updateSettings(s);

@@ -3,16 +3,21 @@
 //! `cargo bench -p photosync-bench --bench sync`
 //!
 //! 1. Rescan: an unchanged tree of 100,000 files, already in the sync list, synced again.
-//!    Baseline: walking the tree and stat-ing every file, nothing else.
+//!    Baseline: walking the tree and stat-ing every file, nothing else. Then the peak memory
+//!    of the release `photosync sync` doing the same rescan.
 //! 2. End to end: a first sync of 1,000 distinct camera-sized JPEGs (3000×2250, cropped from a
-//!    real photo) to the release server on loopback, with the time per stage.
+//!    real photo) to the release server on loopback. Printed: the wall time beside the time
+//!    each stage was busy (the baseline: the stages' sum, what a pipeline of barriers takes),
+//!    and the time to the first upload, the first part stored and the first image recorded.
+//! 3. The same first sync of 20,000 small photos (the first-upload figures should not grow
+//!    with the library), and the peak memory of `photosync sync` doing it.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use photosync_engine::{Engine, Options, ServerConfig, State};
+use photosync_engine::{Engine, Event, Options, ServerConfig, State, Summary};
 use photosync_testkit::{add_user, ServerProcess};
 
 fn mtime_ns(m: &std::fs::Metadata) -> i64 {
@@ -109,6 +114,72 @@ async fn rescan(work: &Path) {
     );
 }
 
+/// The same rescan by the release CLI (which asks the server it is pointed at first), for its
+/// peak memory.
+fn rescan_memory(work: &Path, bin: &Path) {
+    let data = work.join("rescan-server");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let token = add_user(&bin.join("photosync-server"), &data, "bench");
+    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
+    let config = ServerConfig {
+        url: server.url.clone(),
+        token: token.clone(),
+    };
+    let (root, state) = rescan_tree(work, &config);
+    // The tree's sync list was written for another address: moved to this server's.
+    let cli_state = work.join("tree-100k-cli.db");
+    std::fs::copy(&state, &cli_state).unwrap();
+    rusqlite::Connection::open(&cli_state)
+        .unwrap()
+        .execute("UPDATE synced SET server = ?1", [config.key()])
+        .unwrap();
+    let run = cli_sync(bin, &root, &config, &cli_state);
+    println!(
+        "photosync sync (release CLI), 100,000 unchanged files: peak RSS {:.0} MB ({})",
+        run.peak_mb, run.first_line
+    );
+}
+
+struct CliRun {
+    first_line: String,
+    peak_mb: f64,
+}
+
+/// Runs `photosync sync DIR` to its end and reads its peak RSS from the kernel's accounting.
+#[allow(unsafe_code)]
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its peak memory
+fn cli_sync(bin: &Path, dir: &Path, server: &ServerConfig, state: &Path) -> CliRun {
+    use std::io::Read;
+    let mut child = std::process::Command::new(bin.join("photosync"))
+        .args(["sync", dir.to_str().unwrap()])
+        .env("PHOTOSYNC_SERVER", &server.url)
+        .env("PHOTOSYNC_TOKEN", &server.token)
+        .env("PHOTOSYNC_STATE", state)
+        .env("PHOTOSYNC_CONFIG", state.with_extension("toml"))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 writes into the two locals it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    CliRun {
+        first_line: stdout.lines().next().unwrap_or_default().to_owned(),
+        peak_mb: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
 fn walkdir_all(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -184,54 +255,147 @@ fn photos_1000(work: &Path) -> PathBuf {
     dir
 }
 
-async fn end_to_end(work: &Path, bin: &Path) {
-    let photos = photos_1000(work);
-    let bytes: u64 = std::fs::read_dir(&photos)
+/// When the first upload's first part was stored, and the first image recorded, as the
+/// engine's events tell it (each follows the server's response).
+#[derive(Default)]
+struct Firsts {
+    part_stored: Option<Instant>,
+    image_recorded: Option<Instant>,
+}
+
+/// A first sync of `photos` to a new server, timed.
+async fn first_sync(work: &Path, bin: &Path, photos: &Path, label: &str) {
+    let (files, bytes) = std::fs::read_dir(photos)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
-    let data = work.join("e2e-server");
+        .fold((0usize, 0u64), |(n, b), l| (n + 1, b + l));
+    let data = work.join(format!("{label}-server"));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
-    let token = add_user(bin, &data, "bench");
-    let server = ServerProcess::start(bin, &data, &[]);
-    let state = work.join("e2e-state.db");
+    let token = add_user(&bin.join("photosync-server"), &data, "bench");
+    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
+    let state = work.join(format!("{label}-state.db"));
     let _ = std::fs::remove_file(&state);
-    let engine = engine(
-        ServerConfig {
-            url: server.url.clone(),
-            token,
-        },
-        state,
-    );
+    let firsts = Arc::new(std::sync::Mutex::new(Firsts::default()));
+    let sink = {
+        let firsts = firsts.clone();
+        Arc::new(move |e: Event| {
+            let mut f = firsts.lock().unwrap();
+            match e {
+                Event::Uploading { .. } => {
+                    f.part_stored.get_or_insert_with(Instant::now);
+                }
+                Event::Uploaded { .. } => {
+                    f.image_recorded.get_or_insert_with(Instant::now);
+                }
+                _ => {}
+            }
+        })
+    };
+    let config = ServerConfig {
+        url: server.url.clone(),
+        token,
+    };
+    let engine = Engine::new(Options::new(config, state), sink).unwrap();
     let start = Instant::now();
-    let s = engine.sync(std::slice::from_ref(&photos)).await;
+    let s = engine
+        .sync(std::slice::from_ref(&photos.to_path_buf()))
+        .await;
     let took = start.elapsed().as_secs_f64();
     println!(
-        "\n## end to end: first sync of 1,000 photos ({:.0} MB) to a loopback server",
+        "\n## end to end: first sync of {files} photos ({:.0} MB) to a loopback server",
         bytes as f64 / 1e6
     );
     println!(
-        "uploaded {}, on server {}, failed {}: {:.1} images/s, {:.0} MB/s, {took:.1} s",
+        "uploaded {}, on server {}, failed {}: {:.1} images/s, {:.0} MB/s, wall {took:.1} s",
         s.uploaded,
         s.on_server,
         s.failed.len(),
-        1000.0 / took,
+        files as f64 / took,
         bytes as f64 / 1e6 / took
     );
+    print_stages(&s, took);
+    let f = firsts.lock().unwrap();
+    let since = |t: Option<Instant>| {
+        t.map_or_else(
+            || "never".into(),
+            |t| format!("{:.2} s", (t - start).as_secs_f64()),
+        )
+    };
     println!(
-        "stages: identify {:.1} s, detect {:.2} s, upload {:.1} s",
-        s.identify_time.as_secs_f64(),
-        s.detect_time.as_secs_f64(),
-        s.upload_time.as_secs_f64()
+        "from start: first upload started {}, first part stored on the server {}, first image \
+         recorded by the server {}",
+        s.stages
+            .first_upload
+            .map_or_else(|| "never".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+        since(f.part_stored),
+        since(f.image_recorded)
     );
     println!("server peak RSS {} MB", server.status_kb("VmHWM") / 1024);
+}
+
+fn print_stages(s: &Summary, wall: f64) {
+    let st = &s.stages;
+    let busy = [
+        ("walk", st.walk),
+        ("identify", st.identify),
+        ("detect", st.detect),
+        ("upload", st.upload),
+    ];
+    let sum: f64 = busy.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    let (name, busiest) = busy
+        .iter()
+        .map(|(n, d)| (*n, d.as_secs_f64()))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    println!(
+        "stages busy: {}",
+        busy.iter()
+            .map(|(n, d)| format!("{n} {:.1} s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "wall {wall:.1} s against the busiest stage ({name}) {busiest:.1} s: {:+.0} %; the stages' \
+         sum (baseline: one stage after another) {sum:.1} s",
+        100.0 * (wall / busiest - 1.0)
+    );
+}
+
+/// The first sync of a library of 20,000 small photos by the release CLI, for its memory.
+fn first_sync_memory(work: &Path, bin: &Path, photos: &Path) {
+    let data = work.join("small-cli-server");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let token = add_user(&bin.join("photosync-server"), &data, "bench");
+    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
+    let state = work.join("small-cli-state.db");
+    let _ = std::fs::remove_file(&state);
+    let config = ServerConfig {
+        url: server.url.clone(),
+        token,
+    };
+    let run = cli_sync(bin, photos, &config, &state);
+    println!(
+        "photosync sync (release CLI), first sync of 20,000 small photos: peak RSS {:.0} MB ({})",
+        run.peak_mb, run.first_line
+    );
+}
+
+/// 20,000 distinct small photos (480×320).
+fn photos_20000(work: &Path) -> PathBuf {
+    let dir = work.join("photos-20000");
+    if std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) != 20_000 {
+        let _ = std::fs::remove_dir_all(&dir);
+        photosync_testkit::distinct_photos(&dir, 20_000, 480, 320);
+    }
+    dir
 }
 
 fn main() {
     let work = photosync_bench::target_dir().join("bench-sync");
     std::fs::create_dir_all(&work).unwrap();
-    let bin = photosync_bench::release_binaries().join("photosync-server");
+    let bin = photosync_bench::release_binaries();
     println!(
         "# photosync sync benchmark ({} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -239,6 +403,10 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         rescan(&work).await;
-        end_to_end(&work, &bin).await;
+        rescan_memory(&work, &bin);
+        first_sync(&work, &bin, &photos_1000(&work), "photos-1000").await;
+        let small = photos_20000(&work);
+        first_sync(&work, &bin, &small, "photos-20000").await;
+        first_sync_memory(&work, &bin, &small);
     });
 }

@@ -123,6 +123,8 @@ pub struct Totals {
     pub done: usize,
     /// Bytes per second over the last few seconds.
     pub rate: f64,
+    /// Files found so far while a walk is still under way (the total is not known yet).
+    pub walking: Option<u64>,
 }
 
 /// A page request: optional state filter and name search.
@@ -150,6 +152,8 @@ pub struct Board {
     rate: RateHistory,
     /// Files and folders dropped on the window: files under them show first.
     dropped: Vec<PathBuf>,
+    /// Files found so far by a walk under way.
+    walking: Option<u64>,
 }
 
 fn name_of(path: &Path) -> String {
@@ -196,6 +200,10 @@ impl Board {
 
     /// Folds one engine event in.
     pub fn apply(&mut self, event: &Event, now: Instant) {
+        if let Event::Walking { found, done, .. } = event {
+            self.walking = (!done).then_some(*found);
+            return;
+        }
         let path = event.path();
         // A folder's presence is news for the service, not a file row.
         if path.as_os_str().is_empty() || matches!(event, Event::Folder { .. }) {
@@ -324,7 +332,7 @@ impl Board {
                     row.upload = upload;
                 }
             }
-            Event::Folder { .. } => {}
+            Event::Folder { .. } | Event::Walking { .. } => {}
         }
     }
 
@@ -373,6 +381,7 @@ impl Board {
         let mut t = Totals {
             all: self.rows.len(),
             rate: self.rate.current(now),
+            walking: self.walking,
             ..Totals::default()
         };
         for s in Status::ALL {
@@ -440,6 +449,13 @@ impl Board {
             "Offline · will retry".to_owned()
         } else if paused {
             format!("Paused · {} of {} done", t.done, t.all)
+        } else if let Some(found) = t.walking {
+            // The total is not known before the walk ends.
+            format!(
+                "Syncing {} · found {found} so far · {}/s",
+                t.done,
+                human_bytes(t.rate)
+            )
         } else if busy > 0 {
             format!(
                 "Syncing {} of {} · {}/s",

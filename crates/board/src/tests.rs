@@ -215,6 +215,25 @@ fn the_status_line_says_what_is_happening() {
         b.status_line(now, false, false),
         "Syncing 0 of 2 · 600.0 kB/s"
     );
+    // While the walk goes on, the total is not known: how many were found so far is.
+    let walking = |found, done| Event::Walking {
+        path: p("lib"),
+        found,
+        done,
+    };
+    b.apply(&walking(2, false), now);
+    assert_eq!(
+        b.status_line(now, false, false),
+        "Syncing 0 · found 2 so far · 600.0 kB/s"
+    );
+    assert_eq!(b.totals(now).walking, Some(2));
+    assert_eq!(
+        b.totals(now).all,
+        2,
+        "the walk's progress is not a file row"
+    );
+    b.apply(&walking(2, true), now);
+    assert_eq!(b.totals(now).walking, None);
     assert!(b.status_line(now, true, false).starts_with("Paused"));
     assert!(b.status_line(now, false, true).starts_with("Offline"));
     for path in [p("a.jpg"), p("b.jpg")] {

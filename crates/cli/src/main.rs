@@ -112,6 +112,9 @@ struct Target {
     /// Upload same-picture copies even when the server's copy is as large.
     #[arg(long)]
     upload_all_copies: bool,
+    /// Back up every file, not only photos, videos, RAW files and their sidecars.
+    #[arg(long)]
+    all_files: bool,
 }
 
 impl Target {
@@ -140,6 +143,7 @@ impl Target {
         o.concurrency = self.concurrency;
         o.bandwidth.set_rate(self.bandwidth_limit);
         o.upload_all_copies = self.upload_all_copies;
+        o.all_files = self.all_files;
         o.identify_threads = threads;
         Ok(o)
     }

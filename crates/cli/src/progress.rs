@@ -98,6 +98,14 @@ impl Progress {
         self.track_identifying(&e);
         match e {
             Event::Discovered { .. } => self.overall.inc_length(1),
+            // The bar's length grows with the walk; until it ends, say it is not the total.
+            Event::Walking { found, done, .. } => {
+                if done {
+                    self.overall.set_message("");
+                } else {
+                    self.overall.set_message(format!("(found {found} so far)"));
+                }
+            }
             Event::Identifying { .. } | Event::Queued { .. } => {}
             // A diagnostic of watch mode, not a file's outcome: logged as it happens.
             Event::Folder { path, present } => {
@@ -196,13 +204,18 @@ impl Progress {
 /// The closing summary, for people.
 pub fn summary_text(s: &Summary, events: &[Event]) -> String {
     let mut out = format!(
-        "uploaded {}, already synced {}, on the server already {}, skipped {}, failed {}\n",
+        "uploaded {}, already synced {}, on the server already {}, skipped {}, not photos or \
+         videos {}, failed {}\n",
         s.uploaded,
         s.already_synced,
         s.on_server,
         s.skipped.len(),
+        s.not_media.len(),
         s.failed.len()
     );
+    if let Some(why) = &s.aborted {
+        out.push_str(&format!("  stopped: {}\n", escape_text(why)));
+    }
     for e in events {
         if let Event::OnServer { path, how } = e {
             out.push_str(&format!(
@@ -217,6 +230,12 @@ pub fn summary_text(s: &Summary, events: &[Event]) -> String {
             "  skipped: {}: {}\n",
             escape_path(p),
             escape_text(why)
+        ));
+    }
+    for p in &s.not_media {
+        out.push_str(&format!(
+            "  not a photo or video (not backed up; --all-files backs it up): {}\n",
+            escape_path(p)
         ));
     }
     for (p, why) in &s.unidentified {

@@ -117,9 +117,10 @@ pub fn run_engine(options: Result<Options, String>, paths: Vec<PathBuf>, mode: M
             Mode::Sync => engine.sync(&paths).await,
             Mode::Force => {
                 if let Err(e) = engine.force_upload(&paths) {
-                    let mut s = Summary::default();
-                    s.failed.push((PathBuf::new(), e));
-                    return Ok(s);
+                    return Ok(Summary {
+                        aborted: Some(e),
+                        ..Summary::default()
+                    });
                 }
                 engine.sync(&paths).await
             }
@@ -143,7 +144,7 @@ pub fn run_engine(options: Result<Options, String>, paths: Vec<PathBuf>, mode: M
         print!("{text}");
     }
     match stopped_by.load(Ordering::SeqCst) {
-        0 if summary.failed.is_empty() => ExitCode::SUCCESS,
+        0 if summary.failed.is_empty() && summary.aborted.is_none() => ExitCode::SUCCESS,
         0 => ExitCode::FAILURE,
         signal => ExitCode::from(signal),
     }

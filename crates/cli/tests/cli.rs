@@ -581,7 +581,7 @@ fn the_progress_line_stops_naming_a_file_once_it_is_identified() {
     let lib = local.path().join("media");
     fs::create_dir(&lib).unwrap();
     // About two seconds of upload at the limit below, so that many frames are drawn.
-    fs::write(lib.join("clip.bin"), noise(2_000_000, 7)).unwrap();
+    fs::write(lib.join("clip.mov"), noise(2_000_000, 7)).unwrap();
     let state = local.path().join("state.db");
     let command = format!(
         "stty cols 200 rows 40; '{CLIENT}' sync --bandwidth-limit 1000000 '{}'",

@@ -47,12 +47,12 @@ fn big_photo(dir: &Path) -> PathBuf {
     path
 }
 
-/// `n` files of `size` random bytes (`clip-NN.bin`, seeds from `seed`) in `dir`; their digests.
+/// `n` files of `size` random bytes (`clip-NN.mp4`, seeds from `seed`) in `dir`; their digests.
 fn noise_files(dir: &Path, n: u64, size: usize, seed: u64) -> Vec<String> {
     (0..n)
         .map(|i| {
             let bytes = photosync_testkit::noise(size, seed + i);
-            std::fs::write(dir.join(format!("clip-{i:02}.bin")), &bytes).unwrap();
+            std::fs::write(dir.join(format!("clip-{i:02}.mp4")), &bytes).unwrap();
             blake3::hash(&bytes).to_hex().to_string()
         })
         .collect()

@@ -214,14 +214,16 @@ impl Service {
     /// Preferences other than the server and the folders.
     pub async fn update_settings(&self, new: Settings) -> Result<(), String> {
         let mut s = self.settings();
-        let restart =
-            s.concurrency != new.concurrency || s.upload_all_copies != new.upload_all_copies;
+        let restart = s.concurrency != new.concurrency
+            || s.upload_all_copies != new.upload_all_copies
+            || s.all_files != new.all_files;
         self.inner
             .bandwidth
             .set_rate(Some(new.bandwidth_limit).filter(|l| *l > 0));
         s.concurrency = new.concurrency.clamp(1, 16);
         s.bandwidth_limit = new.bandwidth_limit;
         s.upload_all_copies = new.upload_all_copies;
+        s.all_files = new.all_files;
         s.start_at_login = new.start_at_login;
         self.save(s)?;
         if restart {
@@ -244,6 +246,7 @@ impl Service {
             .set_rate(Some(s.bandwidth_limit).filter(|l| *l > 0));
         o.bandwidth = self.inner.bandwidth.clone();
         o.upload_all_copies = s.upload_all_copies;
+        o.all_files = s.all_files;
         o
     }
 

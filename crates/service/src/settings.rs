@@ -17,6 +17,8 @@ pub struct Settings {
     pub bandwidth_limit: u64,
     /// Upload same-picture copies even when the server's copy is at least as large.
     pub upload_all_copies: bool,
+    /// Back up every file, not only photos, videos, RAW files and their sidecars.
+    pub all_files: bool,
     pub start_at_login: bool,
 }
 
@@ -29,6 +31,7 @@ impl Default for Settings {
             concurrency: 3,
             bandwidth_limit: 0,
             upload_all_copies: false,
+            all_files: false,
             start_at_login: false,
         }
     }
