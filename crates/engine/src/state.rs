@@ -27,11 +27,19 @@ pub enum StateError {
          to {known}); update Photosync, or give another state file"
     )]
     Newer { found: i64, known: i64 },
+    /// Another process held the database for longer than the wait.
+    #[error("local state: {0}")]
+    Busy(String),
 }
 
 impl From<rusqlite::Error> for StateError {
     fn from(e: rusqlite::Error) -> Self {
-        StateError::Db(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StateError::Busy(e.to_string())
+            }
+            _ => StateError::Db(e.to_string()),
+        }
     }
 }
 
@@ -187,10 +195,25 @@ impl State {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StateError::Db(e.to_string()))?;
         }
+        // Another process opening the same new file at once (two `photosync sync` started
+        // together) can make the switch to WAL or the first schema answer "busy" without
+        // waiting on the busy handler: tried again for a while.
+        let mut tries = 0;
+        loop {
+            match Self::open_once(path) {
+                Err(StateError::Busy(_)) if tries < 200 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<State> {
         let mut conn = Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
         migrate(&mut conn)?;
         Ok(State {
             conn: Arc::new(Mutex::new(conn)),
@@ -540,6 +563,29 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_opening_a_new_state_file_at_once_all_get_it() {
+        // Two `photosync sync` runs started together once failed with "database is locked".
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let db = dir.path().join(format!("state-{round}.db"));
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    let (db, start) = (db.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        State::open(&db).map(|_| ())
+                    })
+                })
+                .collect();
+            for t in opened {
+                let opened = t.join().unwrap();
+                assert!(opened.is_ok(), "round {round}: {opened:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_state_file_of_earlier_builds_is_upgraded_and_a_newer_one_refused() {
