@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use photosync_engine::{Event, OnServer};
+use photosync_events::{Event, OnServer};
 use serde::Serialize;
 
 pub use rate::RateHistory;

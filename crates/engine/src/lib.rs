@@ -7,7 +7,6 @@
 //! typed [`Event`]s. The engine knows nothing of tauri, axum or JSON.
 
 pub mod client;
-pub mod events;
 pub mod state;
 mod sync;
 mod throttle;
@@ -15,7 +14,7 @@ mod upload;
 mod watch;
 
 pub use client::{Client, ClientError, Connection, Created, ServerConfig};
-pub use events::{Event, EventSink, OnServer};
+pub use photosync_events::{Event, EventSink, OnServer};
 pub use state::{MatchRecord, State};
 pub use sync::{Control, Engine, Options, Summary};
 pub use throttle::Throttle;

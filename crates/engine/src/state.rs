@@ -560,6 +560,18 @@ impl State {
     }
 }
 
+impl From<&MatchRecord> for photosync_events::OnServer {
+    fn from(m: &MatchRecord) -> Self {
+        photosync_events::OnServer::SamePicture {
+            remote_id: m.remote_id,
+            name: m.remote_name.clone(),
+            distance: m.distance,
+            remote_pixels: m.remote_pixels,
+            local_pixels: m.local_pixels,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,10 +13,10 @@ use photosync_protocol::{meta, Metadata};
 use tokio::io::AsyncReadExt as _;
 
 use crate::client::{Client, ClientError, Created};
-use crate::events::{Event, EventSink};
 use crate::state::{Pending, State};
 use crate::sync::Control;
 use crate::throttle::Throttle;
+use photosync_events::{Event, EventSink};
 
 /// What is known about the file to upload.
 #[derive(Debug, Clone)]

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::events::Event;
 use crate::sync::{Engine, Summary};
+use photosync_events::Event;
 
 /// Failed files waiting for their next attempt, with their last reason.
 #[derive(Default)]

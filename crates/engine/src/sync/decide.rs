@@ -6,7 +6,7 @@
 
 use photosync_protocol::DetectResult;
 
-use crate::events::OnServer;
+use photosync_events::OnServer;
 
 /// What the person asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

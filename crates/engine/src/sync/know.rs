@@ -7,9 +7,9 @@ use photosync_identify::media::{classify, kind_by_name, HEAD_BYTES};
 use photosync_identify::{identify_file, sniff_format, IdentifyError, Limits};
 
 use super::Control;
-use crate::events::{Event, EventSink};
 use crate::state::{FileRecord, State};
 use crate::upload::mtime_ns;
+use photosync_events::{Event, EventSink};
 
 /// The one skip made on purpose: an empty file holds nothing to back up.
 pub(crate) const EMPTY_FILE: &str = "empty file (0 bytes)";

@@ -14,9 +14,9 @@ use photosync_part_sizer::{PartSizer, SizerConfig};
 use tokio::sync::Notify;
 
 use crate::client::{Client, ServerConfig};
-use crate::events::{Event, EventSink};
 use crate::state::State;
 use crate::throttle::Throttle;
+use photosync_events::{Event, EventSink};
 
 #[derive(Debug, Clone)]
 pub struct Options {

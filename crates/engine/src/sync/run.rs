@@ -21,9 +21,9 @@ use super::decide::{verdict, Copies, Placed, Policy, Verdict};
 use super::know::{know, Known, EMPTY_FILE, NOT_MEDIA};
 use super::scan::{Scan, Scanned};
 use super::{Control, Engine, Summary};
-use crate::events::{Event, EventSink, OnServer};
 use crate::state::{FileRecord, MatchRecord, State, SyncedRecord};
 use crate::upload::{self, Job, UploadError};
+use photosync_events::{Event, EventSink, OnServer};
 
 /// Walked entries waiting to be identified.
 const SCANNED_QUEUE: usize = 1024;

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use super::know::{known_unchanged, Known};
 use super::Control;
-use crate::events::{Event, EventSink};
 use crate::state::State;
+use photosync_events::{Event, EventSink};
 
 /// One walked entry.
 pub(crate) enum Scanned {

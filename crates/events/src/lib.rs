@@ -1,4 +1,6 @@
-//! The typed stream of per-file events that the CLI, the desktop app and the tests all consume.
+//! The typed stream of per-file events the sync engine reports, and that the CLI, the desktop
+//! app, the status board and the tests consume. A leaf: it depends on nothing, so a consumer of
+//! events does not build the engine's HTTP client, database or decoders.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,18 +63,6 @@ impl OnServer {
                     megapixels(*local_pixels)
                 )
             }
-        }
-    }
-}
-
-impl From<&crate::state::MatchRecord> for OnServer {
-    fn from(m: &crate::state::MatchRecord) -> Self {
-        OnServer::SamePicture {
-            remote_id: m.remote_id,
-            name: m.remote_name.clone(),
-            distance: m.distance,
-            remote_pixels: m.remote_pixels,
-            local_pixels: m.local_pixels,
         }
     }
 }
