@@ -1266,3 +1266,55 @@ async fn uploads_start_before_the_library_is_identified() {
         at(&|e| matches!(e, Event::Queued { path, .. } if path.ends_with("zz-last.jpg")));
     assert!(first_uploaded < released && released < last_queued);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_passes_send_each_file_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let s = server().await;
+    // The real server, counting the upload creations it is asked for.
+    let creations = Arc::new(AtomicUsize::new(0));
+    let counted = creations.clone();
+    let app = photosync_server::router(s.state.clone()).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            if req.method() == axum::http::Method::POST && req.uri().path() == "/files/" {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    for i in 0..4u64 {
+        write(
+            &lib,
+            &format!("clip-{i}.mov"),
+            &photosync_testkit::noise(150_000, 40 + i),
+        );
+    }
+    let (engine, _) = engine_with(&s, local.path(), |o| {
+        o.server.url = url.clone();
+        // Slow enough that both passes reach every file while it is being sent.
+        o.bandwidth.set_rate(Some(400_000));
+    });
+    // Watch mode's round and a file dropped on the window, say.
+    let (a, b) = tokio::join!(
+        engine.sync(std::slice::from_ref(&lib)),
+        engine.sync(std::slice::from_ref(&lib))
+    );
+    assert!(a.failed.is_empty() && b.failed.is_empty(), "{a:#?} {b:#?}");
+    assert_eq!(
+        a.uploaded + a.already_synced + b.uploaded + b.already_synced,
+        8
+    );
+    assert_eq!(server_images(&s).await, 4);
+    assert_eq!(
+        creations.load(Ordering::SeqCst),
+        4,
+        "each file's upload was created once, by one of the passes"
+    );
+}

@@ -1,5 +1,6 @@
 //! The pipeline: walk, identify (or reuse), sync list, batched detection, decisions, uploads.
 
+mod claims;
 mod decide;
 mod know;
 mod run;
@@ -202,6 +203,8 @@ pub struct Engine {
     events: EventSink,
     control: Arc<Control>,
     sizer: Arc<Mutex<PartSizer>>,
+    /// Uploads under way in any pass, so overlapping passes never send a file twice at once.
+    claims: Arc<claims::Claims>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -228,6 +231,7 @@ impl Engine {
             options,
             events,
             control: Arc::default(),
+            claims: Arc::default(),
         })
     }
 

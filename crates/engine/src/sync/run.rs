@@ -17,6 +17,7 @@ use photosync_walk::WalkError;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::claims::{outcome_of, Claim, Claims};
 use super::decide::{verdict, Copies, Placed, Policy, Verdict};
 use super::know::{know, Known, EMPTY_FILE, NOT_MEDIA};
 use super::scan::{Scan, Scanned};
@@ -576,9 +577,10 @@ impl<'a> Run<'a> {
             self.copies.started(id);
             let (ctx, rec, paths, quiet) =
                 (self.ctx.clone(), e.rec.clone(), e.paths.clone(), self.quiet);
+            let claims = self.engine.claims.clone();
             let task = self
                 .uploads
-                .spawn(async move { upload_any(&ctx, &rec, &paths, quiet).await });
+                .spawn(async move { upload_claimed(&ctx, &claims, &rec, &paths, quiet).await });
             self.uploading.insert(task.id(), id);
             self.upload_busy.set(true);
             self.summary
@@ -759,6 +761,40 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Uploads the bytes of `rec` unless another pass of this engine is sending them: then waits
+/// for that upload, and sends them itself only if it ends without an image.
+async fn upload_claimed(
+    ctx: &upload::Ctx,
+    claims: &Arc<Claims>,
+    rec: &FileRecord,
+    paths: &[PathBuf],
+    quiet: Duration,
+) -> Result<i64, UploadError> {
+    loop {
+        match claims.claim(&rec.digest) {
+            Claim::Mine(held) => {
+                // Another pass may have finished it since this one asked the server.
+                if let Ok(Some(synced)) = ctx.state.synced(&ctx.server_key, &rec.digest) {
+                    held.finish(Ok(synced.remote_id));
+                    return Ok(synced.remote_id);
+                }
+                let result = upload_any(ctx, rec, paths, quiet).await;
+                held.finish(result.clone());
+                return result;
+            }
+            Claim::Theirs(outcome) => {
+                let image = tokio::select! {
+                    image = outcome_of(outcome) => image,
+                    () = ctx.control.cancelled() => return Err(UploadError::Cancelled),
+                };
+                if let Some(id) = image {
+                    return Ok(id);
+                }
+            }
+        }
+    }
 }
 
 /// Uploads the bytes of `rec` from the first of `paths` still there: a copy moved away during
