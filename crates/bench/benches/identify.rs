@@ -23,42 +23,7 @@ use photosync_testkit::{
     make_copy, measure_separation, near_shot_pair, photos, COPIES, NEAR_SHOTS,
 };
 
-const SOURCE: &str = "usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg";
 const CROPS: usize = 8;
-
-fn source_photo(work: &Path) -> PathBuf {
-    let system = Path::new("/").join(SOURCE);
-    if system.exists() {
-        return system;
-    }
-    let unpacked = work.join("deb").join(SOURCE);
-    if !unpacked.exists() {
-        let deb_dir = work.join("deb");
-        std::fs::create_dir_all(&deb_dir).unwrap();
-        let ok = Command::new("apt-get")
-            .args(["download", "mate-backgrounds"])
-            .current_dir(&deb_dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            ok,
-            "cannot fetch mate-backgrounds; install it or run apt-get update"
-        );
-        let deb = std::fs::read_dir(&deb_dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .unwrap();
-        let ok = Command::new("dpkg")
-            .arg("-x")
-            .arg(&deb)
-            .arg(&deb_dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "dpkg -x failed");
-    }
-    unpacked
-}
 
 /// 12-megapixel crops of the real photo (and their mirror images), as baseline and progressive
 /// JPEGs at quality 92 with 4:2:0 chroma, like a camera's.
@@ -74,7 +39,9 @@ fn corpus(work: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
         return (baseline, progressive);
     }
     std::fs::create_dir_all(&dir).unwrap();
-    let src = image::open(source_photo(work)).unwrap().into_rgb8();
+    let src = image::open(photosync_bench::source_photo())
+        .unwrap()
+        .into_rgb8();
     let (sw, sh) = src.dimensions();
     let (w, h) = (4000u32, 3000u32);
     for i in 0..CROPS {

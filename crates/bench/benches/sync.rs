@@ -204,18 +204,7 @@ fn photos_1000(work: &Path) -> PathBuf {
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let deb = photosync_bench::target_dir()
-        .join("bench-identify/deb/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg");
-    let system = Path::new("/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg");
-    let source = if system.exists() {
-        system.to_path_buf()
-    } else {
-        deb
-    };
-    assert!(
-        source.exists(),
-        "run `cargo bench -p photosync-bench --bench identify` first: it fetches the source photo"
-    );
+    let source = photosync_bench::source_photo();
     let src = image::open(&source).unwrap().into_rgb8();
     let (w, h) = (3000u32, 2250u32);
     let mut jobs = Vec::new();

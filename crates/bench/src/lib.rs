@@ -15,6 +15,44 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A real 5640×3172 photograph (MATE's Elephants, Debian package mate-backgrounds), fetched
+/// with `apt-get download` into the target directory when it is not installed.
+pub fn source_photo() -> PathBuf {
+    use std::process::Command;
+    const SOURCE: &str = "usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg";
+    let system = std::path::Path::new("/").join(SOURCE);
+    if system.exists() {
+        return system;
+    }
+    let deb_dir = target_dir().join("bench-identify").join("deb");
+    let unpacked = deb_dir.join(SOURCE);
+    if !unpacked.exists() {
+        std::fs::create_dir_all(&deb_dir).expect("the target directory is writable");
+        let ok = Command::new("apt-get")
+            .args(["download", "mate-backgrounds"])
+            .current_dir(&deb_dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "cannot fetch mate-backgrounds; install it or run apt-get update"
+        );
+        let deb = std::fs::read_dir(&deb_dir)
+            .expect("the download folder is readable")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .expect("apt-get download wrote a .deb");
+        let ok = Command::new("dpkg")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&deb_dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "dpkg -x failed");
+    }
+    unpacked
+}
+
 /// Builds the release `photosync` and `photosync-server` and returns their folder.
 pub fn release_binaries() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -39,14 +39,65 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// What a failed request means to an upload, classified once from the status and the
+/// server's code, so callers match kinds instead of raw statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request or its answer was lost on the way (refused, reset, timed out).
+    Network,
+    /// The upload is not there (any more): expired, removed, never made (404, 410).
+    Gone,
+    /// The offset sent is not the server's (409).
+    OffsetMismatch,
+    /// Another writer holds the upload's lease (423).
+    Busy,
+    /// Another writer finished the upload: HEAD names its image.
+    Finished,
+    /// The bytes stored are not the digest declared: the file changed.
+    DigestMismatch,
+    /// The part's checksum did not match its bytes (460): resend it.
+    ChecksumMismatch,
+    /// The server is out of space (507): not fixed in seconds.
+    NoSpace,
+    /// Worth trying again after a pause (408, 429, 5xx).
+    Transient,
+    /// The server refuses the file itself (422: a name or metadata it cannot take).
+    Refused,
+    /// The token was not accepted (401, 403).
+    Unauthorized,
+    /// Any other refusal (4xx): trying again changes nothing.
+    Rejected,
+    /// An answer that is not the protocol's.
+    Protocol,
+}
+
 impl ClientError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ClientError::Network(_) => ErrorKind::Network,
+            ClientError::Protocol(_) => ErrorKind::Protocol,
+            ClientError::Http { status, code, .. } => match (*status, code.as_str()) {
+                (_, "upload_finished") => ErrorKind::Finished,
+                (_, "digest_mismatch") => ErrorKind::DigestMismatch,
+                (404 | 410, _) => ErrorKind::Gone,
+                (409, _) => ErrorKind::OffsetMismatch,
+                (423, _) => ErrorKind::Busy,
+                (460, _) => ErrorKind::ChecksumMismatch,
+                (507, _) => ErrorKind::NoSpace,
+                (408 | 429 | 500..=599, _) => ErrorKind::Transient,
+                (422, _) => ErrorKind::Refused,
+                (401 | 403, _) => ErrorKind::Unauthorized,
+                _ => ErrorKind::Rejected,
+            },
+        }
+    }
+
     /// Worth trying again after a pause.
     pub fn is_transient(&self) -> bool {
-        match self {
-            ClientError::Network(_) => true,
-            ClientError::Http { status, .. } => matches!(status, 408 | 423 | 429 | 500..=599),
-            ClientError::Protocol(_) => false,
-        }
+        matches!(
+            self.kind(),
+            ErrorKind::Network | ErrorKind::Busy | ErrorKind::NoSpace | ErrorKind::Transient
+        )
     }
 
     /// The server's error code (`digest_mismatch`, `insufficient_storage`...), if it gave one.
@@ -379,5 +430,48 @@ impl Client {
             elapsed,
             image_id: header_u64(&r, IMAGE_ID_HEADER).map(|i| i as i64),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16, code: &str) -> ClientError {
+        ClientError::Http {
+            status,
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_once_by_status_and_code() {
+        use ErrorKind::*;
+        let cases = [
+            (http(404, "not_found"), Gone),
+            (http(410, ""), Gone),
+            (http(409, "offset_mismatch"), OffsetMismatch),
+            (http(423, "locked"), Busy),
+            (http(409, "upload_finished"), Finished),
+            (http(400, "digest_mismatch"), DigestMismatch),
+            (http(460, "checksum_mismatch"), ChecksumMismatch),
+            (http(507, "insufficient_storage"), NoSpace),
+            (http(503, ""), Transient),
+            (http(429, ""), Transient),
+            (http(422, "invalid_filename"), Refused),
+            (http(401, "unauthorized"), Unauthorized),
+            (http(413, ""), Rejected),
+            (ClientError::Network("reset".into()), Network),
+            (ClientError::Protocol("no Location".into()), Protocol),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+        let transient: Vec<bool> = [http(423, ""), http(507, ""), http(500, ""), http(422, "")]
+            .iter()
+            .map(ClientError::is_transient)
+            .collect();
+        assert_eq!(transient, [true, true, true, false]);
     }
 }

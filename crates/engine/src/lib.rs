@@ -13,7 +13,7 @@ mod throttle;
 mod upload;
 mod watch;
 
-pub use client::{Client, ClientError, Connection, Created, ServerConfig};
+pub use client::{Client, ClientError, Connection, Created, ErrorKind, ServerConfig};
 pub use photosync_events::{Event, EventSink, OnServer};
 pub use state::{MatchRecord, State};
 pub use sync::{Control, Engine, Options, Summary};

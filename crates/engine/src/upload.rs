@@ -12,7 +12,7 @@ use photosync_part_sizer::PartSizer;
 use photosync_protocol::{meta, Metadata};
 use tokio::io::AsyncReadExt as _;
 
-use crate::client::{Client, ClientError, Created};
+use crate::client::{Client, ClientError, Created, ErrorKind};
 use crate::state::{Pending, State};
 use crate::sync::Control;
 use crate::throttle::Throttle;
@@ -421,15 +421,15 @@ async fn resume_point(ctx: &Ctx, job: &Job) -> Result<Start, UploadError> {
     match ctx.client.offset(&p.url).await {
         Ok((off, Some(id))) if off == job.length => Ok(Start::Done(id)),
         Ok((off, _)) => Ok(Start::At(p.url, off)),
-        Err(e) if matches!(e.status(), Some(404 | 410)) => Ok(Start::New),
+        Err(e) if e.kind() == ErrorKind::Gone => Ok(Start::New),
         Err(e) => Err(UploadError::Failed(plain(&e))),
     }
 }
 
 /// A client error in words for the person reading the summary.
 pub(crate) fn plain(e: &ClientError) -> String {
-    match e.status() {
-        Some(507) => "the server is out of space".into(),
+    match e.kind() {
+        ErrorKind::NoSpace => "the server is out of space".into(),
         _ => e.to_string(),
     }
 }
@@ -516,7 +516,7 @@ async fn send_parts(
                         ))
                     }
                 },
-                Err(e) if matches!(e.status(), Some(404 | 410)) => {
+                Err(e) if e.kind() == ErrorKind::Gone => {
                     (*place, offset, watch) = start_of(create(ctx, job).await?);
                     continue;
                 }
@@ -610,7 +610,7 @@ async fn send_parts(
                     return Ok(id);
                 }
             }
-            Err(e) if e.status() == Some(409) => {
+            Err(e) if e.kind() == ErrorKind::OffsetMismatch => {
                 conflicts += 1;
                 if conflicts > MAX_CONFLICTS {
                     return Err(UploadError::Failed(format!(
@@ -621,21 +621,21 @@ async fn send_parts(
             }
             // Another writer of this upload (another process of this account) finished it:
             // HEAD names the image.
-            Err(e) if e.code() == Some("upload_finished") => ask_offset = true,
-            Err(e) if matches!(e.status(), Some(404 | 410)) => {
+            Err(e) if e.kind() == ErrorKind::Finished => ask_offset = true,
+            Err(e) if e.kind() == ErrorKind::Gone => {
                 // The server dropped the upload (expired, removed): start a new one.
                 tracing::info!(path = %job.path.display(), "upload gone on the server; starting again");
                 (*place, offset, watch) = start_of(create(ctx, job).await?);
             }
-            Err(e) if e.code() == Some("digest_mismatch") => return Err(UploadError::Changed),
-            Err(e) if e.status() == Some(422) => {
+            Err(e) if e.kind() == ErrorKind::DigestMismatch => return Err(UploadError::Changed),
+            Err(e) if e.kind() == ErrorKind::Refused => {
                 let _ = ctx.state.drop_pending(&ctx.server_key, &job.digest);
                 return Err(UploadError::Failed(format!(
                     "the server refused the file: {e}"
                 )));
             }
             // Another writer holds the upload: watch it rather than send into its lease again.
-            Err(e) if e.status() == Some(423) => match retries.wait(LOCKED_PATIENCE) {
+            Err(e) if e.kind() == ErrorKind::Busy => match retries.wait(LOCKED_PATIENCE) {
                 Some(_) => {
                     watch = Some(Watch::new(offset));
                     ask_offset = true;
@@ -644,9 +644,7 @@ async fn send_parts(
             },
             // The server may refuse a body sent into another writer's lease by closing the
             // connection, before the 423 is read: the other writer is back, so watch again.
-            Err(e)
-                if took_over && e.is_transient() && e.status().is_none() && cut_takeovers < 3 =>
-            {
+            Err(e) if took_over && e.kind() == ErrorKind::Network && cut_takeovers < 3 => {
                 took_over = false;
                 cut_takeovers += 1;
                 watch = Some(Watch::new(offset));
@@ -667,7 +665,7 @@ async fn failed_attempt(
     retries: &mut Retries,
     e: &ClientError,
 ) -> Result<(), UploadError> {
-    if !(e.is_transient() || e.status() == Some(460)) {
+    if !(e.is_transient() || e.kind() == ErrorKind::ChecksumMismatch) {
         return Err(UploadError::Failed(plain(e)));
     }
     retries.failures += 1;
@@ -683,8 +681,8 @@ async fn failed_attempt(
         )));
     }
     // A full disk is not fixed in seconds.
-    let wait = match e.status() {
-        Some(507) => backoff(retries.failures).max(Duration::from_secs(5)),
+    let wait = match e.kind() {
+        ErrorKind::NoSpace => backoff(retries.failures).max(Duration::from_secs(5)),
         _ => backoff(retries.failures),
     };
     (ctx.events)(Event::Failed {

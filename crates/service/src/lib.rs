@@ -82,6 +82,18 @@ pub struct Overview {
 struct Running {
     engine: Arc<Engine>,
     task: JoinHandle<()>,
+    /// Runs asked for besides watch mode's rounds: one queue, taken one at a time.
+    runs: tokio::sync::mpsc::UnboundedSender<Run>,
+    runner: JoinHandle<()>,
+}
+
+/// A run asked for from the window or by the service itself.
+#[derive(Debug)]
+enum Run {
+    /// Dropped files, a retry, a forced upload, files that failed while the server was away.
+    Sync(Vec<PathBuf>),
+    /// Ask the server about everything again.
+    Recheck(Vec<PathBuf>),
 }
 
 struct Inner {
@@ -303,8 +315,68 @@ impl Service {
                 (me.inner.hooks.notify)("Photosync cannot watch a folder".into(), why);
             }
         });
-        *running = Some(Running { engine, task });
+        let (runs, queue) = tokio::sync::mpsc::unbounded_channel();
+        let runner = self
+            .inner
+            .rt
+            .spawn(self.clone().take_runs(engine.clone(), queue));
+        *running = Some(Running {
+            engine,
+            task,
+            runs,
+            runner,
+        });
         Ok(())
+    }
+
+    /// The one owner of runs besides watch mode: takes them in order, one at a time. Sync runs
+    /// waiting together become one run (a burst of retries is one pass). A file that a
+    /// watch round is sending at the same moment is not sent twice: the engine's passes share
+    /// their uploads under way.
+    async fn take_runs(
+        self,
+        engine: Arc<Engine>,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<Run>,
+    ) {
+        while let Some(first) = queue.recv().await {
+            let mut next = Some(first);
+            while let Some(run) = next.take() {
+                let summary = match run {
+                    Run::Recheck(folders) => engine.recheck(&folders).await,
+                    Run::Sync(mut paths) => {
+                        // Whatever else waits to be synced goes in the same pass.
+                        while let Ok(more) = queue.try_recv() {
+                            match more {
+                                Run::Sync(p) => paths.extend(p),
+                                recheck => {
+                                    next = Some(recheck);
+                                    break;
+                                }
+                            }
+                        }
+                        paths.sort();
+                        paths.dedup();
+                        engine.sync(&paths).await
+                    }
+                };
+                self.after_round(&summary);
+                if engine.control().is_cancelled() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Puts a run in the queue, starting the engine first if needed.
+    async fn queue(&self, run: Run) -> Result<(), String> {
+        if self.inner.running.lock().await.is_none() {
+            self.start().await?;
+        }
+        let running = self.inner.running.lock().await;
+        let r = running.as_ref().ok_or("connect to a server first")?;
+        r.runs
+            .send(run)
+            .map_err(|_| "the sync engine is stopping".to_owned())
     }
 
     /// Stops the engine, waiting for it to settle; pending uploads resume at the next start.
@@ -312,7 +384,9 @@ impl Service {
         let taken = self.inner.running.lock().await.take();
         if let Some(r) = taken {
             r.engine.control().cancel();
+            drop(r.runs);
             let _ = r.task.await;
+            let _ = r.runner.await;
         }
     }
 
@@ -341,50 +415,27 @@ impl Service {
             .into_iter()
             .map(|p| std::path::absolute(&p).unwrap_or(p))
             .collect();
-        let engine = self.engine().await?;
         lock(&self.inner.board).mark_dropped(&paths);
         (self.inner.hooks.changed)();
-        let me = self.clone();
-        self.inner.rt.spawn(async move {
-            let summary = engine.sync(&paths).await;
-            me.after_round(&summary);
-        });
-        Ok(())
+        self.queue(Run::Sync(paths)).await
     }
 
     /// Uploads a file despite a same-picture match.
     pub async fn force_upload(&self, path: PathBuf) -> Result<(), String> {
-        let engine = self.engine().await?;
-        engine.force_upload(std::slice::from_ref(&path))?;
-        self.run_now(engine, vec![path]);
-        Ok(())
+        self.engine()
+            .await?
+            .force_upload(std::slice::from_ref(&path))?;
+        self.queue(Run::Sync(vec![path])).await
     }
 
     /// Tries a failed file again now.
     pub async fn retry(&self, path: PathBuf) -> Result<(), String> {
-        let engine = self.engine().await?;
-        self.run_now(engine, vec![path]);
-        Ok(())
+        self.queue(Run::Sync(vec![path])).await
     }
 
     /// Asks the server again about every file instead of trusting the sync list.
     pub async fn recheck(&self) -> Result<(), String> {
-        let engine = self.engine().await?;
-        let folders = self.settings().folders;
-        let me = self.clone();
-        self.inner.rt.spawn(async move {
-            let summary = engine.recheck(&folders).await;
-            me.after_round(&summary);
-        });
-        Ok(())
-    }
-
-    fn run_now(&self, engine: Arc<Engine>, paths: Vec<PathBuf>) {
-        let me = self.clone();
-        self.inner.rt.spawn(async move {
-            let summary = engine.sync(&paths).await;
-            me.after_round(&summary);
-        });
+        self.queue(Run::Recheck(self.settings().folders)).await
     }
 
     pub fn is_paused(&self) -> bool {
@@ -477,15 +528,15 @@ impl Service {
                 .filter(|r| r.status == Status::Failed)
                 .map(|r| r.path.clone())
                 .collect();
-            let engine = me
+            let sender = me
                 .inner
                 .running
                 .lock()
                 .await
                 .as_ref()
-                .map(|r| r.engine.clone());
-            if let (Some(engine), false) = (engine, failed.is_empty()) {
-                me.run_now(engine, failed);
+                .map(|r| r.runs.clone());
+            if let (Some(runs), false) = (sender, failed.is_empty()) {
+                let _ = runs.send(Run::Sync(failed));
             }
         });
     }
