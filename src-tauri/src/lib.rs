@@ -77,6 +77,11 @@ impl From<Connection> for ConnectionReport {
     }
 }
 
+/// A service error as the window shows it.
+fn said<T>(r: Result<T, photosync_service::ServiceError>) -> Result<T, String> {
+    r.map_err(|e| e.to_string())
+}
+
 fn service<R: Runtime>(app: &tauri::AppHandle<R>) -> Result<Service, String> {
     app.try_state::<AppState>()
         .map(|s| s.service.clone())
@@ -104,7 +109,7 @@ async fn configure<R: Runtime>(
     url: String,
     token: String,
 ) -> Result<(), String> {
-    service(&app)?.configure(&url, &token).await
+    said(service(&app)?.configure(&url, &token).await)
 }
 
 #[tauri::command]
@@ -114,12 +119,12 @@ fn folders<R: Runtime>(app: tauri::AppHandle<R>) -> Result<Vec<FolderInfo>, Stri
 
 #[tauri::command]
 async fn add_folder<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
-    service(&app)?.add_folder(&path).await
+    said(service(&app)?.add_folder(&path).await)
 }
 
 #[tauri::command]
 async fn remove_folder<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
-    service(&app)?.remove_folder(&path).await
+    said(service(&app)?.remove_folder(&path).await)
 }
 
 /// Files or folders to sync right away: what a drop on the window does.
@@ -128,27 +133,27 @@ async fn sync_paths<R: Runtime>(
     app: tauri::AppHandle<R>,
     paths: Vec<PathBuf>,
 ) -> Result<(), String> {
-    service(&app)?.sync_dropped(paths).await
+    said(service(&app)?.sync_dropped(paths).await)
 }
 
 #[tauri::command]
 async fn force_upload<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
-    service(&app)?.force_upload(path).await
+    said(service(&app)?.force_upload(path).await)
 }
 
 #[tauri::command]
 async fn retry<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
-    service(&app)?.retry(path).await
+    said(service(&app)?.retry(path).await)
 }
 
 #[tauri::command]
 async fn recheck<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
-    service(&app)?.recheck().await
+    said(service(&app)?.recheck().await)
 }
 
 #[tauri::command]
 async fn sync_now<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
-    service(&app)?.restart().await
+    said(service(&app)?.restart().await)
 }
 
 #[tauri::command]
@@ -171,7 +176,7 @@ async fn update_settings<R: Runtime>(
     settings: Settings,
 ) -> Result<(), String> {
     set_autostart(&app, settings.start_at_login)?;
-    service(&app)?.update_settings(settings).await
+    said(service(&app)?.update_settings(settings).await)
 }
 
 fn set_autostart<R: Runtime>(app: &tauri::AppHandle<R>, on: bool) -> Result<(), String> {
@@ -275,8 +280,8 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
                 .ok();
             tauri::async_runtime::spawn(async move {
                 let found = match (service(&app), id) {
-                    (Ok(s), Some(id)) => s.thumbnail(id).await,
-                    _ => Err("no such thumbnail".into()),
+                    (Ok(s), Some(id)) => s.thumbnail(id).await.map_err(|e| e.to_string()),
+                    _ => Err("no such thumbnail".to_owned()),
                 };
                 let response = match found {
                     Ok(jpeg) => tauri::http::Response::builder()
@@ -311,7 +316,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
                 tauri::async_runtime::spawn(async move {
                     if let Ok(s) = service(&app) {
                         if let Err(e) = s.sync_dropped(paths).await {
-                            let _ = app.emit("problem", e);
+                            let _ = app.emit("problem", e.to_string());
                         }
                     }
                 });
@@ -351,7 +356,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             tauri::async_runtime::spawn(async move {
                 if let Err(e) = service.start().await {
                     tracing::warn!(error = %e, "sync not started");
-                    let _ = handle.emit("problem", e);
+                    let _ = handle.emit("problem", e.to_string());
                 }
             });
             Ok(())

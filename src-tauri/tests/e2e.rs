@@ -100,6 +100,8 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         std::fs::read(photosync_testkit::photos_dir().join("castle-maintenon.jpg")).unwrap();
     corrupt.truncate(600);
     std::fs::write(library.join("corrupt.jpg"), corrupt).unwrap();
+    // Not a photo or video: listed as such, not backed up.
+    std::fs::write(library.join("LICENSES.md"), "# Licenses\n\nMIT\n").unwrap();
     let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     if root {
         // Root reads any file: a link to nothing is what cannot be read.
@@ -156,7 +158,8 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     click(&c, "add-folder-path").await;
     // A link to nothing holds nothing to back up: it is reported (skipped), not a failure.
     // The corrupt image is backed up by its bytes.
-    let (failed, skipped) = if root { (0, 1) } else { (1, 0) };
+    // The text file is left out (skipped) with its reason.
+    let (failed, skipped) = if root { (0, 2) } else { (1, 1) };
     wait_js(
         &c,
         "every photo uploaded and the bad files failed or were skipped",
@@ -189,6 +192,12 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
             && corrupt.to_string().contains("jpeg"),
         "the corrupt file says why it has no picture identity: {corrupt}"
     );
+    let licenses = js(
+        &c,
+        "return document.querySelector('.row[data-name=\"LICENSES.md\"] .detail').textContent",
+    )
+    .await;
+    assert_eq!(licenses, json!("not a photo or video"), "the row says why");
     assert_eq!(
         js(
             &c,

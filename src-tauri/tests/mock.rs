@@ -130,6 +130,8 @@ fn commands_events_and_tray_actions_drive_the_service() {
         std::fs::copy(photosync_testkit::photos_dir().join(n), photos.join(n)).unwrap();
     }
     std::fs::write(photos.join("corrupt.jpg"), b"\xFF\xD8\xFF\xE0\x00\x10JFIF").unwrap();
+    // Not a photo: listed, not backed up.
+    std::fs::write(photos.join("notes.txt"), b"shopping list\n").unwrap();
     let e = invoke(
         &webview,
         "add_folder",
@@ -142,8 +144,23 @@ fn commands_events_and_tray_actions_drive_the_service() {
         let o = invoke(&webview, "overview", json!({})).unwrap();
         o["totals"]["by_status"]["uploaded"] == 4
     });
+    wait_for("the text file left out", || {
+        let o = invoke(&webview, "overview", json!({})).unwrap();
+        o["totals"]["by_status"]["skipped"] == 1
+    });
     let folders = invoke(&webview, "folders", json!({})).unwrap();
-    assert_eq!(folders[0]["files"], 4);
+    assert_eq!(folders[0]["files"], 5);
+    let notes = invoke(
+        &webview,
+        "list",
+        json!({"query": {"search": "notes", "offset": 0, "limit": 10}}),
+    )
+    .unwrap();
+    assert_eq!(notes["rows"][0]["status"], "skipped", "{notes}");
+    assert_eq!(
+        notes["rows"][0]["reason"], "not a photo or video",
+        "{notes}"
+    );
 
     // The event adapter: batched updates with changed rows and totals.
     wait_for("a board event with the final totals", || {

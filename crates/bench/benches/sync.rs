@@ -43,14 +43,14 @@ fn rescan_tree(work: &Path, server: &ServerConfig) -> (PathBuf, PathBuf) {
                 let content = format!("{d}/{f}");
                 std::fs::write(&p, &content).unwrap();
                 let meta = std::fs::metadata(&p).unwrap();
-                let digest = blake3::hash(content.as_bytes()).to_hex().to_string();
+                let digest = photosync_identify::Digest::of(content.as_bytes());
                 state
                     .put_file(
                         &p,
                         &photosync_engine::state::FileRecord {
                             size: meta.len(),
                             mtime_ns: mtime_ns(&meta),
-                            digest: digest.clone(),
+                            digest,
                             identifier: None,
                             pixels: None,
                         },
@@ -63,7 +63,7 @@ fn rescan_tree(work: &Path, server: &ServerConfig) -> (PathBuf, PathBuf) {
                             digest,
                             identifier: None,
                             remote_id: 1,
-                            how: "uploaded".into(),
+                            how: photosync_engine::state::How::Uploaded,
                             at: 0,
                         },
                     )
@@ -146,9 +146,9 @@ struct CliRun {
     peak_mb: f64,
 }
 
-/// Runs `photosync sync DIR` to its end and reads its peak RSS from the kernel's accounting.
-#[allow(unsafe_code)]
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its peak memory
+/// Runs `photosync sync DIR` to its end, reading its peak RSS (`VmHWM`) as it goes. (The
+/// kernel's `ru_maxrss` of a child would include this benchmark's own memory from before the
+/// child's exec.)
 fn cli_sync(bin: &Path, dir: &Path, server: &ServerConfig, state: &Path) -> CliRun {
     use std::io::Read;
     let mut child = std::process::Command::new(bin.join("photosync"))
@@ -162,6 +162,23 @@ fn cli_sync(bin: &Path, dir: &Path, server: &ServerConfig, state: &Path) -> CliR
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let peak_kb = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let peak_kb = peak_kb.clone();
+        std::thread::spawn(move || {
+            while let Ok(text) = std::fs::read_to_string(&status) {
+                if let Some(kb) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                {
+                    peak_kb.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
     let mut stdout = String::new();
     child
         .stdout
@@ -169,14 +186,11 @@ fn cli_sync(bin: &Path, dir: &Path, server: &ServerConfig, state: &Path) -> CliR
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid, and wait4 writes into the two locals it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+    child.wait().unwrap();
+    watcher.join().unwrap();
     CliRun {
         first_line: stdout.lines().next().unwrap_or_default().to_owned(),
-        peak_mb: usage.ru_maxrss as f64 / 1024.0,
+        peak_mb: peak_kb.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
     }
 }
 
@@ -285,7 +299,8 @@ async fn first_sync(work: &Path, bin: &Path, photos: &Path, label: &str) {
         url: server.url.clone(),
         token,
     };
-    let engine = Engine::new(Options::new(config, state), sink).unwrap();
+    let engine = Engine::new(Options::new(config, state.clone()), sink).unwrap();
+    let state_path = state;
     let start = Instant::now();
     let s = engine
         .sync(std::slice::from_ref(&photos.to_path_buf()))
@@ -304,7 +319,7 @@ async fn first_sync(work: &Path, bin: &Path, photos: &Path, label: &str) {
         bytes as f64 / 1e6 / took
     );
     print_stages(&s, took);
-    let f = firsts.lock().unwrap();
+    let f = std::mem::take(&mut *firsts.lock().unwrap());
     let since = |t: Option<Instant>| {
         t.map_or_else(
             || "never".into(),
@@ -321,6 +336,70 @@ async fn first_sync(work: &Path, bin: &Path, photos: &Path, label: &str) {
         since(f.image_recorded)
     );
     println!("server peak RSS {} MB", server.status_kb("VmHWM") / 1024);
+    drop(server);
+    // Closing the engine's database folds its write-ahead log in, so the file can be copied.
+    drop(engine);
+    one_stage_after_another(work, bin, photos, label, &state_path, took).await;
+}
+
+/// The baseline, measured in the same run: the stages one after another, as a pipeline of
+/// barriers runs them. Identification alone (the engine's pool size, every file read once),
+/// then the same library uploaded alone to a new server (every identity known from the file
+/// table, so nothing is read but to send it).
+async fn one_stage_after_another(
+    work: &Path,
+    bin: &Path,
+    photos: &Path,
+    label: &str,
+    pipelined_state: &Path,
+    pipelined_wall: f64,
+) {
+    let files: Vec<PathBuf> = std::fs::read_dir(photos)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let start = Instant::now();
+    let identified =
+        photosync_identify::identify_all(&files, &photosync_identify::Limits::default(), threads);
+    let identify_only = start.elapsed().as_secs_f64();
+    assert!(identified.iter().all(Result::is_ok));
+
+    let data = work.join(format!("{label}-server-2"));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let token = add_user(&bin.join("photosync-server"), &data, "bench");
+    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
+    let state = work.join(format!("{label}-state-2.db"));
+    let _ = std::fs::remove_file(&state);
+    std::fs::copy(pipelined_state, &state).unwrap();
+    let engine = Engine::new(
+        Options::new(
+            ServerConfig {
+                url: server.url.clone(),
+                token,
+            },
+            state,
+        ),
+        Arc::new(|_| {}),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let s = engine
+        .sync(std::slice::from_ref(&photos.to_path_buf()))
+        .await;
+    let upload_only = start.elapsed().as_secs_f64();
+    assert_eq!(
+        s.stages.identify,
+        std::time::Duration::ZERO,
+        "nothing read again"
+    );
+    println!(
+        "baseline, one stage after another in this run: identify only {identify_only:.1} s + \
+         upload only {upload_only:.1} s (uploaded {}) = {:.1} s; the pipeline took {pipelined_wall:.1} s",
+        s.uploaded,
+        identify_only + upload_only
+    );
 }
 
 fn print_stages(s: &Summary, wall: f64) {

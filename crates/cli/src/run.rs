@@ -118,7 +118,7 @@ pub fn run_engine(options: Result<Options, String>, paths: Vec<PathBuf>, mode: M
             Mode::Force => {
                 if let Err(e) = engine.force_upload(&paths) {
                     return Ok(Summary {
-                        aborted: Some(e),
+                        aborted: Some(e.to_string()),
                         ..Summary::default()
                     });
                 }
@@ -126,7 +126,7 @@ pub fn run_engine(options: Result<Options, String>, paths: Vec<PathBuf>, mode: M
             }
             Mode::Watch(options) => match engine.watch(&paths, options, |_| {}).await {
                 Ok(total) => total,
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.to_string()),
             },
         })
     });

@@ -16,6 +16,6 @@ mod watch;
 pub use client::{Client, ClientError, Connection, Created, ErrorKind, ServerConfig};
 pub use photosync_events::{Event, EventSink, OnServer};
 pub use state::{MatchRecord, State};
-pub use sync::{Control, Engine, Options, Summary};
+pub use sync::{Control, Engine, EngineError, Options, Stages, Summary};
 pub use throttle::Throttle;
 pub use watch::WatchOptions;

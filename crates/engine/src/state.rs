@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use photosync_identify::{Digest, Identifier};
 use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,26 +51,76 @@ pub type Result<T> = std::result::Result<T, StateError>;
 pub struct FileRecord {
     pub size: u64,
     pub mtime_ns: i64,
-    pub digest: String,
-    pub identifier: Option<String>,
+    pub digest: Digest,
+    pub identifier: Option<Identifier>,
     pub pixels: Option<u64>,
 }
 
 /// One entry of the sync list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncedRecord {
-    pub digest: String,
-    pub identifier: Option<String>,
+    pub digest: Digest,
+    pub identifier: Option<Identifier>,
     pub remote_id: i64,
-    /// Why it counts as synced: "uploaded" or "on_server".
-    pub how: String,
+    pub how: How,
     pub at: i64,
+}
+
+/// Why a digest counts as synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// This client uploaded it.
+    Uploaded,
+    /// Detection answered that the server holds these bytes.
+    OnServer,
+}
+
+impl How {
+    fn as_str(self) -> &'static str {
+        match self {
+            How::Uploaded => "uploaded",
+            How::OnServer => "on_server",
+        }
+    }
+}
+
+impl std::str::FromStr for How {
+    type Err = UnknownHow;
+
+    fn from_str(s: &str) -> std::result::Result<How, UnknownHow> {
+        match s {
+            "uploaded" => Ok(How::Uploaded),
+            "on_server" => Ok(How::OnServer),
+            _ => Err(UnknownHow),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not a way of being synced")]
+pub struct UnknownHow;
+
+/// A column holding a value's text form (a digest, a `how`), read back into its type.
+fn parsed<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    r.get::<_, String>(i)?.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// An identifier column: one this build cannot read (another identifier version) counts as
+/// none, so the file is identified again.
+fn identifier_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Identifier>> {
+    Ok(r.get::<_, Option<String>>(i)?.and_then(|t| t.parse().ok()))
 }
 
 /// An upload the server has accepted but not finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
-    pub digest: String,
+    pub digest: Digest,
     pub url: String,
     pub length: u64,
     pub offset: u64,
@@ -79,7 +130,7 @@ pub struct Pending {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchRecord {
     pub path: PathBuf,
-    pub digest: String,
+    pub digest: Digest,
     pub remote_id: i64,
     pub remote_name: String,
     pub distance: u32,
@@ -226,20 +277,37 @@ impl State {
     }
 
     pub fn file(&self, path: &Path) -> Result<Option<FileRecord>> {
+        // No server is named "": the join finds nothing.
+        Ok(self.file_and_synced(path, "")?.map(|(rec, _)| rec))
+    }
+
+    /// What the file table holds for `path`, with the server image of its digest when the
+    /// sync list of `server` has it: one lookup, for the rescan of an unchanged library.
+    pub fn file_and_synced(
+        &self,
+        path: &Path,
+        server: &str,
+    ) -> Result<Option<(FileRecord, Option<i64>)>> {
         self.with(|c| {
             c.prepare_cached(
-                "SELECT size, mtime_ns, digest, identifier, pixels FROM files WHERE path = ?1",
+                "SELECT f.size, f.mtime_ns, f.digest, f.identifier, f.pixels, s.remote_id
+                 FROM files f LEFT JOIN synced s ON s.server = ?2 AND s.digest = f.digest
+                 WHERE f.path = ?1",
             )?
-            .query_row([path_key(path)], |r| {
-                Ok(FileRecord {
+            .query_row(params![path_key(path), server], |r| {
+                let identifier = identifier_at(r, 3)?;
+                let unreadable = identifier.is_none() && r.get::<_, Option<String>>(3)?.is_some();
+                let rec = FileRecord {
                     size: r.get::<_, i64>(0)? as u64,
                     mtime_ns: r.get(1)?,
-                    digest: r.get(2)?,
-                    identifier: r.get(3)?,
+                    digest: parsed(r, 2)?,
+                    identifier,
                     pixels: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
-                })
+                };
+                Ok((!unreadable).then_some((rec, r.get(5)?)))
             })
             .optional()
+            .map(Option::flatten)
         })
     }
 
@@ -254,8 +322,8 @@ impl State {
                     path_key(path),
                     f.size as i64,
                     f.mtime_ns,
-                    f.digest,
-                    f.identifier,
+                    f.digest.to_string(),
+                    f.identifier.map(|i| i.to_string()),
                     f.pixels.map(|p| p as i64)
                 ],
             )?;
@@ -306,26 +374,26 @@ impl State {
     }
 
     /// Local paths known to hold `digest`.
-    pub fn paths_of(&self, digest: &str) -> Result<Vec<PathBuf>> {
+    pub fn paths_of(&self, digest: &Digest) -> Result<Vec<PathBuf>> {
         self.with(|c| {
             let mut s = c.prepare("SELECT path FROM files WHERE digest = ?1 ORDER BY path")?;
-            let rows = s.query_map([digest], |r| Ok(path_of(r.get(0)?)))?;
+            let rows = s.query_map([digest.to_string()], |r| Ok(path_of(r.get(0)?)))?;
             rows.collect()
         })
     }
 
-    pub fn synced(&self, server: &str, digest: &str) -> Result<Option<SyncedRecord>> {
+    pub fn synced(&self, server: &str, digest: &Digest) -> Result<Option<SyncedRecord>> {
         self.with(|c| {
             c.prepare_cached(
                 "SELECT digest, identifier, remote_id, how, at FROM synced
                  WHERE server = ?1 AND digest = ?2",
             )?
-            .query_row(params![server, digest], |r| {
+            .query_row(params![server, digest.to_string()], |r| {
                 Ok(SyncedRecord {
-                    digest: r.get(0)?,
-                    identifier: r.get(1)?,
+                    digest: parsed(r, 0)?,
+                    identifier: identifier_at(r, 1)?,
                     remote_id: r.get(2)?,
-                    how: r.get(3)?,
+                    how: parsed(r, 3)?,
                     at: r.get(4)?,
                 })
             })
@@ -343,16 +411,16 @@ impl State {
                      how = ?5, at = ?6",
                 params![
                     server,
-                    rec.digest,
-                    rec.identifier,
+                    rec.digest.to_string(),
+                    rec.identifier.map(|i| i.to_string()),
                     rec.remote_id,
-                    rec.how,
+                    rec.how.as_str(),
                     rec.at
                 ],
             )?;
             c.execute(
                 "DELETE FROM pending WHERE server = ?1 AND digest = ?2",
-                params![server, rec.digest],
+                params![server, rec.digest.to_string()],
             )?;
             Ok(())
         })
@@ -377,15 +445,15 @@ impl State {
         })
     }
 
-    pub fn pending(&self, server: &str, digest: &str) -> Result<Option<Pending>> {
+    pub fn pending(&self, server: &str, digest: &Digest) -> Result<Option<Pending>> {
         self.with(|c| {
             c.query_row(
                 "SELECT digest, url, length, offset_acked FROM pending
                  WHERE server = ?1 AND digest = ?2",
-                params![server, digest],
+                params![server, digest.to_string()],
                 |r| {
                     Ok(Pending {
-                        digest: r.get(0)?,
+                        digest: parsed(r, 0)?,
                         url: r.get(1)?,
                         length: r.get::<_, i64>(2)? as u64,
                         offset: r.get::<_, i64>(3)? as u64,
@@ -403,17 +471,23 @@ impl State {
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (server, digest) DO UPDATE SET url = ?3, length = ?4,
                      offset_acked = ?5",
-                params![server, p.digest, p.url, p.length as i64, p.offset as i64],
+                params![
+                    server,
+                    p.digest.to_string(),
+                    p.url,
+                    p.length as i64,
+                    p.offset as i64
+                ],
             )?;
             Ok(())
         })
     }
 
-    pub fn drop_pending(&self, server: &str, digest: &str) -> Result<()> {
+    pub fn drop_pending(&self, server: &str, digest: &Digest) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM pending WHERE server = ?1 AND digest = ?2",
-                params![server, digest],
+                params![server, digest.to_string()],
             )?;
             Ok(())
         })
@@ -432,7 +506,7 @@ impl State {
                 params![
                     server,
                     path_key(&m.path),
-                    m.digest,
+                    m.digest.to_string(),
                     m.remote_id,
                     m.remote_name,
                     m.distance,
@@ -456,7 +530,7 @@ impl State {
             let rows = s.query_map([server], |r| {
                 Ok(MatchRecord {
                     path: path_of(r.get(0)?),
-                    digest: r.get(1)?,
+                    digest: parsed(r, 1)?,
                     remote_id: r.get(2)?,
                     remote_name: r.get(3)?,
                     distance: r.get(4)?,
@@ -576,6 +650,26 @@ impl From<&MatchRecord> for photosync_events::OnServer {
 mod tests {
     use super::*;
 
+    /// The digest the fixtures use.
+    fn ab() -> Digest {
+        "ab".repeat(32).parse().unwrap()
+    }
+
+    #[test]
+    fn a_row_whose_identifier_this_build_cannot_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("state.db")).unwrap();
+        let p = Path::new("/photos/a.jpg");
+        s.with(|c| {
+            c.execute(
+                "INSERT INTO files VALUES (?1, 10, 5, ?2, 'v0:from-an-older-build', 100)",
+                params![path_key(p), ab().to_string()],
+            )
+        })
+        .unwrap();
+        assert_eq!(s.file(p).unwrap(), None);
+    }
+
     #[test]
     fn processes_opening_a_new_state_file_at_once_all_get_it() {
         // Two `photosync sync` runs started together once failed with "database is locked".
@@ -610,9 +704,10 @@ mod tests {
         }
         let s = State::open(&db).unwrap();
         let f = s.file(Path::new("/photos/a.jpg")).unwrap().unwrap();
-        assert_eq!((f.size, f.digest.as_str()), (10, "ab"));
-        assert_eq!(s.synced("srv", "ab").unwrap().unwrap().remote_id, 7);
-        assert_eq!(s.pending("srv", "cd").unwrap().unwrap().offset, 4);
+        assert_eq!((f.size, f.digest), (10, ab()));
+        assert_eq!(s.synced("srv", &ab()).unwrap().unwrap().remote_id, 7);
+        let cd: Digest = "cd".repeat(32).parse().unwrap();
+        assert_eq!(s.pending("srv", &cd).unwrap().unwrap().offset, 4);
         let (version, skips): (i64, i64) = s
             .with(|c| {
                 Ok((
@@ -659,7 +754,7 @@ mod tests {
         let db = dir.path().join("state.db");
         let m = MatchRecord {
             path: PathBuf::from("/photos/small.jpg"),
-            digest: "ab".into(),
+            digest: ab(),
             remote_id: 7,
             remote_name: "big.jpg".into(),
             distance: 12,
@@ -693,15 +788,15 @@ mod tests {
             let f = FileRecord {
                 size: 10,
                 mtime_ns: 5,
-                digest: "ab".into(),
-                identifier: Some("v1:x".into()),
+                digest: ab(),
+                identifier: None,
                 pixels: Some(100),
             };
             s.put_file(&odd, &f).unwrap();
             s.put_pending(
                 "srv",
                 &Pending {
-                    digest: "ab".into(),
+                    digest: ab(),
                     url: "http://x/files/1".into(),
                     length: 10,
                     offset: 4,
@@ -711,25 +806,25 @@ mod tests {
         }
         let s = State::open(&db).unwrap();
         assert_eq!(s.file(&odd).unwrap().unwrap().size, 10);
-        assert_eq!(s.paths_of("ab").unwrap(), vec![odd]);
-        assert_eq!(s.pending("srv", "ab").unwrap().unwrap().offset, 4);
-        assert!(s.synced("srv", "ab").unwrap().is_none());
+        assert_eq!(s.paths_of(&ab()).unwrap(), vec![odd]);
+        assert_eq!(s.pending("srv", &ab()).unwrap().unwrap().offset, 4);
+        assert!(s.synced("srv", &ab()).unwrap().is_none());
         s.mark_synced(
             "srv",
             &SyncedRecord {
-                digest: "ab".into(),
+                digest: ab(),
                 identifier: None,
                 remote_id: 7,
-                how: "uploaded".into(),
+                how: How::Uploaded,
                 at: 1,
             },
         )
         .unwrap();
-        assert_eq!(s.synced("srv", "ab").unwrap().unwrap().remote_id, 7);
+        assert_eq!(s.synced("srv", &ab()).unwrap().unwrap().remote_id, 7);
         assert!(
-            s.pending("srv", "ab").unwrap().is_none(),
+            s.pending("srv", &ab()).unwrap().is_none(),
             "done uploads leave pending"
         );
-        assert!(s.synced("other", "ab").unwrap().is_none(), "per server");
+        assert!(s.synced("other", &ab()).unwrap().is_none(), "per server");
     }
 }

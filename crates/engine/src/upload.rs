@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt as _;
+use photosync_identify::{Digest, Identifier};
 use photosync_part_sizer::PartSizer;
 use photosync_protocol::{meta, Metadata};
 use tokio::io::AsyncReadExt as _;
@@ -22,10 +23,10 @@ use photosync_events::{Event, EventSink};
 #[derive(Debug, Clone)]
 pub(crate) struct Job {
     pub path: PathBuf,
-    pub digest: String,
+    pub digest: Digest,
     pub length: u64,
     pub mtime_ns: i64,
-    pub identifier: Option<String>,
+    pub identifier: Option<Identifier>,
     /// How long the file must have been left alone before its last part is sent, so a file
     /// still being written never becomes an image (watch mode).
     pub quiet: Duration,
@@ -36,10 +37,10 @@ impl Job {
     pub fn new(rec: &crate::state::FileRecord, path: &Path, quiet: Duration) -> Job {
         Job {
             path: path.to_path_buf(),
-            digest: rec.digest.clone(),
+            digest: rec.digest,
             length: rec.size,
             mtime_ns: rec.mtime_ns,
-            identifier: rec.identifier.clone(),
+            identifier: rec.identifier,
             quiet,
         }
     }
@@ -736,11 +737,11 @@ fn acknowledged(
 async fn create(ctx: &Ctx, job: &Job) -> Result<Created, UploadError> {
     let mut m = Metadata::default();
     put_name(&mut m, &job.path);
-    m.insert(meta::DIGEST, job.digest.clone());
+    m.insert(meta::DIGEST, job.digest.to_string());
     m.insert(meta::SIZE, job.length.to_string());
     m.insert(meta::MTIME, (job.mtime_ns / 1_000_000_000).to_string());
     if let Some(id) = &job.identifier {
-        m.insert(meta::IDENTIFIER, id.clone());
+        m.insert(meta::IDENTIFIER, id.to_string());
     }
     let mut retries = Retries::new();
     let created = loop {
@@ -765,7 +766,7 @@ fn save_pending(ctx: &Ctx, job: &Job, url: &str, offset: u64) -> Result<(), Uplo
         .put_pending(
             &ctx.server_key,
             &Pending {
-                digest: job.digest.clone(),
+                digest: job.digest,
                 url: url.to_owned(),
                 length: job.length,
                 offset,
@@ -782,7 +783,7 @@ mod tests {
         let meta = std::fs::metadata(path).unwrap();
         Job {
             path: path.to_path_buf(),
-            digest: String::new(),
+            digest: Digest([0; 32]),
             length: meta.len(),
             mtime_ns: mtime_ns(&meta),
             identifier: None,

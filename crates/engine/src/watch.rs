@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::sync::{Engine, Summary};
+use crate::sync::{Engine, EngineError, Summary};
 use photosync_events::Event;
 
 /// Failed files waiting for their next attempt, with their last reason.
@@ -155,7 +155,7 @@ impl Engine {
         paths: &[PathBuf],
         options: WatchOptions,
         mut on_round: impl FnMut(Summary),
-    ) -> Result<Summary, String> {
+    ) -> Result<Summary, EngineError> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Reading a file (ours, a viewer's, a thumbnailer's) changes nothing.
@@ -168,7 +168,10 @@ impl Engine {
                 }
             }
         })
-        .map_err(|e| format!("cannot watch: {e}"))?;
+        .map_err(|e| EngineError::Watch {
+            path: paths.first().cloned().unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
         let roots: Vec<PathBuf> = paths
             .iter()
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
@@ -176,7 +179,10 @@ impl Engine {
         for p in &roots {
             watcher
                 .watch(p, RecursiveMode::Recursive)
-                .map_err(|e| format!("cannot watch {}: {e}", p.display()))?;
+                .map_err(|e| EngineError::Watch {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                })?;
             // The parent tells when the folder itself goes away and comes back. A parent inside
             // another watched folder is watched already (recursively: a second, flat watch
             // would replace that).

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT INTO files VALUES (X'2f70686f746f732f612e6a7067', 10, 5, 'ab', 'v1:x', 100);
-INSERT INTO synced VALUES ('srv', 'ab', 'v1:x', 7, 'uploaded', 1);
-INSERT INTO pending VALUES ('srv', 'cd', 'http://x/files/1', 20, 4);
+INSERT INTO files VALUES (X'2f70686f746f732f612e6a7067', 10, 5, 'abababababababababababababababababababababababababababababababab', NULL, 100);
+INSERT INTO synced VALUES ('srv', 'abababababababababababababababababababababababababababababababab', NULL, 7, 'uploaded', 1);
+INSERT INTO pending VALUES ('srv', 'cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd', 'http://x/files/1', 20, 4);
 INSERT INTO skips VALUES (X'2f70686f746f732f6261642e6a7067', 30, 6, 'corrupt jpeg');

@@ -768,7 +768,7 @@ async fn a_cancel_stops_mid_part_and_a_lease_held_elsewhere_is_waited_out() {
         token: s.token.clone(),
     }
     .key();
-    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let digest = photosync_identify::Digest::of(&bytes);
     let pending = engine
         .state()
         .pending(&key, &digest)
@@ -791,7 +791,7 @@ async fn a_cancel_stops_mid_part_and_a_lease_held_elsewhere_is_waited_out() {
     assert_eq!(upload_sessions(&s).await, 1, "the same upload, resumed");
     let images = s.state.store.list_images(1, 0, 10).await.unwrap();
     assert_eq!(images.len(), 1);
-    assert_eq!(images[0].digest, digest);
+    assert_eq!(images[0].digest, digest.to_string());
 }
 
 #[tokio::test]
@@ -954,7 +954,7 @@ async fn a_broken_link_is_reported_not_failed_and_renamed_files_leave_the_file_t
     assert_eq!(summary.warnings.len(), 1);
     assert_eq!(summary.uploaded, 1);
 
-    let digest = blake3::hash(&photo("coffee.jpg")).to_hex().to_string();
+    let digest = photosync_identify::Digest::of(&photo("coffee.jpg"));
     let new = lib.join("b.jpg");
     std::fs::rename(&old, &new).unwrap();
     let summary = engine.sync(std::slice::from_ref(&lib)).await;

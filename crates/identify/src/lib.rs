@@ -43,6 +43,28 @@ impl fmt::Display for Digest {
     }
 }
 
+/// Text that is not a digest's 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a digest is 64 hex digits")]
+pub struct ParseDigestError;
+
+impl std::str::FromStr for Digest {
+    type Err = ParseDigestError;
+
+    fn from_str(s: &str) -> Result<Digest, ParseDigestError> {
+        let s = s.as_bytes();
+        if s.len() != 64 {
+            return Err(ParseDigestError);
+        }
+        let nibble = |c: u8| (c as char).to_digit(16).ok_or(ParseDigestError);
+        let mut out = [0u8; 32];
+        for (i, pair) in s.chunks(2).enumerate() {
+            out[i] = (nibble(pair[0])? * 16 + nibble(pair[1])?) as u8;
+        }
+        Ok(Digest(out))
+    }
+}
+
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Digest({self})")
@@ -184,6 +206,21 @@ pub fn identify_all<P: AsRef<Path> + Sync>(
                 .iter()
                 .map(|p| identify_file(p.as_ref(), limits))
                 .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_reads_back_from_its_text_and_nothing_else_is_one() {
+        let d = Digest::of(b"photo");
+        assert_eq!(d.to_string().parse::<Digest>(), Ok(d));
+        let text = d.to_string();
+        for bad in [&text[1..], "", &format!("{}zz", &text[2..])] {
+            assert_eq!(bad.parse::<Digest>(), Err(ParseDigestError), "{bad:?}");
         }
     }
 }

@@ -11,11 +11,40 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use photosync_board::{Board, Page, Query, Row, Status, Totals};
-use photosync_engine::{Client, Connection, Engine, Event, Options, ServerConfig, Summary};
+use photosync_engine::{
+    Client, Connection, Engine, EngineError, Event, Options, ServerConfig, Summary,
+};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 pub use settings::Settings;
+
+/// Why the service could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not valid settings: {reason}", path.display())]
+    Settings { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The server or the token did not pass the connection test.
+    #[error("{0}")]
+    Connection(Connection),
+    #[error("{} is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("connect to a server first")]
+    NotConnected,
+    #[error("the sync engine is stopping")]
+    Stopping,
+    #[error("no such file")]
+    NoSuchFile,
+    #[error("no thumbnail: {0}")]
+    Thumbnail(String),
+}
 
 /// Where the service keeps its files.
 #[derive(Debug, Clone)]
@@ -126,7 +155,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Service {
     /// Loads the settings; nothing runs until `start`.
-    pub fn new(paths: Paths, hooks: Hooks, rt: tokio::runtime::Handle) -> Result<Service, String> {
+    pub fn new(
+        paths: Paths,
+        hooks: Hooks,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Service, ServiceError> {
         let settings = Settings::load(&paths.settings)?;
         Ok(Service {
             inner: Arc::new(Inner {
@@ -150,7 +183,7 @@ impl Service {
         lock(&self.inner.settings).clone()
     }
 
-    fn save(&self, settings: Settings) -> Result<(), String> {
+    fn save(&self, settings: Settings) -> Result<(), ServiceError> {
         settings.save(&self.inner.paths.settings)?;
         *lock(&self.inner.settings) = settings;
         Ok(())
@@ -174,10 +207,10 @@ impl Service {
     }
 
     /// Saves the server and token once they pass the connection test, and starts syncing.
-    pub async fn configure(&self, url: &str, token: &str) -> Result<(), String> {
+    pub async fn configure(&self, url: &str, token: &str) -> Result<(), ServiceError> {
         match Self::test_connection(url, token).await {
             Connection::Ok => {}
-            other => return Err(other.to_string()),
+            other => return Err(ServiceError::Connection(other)),
         }
         let mut s = self.settings();
         s.server_url = url.trim().trim_end_matches('/').to_owned();
@@ -186,10 +219,13 @@ impl Service {
         self.restart().await
     }
 
-    pub async fn add_folder(&self, path: &Path) -> Result<(), String> {
-        let path = std::path::absolute(path).map_err(|e| e.to_string())?;
+    pub async fn add_folder(&self, path: &Path) -> Result<(), ServiceError> {
+        let path = std::path::absolute(path).map_err(|source| ServiceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if !path.is_dir() {
-            return Err(format!("{} is not a folder", path.display()));
+            return Err(ServiceError::NotAFolder(path));
         }
         let mut s = self.settings();
         if s.folders.iter().any(|f| f == &path) {
@@ -200,7 +236,7 @@ impl Service {
         self.restart().await
     }
 
-    pub async fn remove_folder(&self, path: &Path) -> Result<(), String> {
+    pub async fn remove_folder(&self, path: &Path) -> Result<(), ServiceError> {
         let mut s = self.settings();
         s.folders.retain(|f| f != path);
         self.save(s)?;
@@ -224,7 +260,7 @@ impl Service {
     }
 
     /// Preferences other than the server and the folders.
-    pub async fn update_settings(&self, new: Settings) -> Result<(), String> {
+    pub async fn update_settings(&self, new: Settings) -> Result<(), ServiceError> {
         let mut s = self.settings();
         let restart = s.concurrency != new.concurrency
             || s.upload_all_copies != new.upload_all_copies
@@ -286,7 +322,7 @@ impl Service {
     }
 
     /// Starts watching the folders (a full sync first), if a server is configured.
-    pub async fn start(&self) -> Result<(), String> {
+    pub async fn start(&self) -> Result<(), ServiceError> {
         let mut running = self.inner.running.lock().await;
         if running.is_some() {
             return Ok(());
@@ -312,7 +348,7 @@ impl Service {
                 .await;
             if let Err(why) = result {
                 tracing::warn!(error = %why, "watching stopped");
-                (me.inner.hooks.notify)("Photosync cannot watch a folder".into(), why);
+                (me.inner.hooks.notify)("Photosync cannot watch a folder".into(), why.to_string());
             }
         });
         let (runs, queue) = tokio::sync::mpsc::unbounded_channel();
@@ -368,15 +404,13 @@ impl Service {
     }
 
     /// Puts a run in the queue, starting the engine first if needed.
-    async fn queue(&self, run: Run) -> Result<(), String> {
+    async fn queue(&self, run: Run) -> Result<(), ServiceError> {
         if self.inner.running.lock().await.is_none() {
             self.start().await?;
         }
         let running = self.inner.running.lock().await;
-        let r = running.as_ref().ok_or("connect to a server first")?;
-        r.runs
-            .send(run)
-            .map_err(|_| "the sync engine is stopping".to_owned())
+        let r = running.as_ref().ok_or(ServiceError::NotConnected)?;
+        r.runs.send(run).map_err(|_| ServiceError::Stopping)
     }
 
     /// Stops the engine, waiting for it to settle; pending uploads resume at the next start.
@@ -391,12 +425,12 @@ impl Service {
     }
 
     /// Stops and starts again (after a change of server, folders or options), or syncs now.
-    pub async fn restart(&self) -> Result<(), String> {
+    pub async fn restart(&self) -> Result<(), ServiceError> {
         self.stop().await;
         self.start().await
     }
 
-    async fn engine(&self) -> Result<Arc<Engine>, String> {
+    async fn engine(&self) -> Result<Arc<Engine>, ServiceError> {
         if self.inner.running.lock().await.is_none() {
             self.start().await?;
         }
@@ -406,11 +440,11 @@ impl Service {
             .await
             .as_ref()
             .map(|r| r.engine.clone())
-            .ok_or_else(|| "connect to a server first".to_owned())
+            .ok_or(ServiceError::NotConnected)
     }
 
     /// Syncs these files and folders right away (dropped on the window); they show first.
-    pub async fn sync_dropped(&self, paths: Vec<PathBuf>) -> Result<(), String> {
+    pub async fn sync_dropped(&self, paths: Vec<PathBuf>) -> Result<(), ServiceError> {
         let paths: Vec<PathBuf> = paths
             .into_iter()
             .map(|p| std::path::absolute(&p).unwrap_or(p))
@@ -421,7 +455,7 @@ impl Service {
     }
 
     /// Uploads a file despite a same-picture match.
-    pub async fn force_upload(&self, path: PathBuf) -> Result<(), String> {
+    pub async fn force_upload(&self, path: PathBuf) -> Result<(), ServiceError> {
         self.engine()
             .await?
             .force_upload(std::slice::from_ref(&path))?;
@@ -429,12 +463,12 @@ impl Service {
     }
 
     /// Tries a failed file again now.
-    pub async fn retry(&self, path: PathBuf) -> Result<(), String> {
+    pub async fn retry(&self, path: PathBuf) -> Result<(), ServiceError> {
         self.queue(Run::Sync(vec![path])).await
     }
 
     /// Asks the server again about every file instead of trusting the sync list.
-    pub async fn recheck(&self) -> Result<(), String> {
+    pub async fn recheck(&self) -> Result<(), ServiceError> {
         self.queue(Run::Recheck(self.settings().folders)).await
     }
 
@@ -570,15 +604,16 @@ impl Service {
     }
 
     /// A row's thumbnail (JPEG), made from the picture and cached.
-    pub async fn thumbnail(&self, id: u64) -> Result<Vec<u8>, String> {
+    pub async fn thumbnail(&self, id: u64) -> Result<Vec<u8>, ServiceError> {
         let path = lock(&self.inner.board)
             .row(id)
             .map(|r| r.path.clone())
-            .ok_or("no such file")?;
+            .ok_or(ServiceError::NoSuchFile)?;
         let thumbs = self.inner.thumbs.clone();
-        tokio::task::spawn_blocking(move || thumbs.get(&path).map_err(|e| e.to_string()))
+        tokio::task::spawn_blocking(move || thumbs.get(&path))
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| ServiceError::Thumbnail(e.to_string()))?
+            .map_err(|e| ServiceError::Thumbnail(e.to_string()))
     }
 
     /// Applies server, token and folders given from outside (environment, first-run scripts).
@@ -587,7 +622,7 @@ impl Service {
         url: Option<String>,
         token: Option<String>,
         folders: Vec<PathBuf>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ServiceError> {
         let mut s = self.settings();
         if let Some(u) = url.filter(|u| !u.is_empty()) {
             s.server_url = u;

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ServiceError;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -43,35 +45,57 @@ impl Settings {
     }
 
     /// The saved settings, or the defaults when there are none yet.
-    pub fn load(path: &Path) -> Result<Settings, String> {
+    pub fn load(path: &Path) -> Result<Settings, ServiceError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: not valid settings: {e}", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ServiceError::Settings {
+                path: path.to_path_buf(),
+                reason: source.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(source) => Err(ServiceError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
-    /// Writes atomically, readable by the owner only.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    /// Writes atomically, readable by the owner only (it holds the token).
+    pub fn save(&self, path: &Path) -> Result<(), ServiceError> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+        let fail = |source: std::io::Error| ServiceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
         let tmp = path.with_extension("tmp");
         let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = owner_only()
             .write(true)
             .create_new(true)
-            .mode(0o600)
             .open(&tmp)
             .map_err(fail)?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| ServiceError::Settings {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         f.write_all(&json)
             .and_then(|()| f.sync_all())
             .map_err(fail)?;
         std::fs::rename(&tmp, path).map_err(fail)
     }
+}
+
+/// Options that create a file only its owner can read. Elsewhere than Unix the file gets the
+/// folder's permissions: the user's own data directory.
+fn owner_only() -> std::fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
 }

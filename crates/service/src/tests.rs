@@ -20,7 +20,10 @@ fn settings_round_trip_owner_only() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     std::fs::write(&path, b"{not json").unwrap();
-    assert!(Settings::load(&path)
-        .unwrap_err()
-        .contains("not valid settings"));
+    let e = Settings::load(&path).unwrap_err();
+    assert!(
+        matches!(&e, ServiceError::Settings { path: p, .. } if *p == path),
+        "{e}"
+    );
+    assert!(e.to_string().contains("not valid settings"), "{e}");
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use photosync_identify::Digest;
 use tokio::sync::watch;
 
 use crate::upload::UploadError;
@@ -14,7 +15,7 @@ type Outcome = Option<Result<i64, UploadError>>;
 #[derive(Default)]
 pub(crate) struct Claims {
     /// The outcome channel of each upload under way, with its claim's number.
-    under_way: Mutex<HashMap<String, (u64, watch::Receiver<Outcome>)>>,
+    under_way: Mutex<HashMap<Digest, (u64, watch::Receiver<Outcome>)>>,
     next: Mutex<u64>,
 }
 
@@ -28,7 +29,7 @@ pub(crate) enum Claim {
 /// The right to send one digest's bytes, given back when dropped.
 pub(crate) struct Held {
     claims: Arc<Claims>,
-    digest: String,
+    digest: Digest,
     number: u64,
     outcome: watch::Sender<Outcome>,
 }
@@ -56,9 +57,9 @@ impl Drop for Held {
 }
 
 impl Claims {
-    pub fn claim(self: &Arc<Self>, digest: &str) -> Claim {
+    pub fn claim(self: &Arc<Self>, digest: Digest) -> Claim {
         let mut map = self.under_way.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, rx)) = map.get(digest) {
+        if let Some((_, rx)) = map.get(&digest) {
             return Claim::Theirs(rx.clone());
         }
         let number = {
@@ -67,10 +68,10 @@ impl Claims {
             *next
         };
         let (tx, rx) = watch::channel(None);
-        map.insert(digest.to_owned(), (number, rx));
+        map.insert(digest, (number, rx));
         Claim::Mine(Held {
             claims: self.clone(),
-            digest: digest.to_owned(),
+            digest,
             number,
             outcome: tx,
         })
@@ -97,28 +98,29 @@ mod tests {
     #[tokio::test]
     async fn a_second_claim_waits_for_the_first_upload_and_a_failed_one_is_claimed_again() {
         let claims = Arc::new(Claims::default());
-        let Claim::Mine(first) = claims.claim("d") else {
+        let d = Digest::of(b"d");
+        let Claim::Mine(first) = claims.claim(d) else {
             panic!("the first claim sends")
         };
-        let Claim::Theirs(waiting) = claims.claim("d") else {
+        let Claim::Theirs(waiting) = claims.claim(d) else {
             panic!("a second claim waits")
         };
-        assert!(matches!(claims.claim("other"), Claim::Mine(_)));
+        assert!(matches!(claims.claim(Digest::of(b"other")), Claim::Mine(_)));
         first.finish(Ok(7));
         assert_eq!(outcome_of(waiting).await, Some(7));
         // Given back: the next claim sends again.
-        let Claim::Mine(again) = claims.claim("d") else {
+        let Claim::Mine(again) = claims.claim(d) else {
             panic!("claimed again after the first ended")
         };
-        let Claim::Theirs(waiting) = claims.claim("d") else {
+        let Claim::Theirs(waiting) = claims.claim(d) else {
             panic!("waits")
         };
         again.finish(Err(UploadError::Failed("server away".into())));
         assert_eq!(outcome_of(waiting).await, None, "a failure is not an image");
-        let Claim::Mine(dropped) = claims.claim("d") else {
+        let Claim::Mine(dropped) = claims.claim(d) else {
             panic!("a failed upload's digest is free")
         };
-        let Claim::Theirs(waiting) = claims.claim("d") else {
+        let Claim::Theirs(waiting) = claims.claim(d) else {
             panic!("waits")
         };
         drop(dropped);
@@ -127,6 +129,6 @@ mod tests {
             None,
             "stopped without an outcome"
         );
-        assert!(matches!(claims.claim("d"), Claim::Mine(_)));
+        assert!(matches!(claims.claim(d), Claim::Mine(_)));
     }
 }

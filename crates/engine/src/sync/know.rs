@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use photosync_identify::media::{classify, kind_by_name, HEAD_BYTES};
-use photosync_identify::{identify_file, sniff_format, IdentifyError, Limits};
+use photosync_identify::{identify_file, sniff_format, Digest, IdentifyError, Limits};
 
 use super::Control;
 use crate::state::{FileRecord, State};
@@ -19,6 +19,9 @@ pub(crate) const NOT_MEDIA: &str = "not a photo or video";
 /// One file, known.
 #[derive(Debug)]
 pub(crate) enum Known {
+    /// Unchanged since the file table learnt it, and its bytes are in the sync list: the
+    /// server's image.
+    Synced(i64),
     File(FileRecord),
     /// Read, but not identifiable as a picture (why): backed up by its bytes.
     Unidentified(FileRecord, String),
@@ -37,21 +40,31 @@ fn unreadable(e: impl std::fmt::Display) -> Known {
 
 /// What the file table already knows of an unchanged file, without reading it. `None`: the
 /// file must be read.
-pub(crate) fn known_unchanged(state: &State, path: &Path, all_files: bool) -> Option<Known> {
+pub(crate) fn known_unchanged(
+    state: &State,
+    path: &Path,
+    server: &str,
+    all_files: bool,
+) -> Option<Known> {
     let meta = std::fs::metadata(path).ok()?;
     let (size, mtime) = (meta.len(), mtime_ns(&meta));
     if size == 0 {
         return Some(Known::Empty);
     }
-    match state.file(path) {
+    match state.file_and_synced(path, server) {
         // A file known by its bytes alone may be a document an earlier build took in: unless
         // its name says media, its first bytes are looked at again.
-        Ok(Some(rec))
+        Ok(Some((rec, _)))
             if rec.identifier.is_none() && !all_files && !kind_by_name(path).is_media() =>
         {
             None
         }
-        Ok(Some(rec)) if rec.size == size && rec.mtime_ns == mtime => Some(Known::File(rec)),
+        Ok(Some((rec, synced))) if rec.size == size && rec.mtime_ns == mtime => {
+            Some(match synced {
+                Some(remote_id) => Known::Synced(remote_id),
+                None => Known::File(rec),
+            })
+        }
         _ => None,
     }
 }
@@ -138,8 +151,8 @@ pub(crate) fn know(
             FileRecord {
                 size,
                 mtime_ns: mtime,
-                digest: id.digest.to_string(),
-                identifier: Some(id.identifier.to_string()),
+                digest: id.digest,
+                identifier: Some(id.identifier),
                 pixels: Some(id.pixels()),
             },
             None,
@@ -168,7 +181,7 @@ pub(crate) fn know(
 }
 
 /// A file known by its bytes alone, with no picture identity.
-fn bytes_only(size: u64, mtime_ns: i64, digest: String) -> FileRecord {
+fn bytes_only(size: u64, mtime_ns: i64, digest: Digest) -> FileRecord {
     FileRecord {
         size,
         mtime_ns,
@@ -180,7 +193,7 @@ fn bytes_only(size: u64, mtime_ns: i64, digest: String) -> FileRecord {
 
 /// The BLAKE3 of `head` followed by the rest of `file` from where it stands (from its start
 /// when `head` is empty), read as a stream however large.
-fn digest_of(file: &mut std::fs::File, head: &[u8], control: &Control) -> Result<String, Known> {
+fn digest_of(file: &mut std::fs::File, head: &[u8], control: &Control) -> Result<Digest, Known> {
     if head.is_empty() {
         std::io::Seek::rewind(file).map_err(unreadable)?;
     }
@@ -191,7 +204,7 @@ fn digest_of(file: &mut std::fs::File, head: &[u8], control: &Control) -> Result
         control,
     };
     match h.update_reader(reader) {
-        Ok(_) => Ok(h.finalize().to_hex().to_string()),
+        Ok(_) => Ok(Digest(*h.finalize().as_bytes())),
         Err(_) if control.is_cancelled() => Err(Known::Interrupted),
         Err(e) => Err(unreadable(e)),
     }

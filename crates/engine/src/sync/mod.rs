@@ -14,8 +14,9 @@ use std::time::Duration;
 use photosync_part_sizer::{PartSizer, SizerConfig};
 use tokio::sync::Notify;
 
-use crate::client::{Client, ServerConfig};
+use crate::client::{Client, ClientError, ServerConfig};
 use crate::state::State;
+use crate::state::StateError;
 use crate::throttle::Throttle;
 use photosync_events::{Event, EventSink};
 
@@ -196,6 +197,23 @@ impl Control {
     }
 }
 
+/// Why the engine could not start or do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{}: {source}", path.display())]
+    Path {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The system would not watch a folder for changes.
+    #[error("cannot watch {}: {reason}", path.display())]
+    Watch { path: PathBuf, reason: String },
+}
+
 pub struct Engine {
     state: State,
     client: Client,
@@ -216,9 +234,9 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    pub fn new(options: Options, events: EventSink) -> Result<Engine, String> {
-        let state = State::open(&options.state_path).map_err(|e| e.to_string())?;
-        let client = Client::new(options.server.clone()).map_err(|e| e.to_string())?;
+    pub fn new(options: Options, events: EventSink) -> Result<Engine, EngineError> {
+        let state = State::open(&options.state_path)?;
+        let client = Client::new(options.server.clone())?;
         let remembered = state
             .setting(&format!("part_size:{}", options.server.key()))
             .ok()
@@ -299,11 +317,14 @@ impl Engine {
 
     /// Asks for these files to be uploaded on the next sync even though the server holds the
     /// same picture at least as large. The caller then syncs them.
-    pub fn force_upload(&self, files: &[PathBuf]) -> Result<(), String> {
+    pub fn force_upload(&self, files: &[PathBuf]) -> Result<(), EngineError> {
         let key = self.options.server.key();
         for f in files {
-            let f = std::path::absolute(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            self.state.force(&key, &f).map_err(|e| e.to_string())?;
+            let f = std::path::absolute(f).map_err(|source| EngineError::Path {
+                path: f.clone(),
+                source,
+            })?;
+            self.state.force(&key, &f)?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use photosync_identify::Identifier;
+use photosync_identify::{Digest, Identifier};
 use photosync_protocol::{DetectQuery, DetectResult};
 use photosync_walk::WalkError;
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ use super::decide::{verdict, Copies, Placed, Policy, Verdict};
 use super::know::{know, Known, EMPTY_FILE, NOT_MEDIA};
 use super::scan::{Scan, Scanned};
 use super::{Control, Engine, Summary};
-use crate::state::{FileRecord, MatchRecord, State, SyncedRecord};
+use crate::state::{FileRecord, How, MatchRecord, State, SyncedRecord};
 use crate::upload::{self, Job, UploadError};
 use photosync_events::{Event, EventSink, OnServer};
 
@@ -36,6 +36,9 @@ const BATCH: usize = 256;
 const BATCH_GAP: Duration = Duration::from_millis(250);
 /// ...or when the oldest file has waited this long.
 const BATCH_WAIT: Duration = Duration::from_secs(1);
+/// Files waiting for an upload slot at most: past this, no more files are taken in until
+/// uploads catch up, so a slow link holds back identification rather than filling memory.
+const QUEUED_MAX: usize = 512;
 
 /// A file (and its same-bytes copies) of this run, until it is settled.
 type Id = usize;
@@ -180,7 +183,7 @@ struct Run<'a> {
     started: Instant,
     summary: Summary,
     entries: HashMap<Id, Entry>,
-    by_digest: HashMap<String, Id>,
+    by_digest: HashMap<Digest, Id>,
     next_id: Id,
     asking: Vec<Id>,
     first_asking: Option<Instant>,
@@ -206,14 +209,15 @@ impl Engine {
         let (scanned_tx, scanned_rx) = mpsc::channel(SCANNED_QUEUE);
         let scan = Scan {
             state: self.state.clone(),
+            server: self.options.server.key(),
             events: self.events.clone(),
             control: self.control.clone(),
             all_files: self.options.all_files,
         };
         let walk = tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            scan.run(&roots, &scanned_tx);
-            t.elapsed()
+            let synced = scan.run(&roots, &scanned_tx);
+            (t.elapsed(), synced)
         });
         let (known_tx, known_rx) = mpsc::channel(KNOWN_QUEUE);
         let identify = Identify {
@@ -231,7 +235,9 @@ impl Engine {
         let mut run = Run::new(self, quiet, started);
         run.drive(known_rx).await;
         let mut summary = run.finish();
-        summary.stages.walk = walk.await.unwrap_or_default();
+        let (walked, synced) = walk.await.unwrap_or_default();
+        summary.stages.walk = walked;
+        summary.already_synced += synced;
         summary.stages.identify = identify.await.unwrap_or_default();
         summary
     }
@@ -292,7 +298,7 @@ impl<'a> Run<'a> {
             }
             let batch_due = self.batch_due();
             tokio::select! {
-                item = known.recv(), if open => match item {
+                item = known.recv(), if open && self.queue.len() < QUEUED_MAX => match item {
                     Some(item) => {
                         self.take(item);
                         if self.asking.len() >= BATCH {
@@ -350,6 +356,8 @@ impl<'a> Run<'a> {
             } => (path, known, read_now),
         };
         match known {
+            // Answered by the walk itself; not sent on.
+            Known::Synced(_) => {}
             Known::File(rec) => self.add(path, rec, read_now),
             Known::Unidentified(rec, reason) => {
                 self.emit(Event::Unidentified {
@@ -418,7 +426,7 @@ impl<'a> Run<'a> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.by_digest.insert(rec.digest.clone(), id);
+        self.by_digest.insert(rec.digest, id);
         self.entries.insert(
             id,
             Entry {
@@ -449,8 +457,8 @@ impl<'a> Run<'a> {
             .iter()
             .filter_map(|id| self.entries.get(id))
             .map(|e| DetectQuery {
-                digest: e.rec.digest.clone(),
-                identifier: e.rec.identifier.clone(),
+                digest: e.rec.digest.to_string(),
+                identifier: e.rec.identifier.map(|i| i.to_string()),
             })
             .collect();
         let asked = Instant::now();
@@ -498,7 +506,7 @@ impl<'a> Run<'a> {
             Verdict::OnServer(how) => {
                 if let Some(e) = self.remove(id) {
                     if let OnServer::SameBytes { remote_id, .. } = how {
-                        self.mark_synced(&e.rec, remote_id, "on_server");
+                        self.mark_synced(&e.rec, remote_id, How::OnServer);
                     } else {
                         self.record_match(&e.rec, &e.paths, &how);
                     }
@@ -507,20 +515,13 @@ impl<'a> Run<'a> {
             }
             // Copies of one picture within this run: only the largest goes up, the rest follow
             // it. A copy a person forced goes up on its own.
-            Verdict::Upload { .. } => {
-                let picture = entry
-                    .rec
-                    .identifier
-                    .as_deref()
-                    .and_then(|t| t.parse::<Identifier>().ok());
-                match picture {
-                    Some(p) if !upload_all_copies && !forced => {
-                        let changes = self.copies.place(id, p, entry.rec.pixels);
-                        self.apply(changes);
-                    }
-                    _ => self.enqueue(id),
+            Verdict::Upload { .. } => match entry.rec.identifier {
+                Some(p) if !upload_all_copies && !forced => {
+                    let changes = self.copies.place(id, p, entry.rec.pixels);
+                    self.apply(changes);
                 }
-            }
+                _ => self.enqueue(id),
+            },
         }
     }
 
@@ -662,14 +663,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn mark_synced(&self, rec: &FileRecord, remote_id: i64, how: &str) {
+    fn mark_synced(&self, rec: &FileRecord, remote_id: i64, how: How) {
         let marked = self.engine.state.mark_synced(
             &self.key,
             &SyncedRecord {
-                digest: rec.digest.clone(),
-                identifier: rec.identifier.clone(),
+                digest: rec.digest,
+                identifier: rec.identifier,
                 remote_id,
-                how: how.into(),
+                how,
                 at: now(),
             },
         );
@@ -693,7 +694,7 @@ impl<'a> Run<'a> {
         for p in paths {
             let m = MatchRecord {
                 path: p.clone(),
-                digest: rec.digest.clone(),
+                digest: rec.digest,
                 remote_id: *remote_id,
                 remote_name: name.clone(),
                 distance: *distance,
@@ -717,7 +718,7 @@ impl<'a> Run<'a> {
     ) {
         match result {
             Ok(remote_id) => {
-                self.mark_synced(rec, remote_id, "uploaded");
+                self.mark_synced(rec, remote_id, How::Uploaded);
                 if let Err(e) = self.engine.state.clear_match(&self.key, &paths) {
                     tracing::warn!(error = %e, "sync list not updated");
                 }
@@ -773,7 +774,7 @@ async fn upload_claimed(
     quiet: Duration,
 ) -> Result<i64, UploadError> {
     loop {
-        match claims.claim(&rec.digest) {
+        match claims.claim(rec.digest) {
             Claim::Mine(held) => {
                 // Another pass may have finished it since this one asked the server.
                 if let Ok(Some(synced)) = ctx.state.synced(&ctx.server_key, &rec.digest) {

@@ -29,6 +29,8 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 pub(crate) struct Scan {
     pub state: State,
+    /// The server account whose sync list answers for unchanged files.
+    pub server: String,
     pub events: EventSink,
     pub control: Arc<Control>,
     pub all_files: bool,
@@ -37,8 +39,11 @@ pub(crate) struct Scan {
 impl Scan {
     /// Walks `roots` (absolute) and sends every file down `tx`, then forgets file-table rows
     /// under walked folders that the walk did not find, when it saw everything. Returns when
-    /// the walk is done, the run is cancelled or nobody listens any more.
-    pub fn run(&self, roots: &[PathBuf], tx: &mpsc::Sender<Scanned>) {
+    /// the walk is done, the run is cancelled or nobody listens any more, with how many
+    /// unchanged files it found in the sync list: those it reports itself, so a rescan of an
+    /// unchanged library stays on this one thread.
+    pub fn run(&self, roots: &[PathBuf], tx: &mpsc::Sender<Scanned>) -> usize {
+        let mut synced = 0;
         let emit = |e: Event| (self.events)(e);
         // Overlapping paths (a folder and a file in it) name a file once.
         let mut listed = HashSet::new();
@@ -53,7 +58,7 @@ impl Scan {
         };
         for entry in photosync_walk::walk(roots) {
             if self.control.is_cancelled() {
-                return;
+                return synced;
             }
             let item = match entry {
                 Ok(p) if listed.contains(&p) => continue,
@@ -68,7 +73,16 @@ impl Scan {
                             done: false,
                         });
                     }
-                    match known_unchanged(&self.state, &p, self.all_files) {
+                    match known_unchanged(&self.state, &p, &self.server, self.all_files) {
+                        Some(Known::Synced(remote_id)) => {
+                            emit(Event::AlreadySynced {
+                                path: p,
+                                remote_id,
+                                same_as: None,
+                            });
+                            synced += 1;
+                            continue;
+                        }
                         Some(k) => Scanned::Known(p, k),
                         None => Scanned::Read(p),
                     }
@@ -79,7 +93,7 @@ impl Scan {
                 }
             };
             if tx.blocking_send(item).is_err() {
-                return;
+                return synced;
             }
         }
         emit(Event::Walking {
@@ -91,6 +105,7 @@ impl Scan {
         if !lost_sight {
             self.prune(roots, &listed);
         }
+        synced
     }
 
     /// Forgets file-table rows under walked folders that the walk did not find.
