@@ -152,8 +152,8 @@ pub struct Board {
     rate: RateHistory,
     /// Files and folders dropped on the window: files under them show first.
     dropped: Vec<PathBuf>,
-    /// Files found so far by a walk under way.
-    walking: Option<u64>,
+    /// Files found so far by each walk under way, by the walk's name.
+    walking: HashMap<PathBuf, u64>,
 }
 
 fn name_of(path: &Path) -> String {
@@ -200,8 +200,12 @@ impl Board {
 
     /// Folds one engine event in.
     pub fn apply(&mut self, event: &Event, now: Instant) {
-        if let Event::Walking { found, done, .. } = event {
-            self.walking = (!done).then_some(*found);
+        if let Event::Walking { path, found, done } = event {
+            if *done {
+                self.walking.remove(path);
+            } else {
+                self.walking.insert(path.clone(), *found);
+            }
             return;
         }
         let path = event.path();
@@ -381,7 +385,7 @@ impl Board {
         let mut t = Totals {
             all: self.rows.len(),
             rate: self.rate.current(now),
-            walking: self.walking,
+            walking: (!self.walking.is_empty()).then(|| self.walking.values().sum()),
             ..Totals::default()
         };
         for s in Status::ALL {

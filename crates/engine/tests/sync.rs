@@ -1311,6 +1311,11 @@ async fn overlapping_passes_send_each_file_once() {
         a.uploaded + a.already_synced + b.uploaded + b.already_synced,
         8
     );
+    assert_eq!(
+        a.uploaded + b.uploaded,
+        4,
+        "each file counted uploaded once"
+    );
     assert_eq!(server_images(&s).await, 4);
     assert_eq!(
         creations.load(Ordering::SeqCst),

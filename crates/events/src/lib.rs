@@ -72,8 +72,9 @@ pub enum Event {
     Discovered {
         path: PathBuf,
     },
-    /// How far the walk has got: `found` files so far, in the folder `path` and those walked
-    /// before it. `done` once the walk has seen everything (the total is known).
+    /// How far a walk has got: `found` files so far. `path` names the walk (its first folder)
+    /// from its first event to its last, which says `done` (the total is known, or the walk
+    /// was stopped). Overlapping passes walk at once, each under its own name.
     Walking {
         path: PathBuf,
         found: u64,

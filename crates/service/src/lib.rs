@@ -134,6 +134,8 @@ struct Inner {
     offline: AtomicBool,
     /// A poll for the server's return is under way.
     polling: AtomicBool,
+    /// Runs still queued when the engine stopped: queued again when it starts.
+    leftover: Mutex<Vec<Run>>,
     /// Failures already notified.
     told_failed: Mutex<std::collections::HashSet<PathBuf>>,
     hooks: Hooks,
@@ -171,6 +173,7 @@ impl Service {
                 paused: AtomicBool::new(false),
                 offline: AtomicBool::new(false),
                 polling: AtomicBool::new(false),
+                leftover: Mutex::default(),
                 told_failed: Mutex::default(),
                 bandwidth: Arc::default(),
                 hooks,
@@ -352,6 +355,9 @@ impl Service {
             }
         });
         let (runs, queue) = tokio::sync::mpsc::unbounded_channel();
+        for run in std::mem::take(&mut *lock(&self.inner.leftover)) {
+            let _ = runs.send(run);
+        }
         let runner = self
             .inner
             .rt
@@ -377,6 +383,15 @@ impl Service {
         while let Some(first) = queue.recv().await {
             let mut next = Some(first);
             while let Some(run) = next.take() {
+                if engine.control().is_cancelled() {
+                    // Stopping: what has not run yet waits for the next start.
+                    let mut left = lock(&self.inner.leftover);
+                    left.push(run);
+                    while let Ok(more) = queue.try_recv() {
+                        left.push(more);
+                    }
+                    return;
+                }
                 let summary = match run {
                     Run::Recheck(folders) => engine.recheck(&folders).await,
                     Run::Sync(mut paths) => {
@@ -395,10 +410,11 @@ impl Service {
                         engine.sync(&paths).await
                     }
                 };
-                self.after_round(&summary);
-                if engine.control().is_cancelled() {
-                    return;
+                if engine.control().is_cancelled() && !summary.interrupted.is_empty() {
+                    // Cut short by a stop: the files not done run again after the next start.
+                    lock(&self.inner.leftover).push(Run::Sync(summary.interrupted.clone()));
                 }
+                self.after_round(&summary);
             }
         }
     }
@@ -449,9 +465,10 @@ impl Service {
             .into_iter()
             .map(|p| std::path::absolute(&p).unwrap_or(p))
             .collect();
+        self.queue(Run::Sync(paths.clone())).await?;
         lock(&self.inner.board).mark_dropped(&paths);
         (self.inner.hooks.changed)();
-        self.queue(Run::Sync(paths)).await
+        Ok(())
     }
 
     /// Uploads a file despite a same-picture match.
@@ -495,6 +512,9 @@ impl Service {
     /// After each sync round: notifications, and the offline check when files failed.
     fn after_round(&self, summary: &Summary) {
         let notify = &self.inner.hooks.notify;
+        if let Some(why) = &summary.aborted {
+            notify("Photosync could not finish a sync".into(), why.clone());
+        }
         if summary.uploaded >= BIG_SYNC {
             notify(
                 "Backup finished".into(),
@@ -539,9 +559,13 @@ impl Service {
         self.inner.rt.spawn(async move {
             let s = me.settings();
             let mut delay = Duration::from_secs(1);
+            // Failed files are retried here only if the server was away: a file that fails
+            // with the server there (unreadable, refused) waits for watch mode's own retries.
+            let mut was_away = false;
             loop {
                 let found = Self::test_connection(&s.server_url, &s.token).await;
                 let away = matches!(found, Connection::Unreachable(_));
+                was_away |= away;
                 if me.inner.offline.swap(away, Ordering::SeqCst) != away {
                     tracing::info!(away, "server connection changed");
                     (me.inner.hooks.changed)();
@@ -556,6 +580,9 @@ impl Service {
                 }
             }
             me.inner.polling.store(false, Ordering::SeqCst);
+            if !was_away {
+                return;
+            }
             let failed: Vec<PathBuf> = lock(&me.inner.board)
                 .rows()
                 .iter()

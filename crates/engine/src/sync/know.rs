@@ -164,11 +164,11 @@ pub(crate) fn know(
         // can least afford to lose. Its bytes are what is backed up.
         Some(Err(e)) => match digest_of(&mut file, &[], control) {
             Ok(digest) => (bytes_only(size, mtime, digest), Some(e.to_string())),
-            Err(known) => return known,
+            Err(e) => return e.into(),
         },
         None => match digest_of(&mut file, &head, control) {
             Ok(digest) => (bytes_only(size, mtime, digest), None),
-            Err(known) => return known,
+            Err(e) => return e.into(),
         },
     };
     if let Err(e) = state.put_file(path, &rec) {
@@ -191,11 +191,26 @@ fn bytes_only(size: u64, mtime_ns: i64, digest: Digest) -> FileRecord {
     }
 }
 
+/// Why a file's digest could not be had.
+enum NotRead {
+    Cancelled,
+    Unreadable(std::io::Error),
+}
+
+impl From<NotRead> for Known {
+    fn from(e: NotRead) -> Known {
+        match e {
+            NotRead::Cancelled => Known::Interrupted,
+            NotRead::Unreadable(e) => unreadable(e),
+        }
+    }
+}
+
 /// The BLAKE3 of `head` followed by the rest of `file` from where it stands (from its start
 /// when `head` is empty), read as a stream however large.
-fn digest_of(file: &mut std::fs::File, head: &[u8], control: &Control) -> Result<Digest, Known> {
+fn digest_of(file: &mut std::fs::File, head: &[u8], control: &Control) -> Result<Digest, NotRead> {
     if head.is_empty() {
-        std::io::Seek::rewind(file).map_err(unreadable)?;
+        std::io::Seek::rewind(file).map_err(NotRead::Unreadable)?;
     }
     let mut h = blake3::Hasher::new();
     h.update(head);
@@ -205,7 +220,7 @@ fn digest_of(file: &mut std::fs::File, head: &[u8], control: &Control) -> Result
     };
     match h.update_reader(reader) {
         Ok(_) => Ok(Digest(*h.finalize().as_bytes())),
-        Err(_) if control.is_cancelled() => Err(Known::Interrupted),
-        Err(e) => Err(unreadable(e)),
+        Err(_) if control.is_cancelled() => Err(NotRead::Cancelled),
+        Err(e) => Err(NotRead::Unreadable(e)),
     }
 }

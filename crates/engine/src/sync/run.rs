@@ -36,6 +36,8 @@ const BATCH: usize = 256;
 const BATCH_GAP: Duration = Duration::from_millis(250);
 /// ...or when the oldest file has waited this long.
 const BATCH_WAIT: Duration = Duration::from_secs(1);
+/// Attempts of one detection request before its files are failed (retried by a later round).
+const DETECT_ATTEMPTS: u32 = 3;
 /// Files waiting for an upload slot at most: past this, no more files are taken in until
 /// uploads catch up, so a slow link holds back identification rather than filling memory.
 const QUEUED_MAX: usize = 512;
@@ -171,7 +173,26 @@ struct Entry {
     rec: FileRecord,
     /// Every path of this run holding these bytes.
     paths: Vec<PathBuf>,
+    /// How many of `paths` its upload was given (copies found later are added after them).
+    tried: usize,
     stage: Stage,
+}
+
+/// How an upload task ended with an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// This pass sent the bytes.
+    Uploaded(i64),
+    /// Another pass of the engine sent them meanwhile.
+    ByAnotherPass(i64),
+}
+
+impl Sent {
+    fn remote_id(self) -> i64 {
+        match self {
+            Sent::Uploaded(id) | Sent::ByAnotherPass(id) => id,
+        }
+    }
 }
 
 /// The files of one pass between detection and their outcome.
@@ -190,7 +211,7 @@ struct Run<'a> {
     last_arrival: Instant,
     copies: Copies<Id, Identifier>,
     queue: VecDeque<Id>,
-    uploads: JoinSet<Result<i64, UploadError>>,
+    uploads: JoinSet<Result<Sent, UploadError>>,
     uploading: HashMap<tokio::task::Id, Id>,
     detect_busy: Duration,
     upload_busy: Busy,
@@ -235,10 +256,17 @@ impl Engine {
         let mut run = Run::new(self, quiet, started);
         run.drive(known_rx).await;
         let mut summary = run.finish();
-        let (walked, synced) = walk.await.unwrap_or_default();
-        summary.stages.walk = walked;
-        summary.already_synced += synced;
-        summary.stages.identify = identify.await.unwrap_or_default();
+        match walk.await {
+            Ok((walked, synced)) => {
+                summary.stages.walk = walked;
+                summary.already_synced += synced;
+            }
+            Err(e) => summary.aborted = Some(format!("the walk stopped: {e}")),
+        }
+        match identify.await {
+            Ok(busy) => summary.stages.identify = busy,
+            Err(e) => summary.aborted = Some(format!("identification stopped: {e}")),
+        }
         summary
     }
 }
@@ -432,6 +460,7 @@ impl<'a> Run<'a> {
             Entry {
                 rec,
                 paths: vec![path],
+                tried: 0,
                 stage: Stage::Asking,
             },
         );
@@ -462,8 +491,14 @@ impl<'a> Run<'a> {
             })
             .collect();
         let asked = Instant::now();
-        let answers = self.engine.client.detect(&queries).await;
+        let answers = self.ask(&queries).await;
         self.detect_busy += asked.elapsed();
+        let Some(answers) = answers else {
+            for id in ids {
+                self.interrupt(id);
+            }
+            return;
+        };
         match answers {
             Ok(answers) if answers.len() == ids.len() => {
                 for (id, answer) in ids.into_iter().zip(answers) {
@@ -480,6 +515,34 @@ impl<'a> Run<'a> {
             }
             Err(e) => self.fail_all(ids, &format!("cannot ask the server: {e}")),
         }
+    }
+
+    /// One detection request, asked again after a pause when the network or the server
+    /// failed for a moment. `None`: the run was cancelled meanwhile.
+    async fn ask(
+        &self,
+        queries: &[DetectQuery],
+    ) -> Option<Result<Vec<DetectResult>, crate::client::ClientError>> {
+        let control = &self.engine.control;
+        let mut wait = Duration::from_secs(1);
+        for attempt in 1.. {
+            let answer = tokio::select! {
+                a = self.engine.client.detect(queries) => a,
+                () = control.cancelled() => return None,
+            };
+            match answer {
+                Err(e) if e.is_transient() && attempt < DETECT_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "detection failed; asking again");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = control.cancelled() => return None,
+                    }
+                    wait *= 2;
+                }
+                other => return Some(other),
+            }
+        }
+        None
     }
 
     fn fail_all(&mut self, ids: Vec<Id>, reason: &str) {
@@ -575,6 +638,7 @@ impl<'a> Run<'a> {
                 continue;
             };
             e.stage = Stage::Uploading;
+            e.tried = e.paths.len();
             self.copies.started(id);
             let (ctx, rec, paths, quiet) =
                 (self.ctx.clone(), e.rec.clone(), e.paths.clone(), self.quiet);
@@ -592,16 +656,19 @@ impl<'a> Run<'a> {
     }
 
     /// An upload's outcome, for the file and the copies that followed it.
-    fn settle(&mut self, id: Id, result: Result<i64, UploadError>) {
+    fn settle(&mut self, id: Id, result: Result<Sent, UploadError>) {
+        if result == Err(UploadError::Gone) && self.try_later_copies(id) {
+            return;
+        }
         let Some(leader) = self.remove(id) else {
             return;
         };
         match &result {
-            Ok(remote_id) => {
+            Ok(sent) => {
                 for (f, distance) in self.copies.settled(id) {
                     let Some(e) = self.remove(f) else { continue };
                     let how = OnServer::SamePicture {
-                        remote_id: *remote_id,
+                        remote_id: sent.remote_id(),
                         name: file_name(&leader.paths[0]),
                         distance,
                         remote_pixels: leader.rec.pixels,
@@ -623,6 +690,24 @@ impl<'a> Run<'a> {
             }
         }
         self.record_upload(&leader.rec, leader.paths, result);
+    }
+
+    /// The paths an upload was given are all gone, but copies with the same bytes were found
+    /// after it started: those go up instead. False when there are none.
+    fn try_later_copies(&mut self, id: Id) -> bool {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        if e.paths.len() <= e.tried {
+            return false;
+        }
+        let gone: Vec<PathBuf> = e.paths.drain(..e.tried).collect();
+        e.tried = 0;
+        e.stage = Stage::Asking;
+        let rec = e.rec.clone();
+        self.record_upload(&rec, gone, Err(UploadError::Gone));
+        self.enqueue(id);
+        true
     }
 
     /// Forgets a file of the run: it is settled.
@@ -714,10 +799,20 @@ impl<'a> Run<'a> {
         &mut self,
         rec: &FileRecord,
         paths: Vec<PathBuf>,
-        result: Result<i64, UploadError>,
+        result: Result<Sent, UploadError>,
     ) {
         match result {
-            Ok(remote_id) => {
+            Ok(Sent::ByAnotherPass(remote_id)) => {
+                for p in paths {
+                    self.emit(Event::AlreadySynced {
+                        path: p,
+                        remote_id,
+                        same_as: None,
+                    });
+                    self.summary.already_synced += 1;
+                }
+            }
+            Ok(Sent::Uploaded(remote_id)) => {
                 self.mark_synced(rec, remote_id, How::Uploaded);
                 if let Err(e) = self.engine.state.clear_match(&self.key, &paths) {
                     tracing::warn!(error = %e, "sync list not updated");
@@ -765,25 +860,42 @@ fn file_name(p: &Path) -> String {
 }
 
 /// Uploads the bytes of `rec` unless another pass of this engine is sending them: then waits
-/// for that upload, and sends them itself only if it ends without an image.
+/// for that upload, and sends them itself only if it ends without an image. The sync list
+/// learns an upload here, before the claim is given back, so a pass that claims the digest
+/// next finds it there.
 async fn upload_claimed(
     ctx: &upload::Ctx,
     claims: &Arc<Claims>,
     rec: &FileRecord,
     paths: &[PathBuf],
     quiet: Duration,
-) -> Result<i64, UploadError> {
+) -> Result<Sent, UploadError> {
     loop {
         match claims.claim(rec.digest) {
             Claim::Mine(held) => {
                 // Another pass may have finished it since this one asked the server.
                 if let Ok(Some(synced)) = ctx.state.synced(&ctx.server_key, &rec.digest) {
                     held.finish(Ok(synced.remote_id));
-                    return Ok(synced.remote_id);
+                    return Ok(Sent::ByAnotherPass(synced.remote_id));
                 }
                 let result = upload_any(ctx, rec, paths, quiet).await;
+                if let Ok(remote_id) = result {
+                    let marked = ctx.state.mark_synced(
+                        &ctx.server_key,
+                        &SyncedRecord {
+                            digest: rec.digest,
+                            identifier: rec.identifier,
+                            remote_id,
+                            how: How::Uploaded,
+                            at: now(),
+                        },
+                    );
+                    if let Err(e) = marked {
+                        tracing::warn!(error = %e, "sync list not updated");
+                    }
+                }
                 held.finish(result.clone());
-                return result;
+                return result.map(Sent::Uploaded);
             }
             Claim::Theirs(outcome) => {
                 let image = tokio::select! {
@@ -791,7 +903,7 @@ async fn upload_claimed(
                     () = ctx.control.cancelled() => return Err(UploadError::Cancelled),
                 };
                 if let Some(id) = image {
-                    return Ok(id);
+                    return Ok(Sent::ByAnotherPass(id));
                 }
             }
         }

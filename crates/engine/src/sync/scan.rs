@@ -49,15 +49,17 @@ impl Scan {
         let mut listed = HashSet::new();
         let mut lost_sight = false;
         let mut last_said = Instant::now();
-        let root_of = |p: &PathBuf| {
-            roots
-                .iter()
-                .find(|r| p.starts_with(r))
-                .cloned()
-                .unwrap_or_else(|| p.clone())
+        // The walk's progress is named by its first root, from its first event to its last.
+        let walking = |found: usize, done: bool| {
+            emit(Event::Walking {
+                path: roots.first().cloned().unwrap_or_default(),
+                found: found as u64,
+                done,
+            });
         };
         for entry in photosync_walk::walk(roots) {
             if self.control.is_cancelled() {
+                walking(listed.len(), true);
                 return synced;
             }
             let item = match entry {
@@ -67,11 +69,7 @@ impl Scan {
                     emit(Event::Discovered { path: p.clone() });
                     if last_said.elapsed() >= PROGRESS_EVERY {
                         last_said = Instant::now();
-                        emit(Event::Walking {
-                            path: root_of(&p),
-                            found: listed.len() as u64,
-                            done: false,
-                        });
+                        walking(listed.len(), false);
                     }
                     match known_unchanged(&self.state, &p, &self.server, self.all_files) {
                         Some(Known::Synced(remote_id)) => {
@@ -93,14 +91,11 @@ impl Scan {
                 }
             };
             if tx.blocking_send(item).is_err() {
+                walking(listed.len(), true);
                 return synced;
             }
         }
-        emit(Event::Walking {
-            path: roots.first().cloned().unwrap_or_default(),
-            found: listed.len() as u64,
-            done: true,
-        });
+        walking(listed.len(), true);
         // A walk that could not see everything (a folder unreadable for now) prunes nothing.
         if !lost_sight {
             self.prune(roots, &listed);
