@@ -210,7 +210,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     wait_js(
         &c,
         "the folder's counts",
-        "document.querySelector('#folders li .count').textContent === '8/8'",
+        "document.querySelector('#folders li .count').textContent === '9/9'",
     )
     .await;
     let thumbs = js(&c, "return [...document.querySelectorAll('.row img')].filter(i => i.complete && i.naturalWidth > 0).length").await;

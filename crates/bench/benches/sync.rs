@@ -424,8 +424,8 @@ fn print_stages(s: &Summary, wall: f64) {
             .join(", ")
     );
     println!(
-        "wall {wall:.1} s against the busiest stage ({name}) {busiest:.1} s: {:+.0} %; the stages' \
-         sum (baseline: one stage after another) {sum:.1} s",
+        "wall {wall:.1} s against the busiest stage ({name}) {busiest:.1} s: {:+.0} %; the busy \
+         times add up to {sum:.1} s (the walk's includes waiting for the stages after it)",
         100.0 * (wall / busiest - 1.0)
     );
 }

@@ -210,7 +210,7 @@ impl Board {
         }
         let path = event.path();
         // A folder's presence is news for the service, not a file row.
-        if path.as_os_str().is_empty() || matches!(event, Event::Folder { .. }) {
+        if matches!(event, Event::Folder { .. }) {
             return;
         }
         if let Event::Uploading { sent, .. } = event {

@@ -98,6 +98,16 @@ fn sync_uploads_then_finds_everything_synced() {
         std::fs::copy(photos_dir().join(n), lib.join(n)).unwrap();
     }
     std::fs::write(lib.join("broken.jpg"), b"\xFF\xD8\xFF\xE0 not really").unwrap();
+    // Over the pixel limit, a video the decoders cannot read, and a text file.
+    std::fs::write(
+        lib.join("panorama.png"),
+        photosync_testkit::png_bomb(40_000, 40_000),
+    )
+    .unwrap();
+    let mut clip = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec();
+    clip.extend(photosync_testkit::noise(40_000, 5));
+    std::fs::write(lib.join("clip.mp4"), &clip).unwrap();
+    std::fs::write(lib.join("notes.txt"), b"not a photo").unwrap();
     let state = local.path().join("state.db");
     let lib_s = lib.to_str().unwrap();
 
@@ -109,10 +119,19 @@ fn sync_uploads_then_finds_everything_synced() {
     ));
     assert!(first.status.success(), "{first:?}");
     let out = stdout(&first);
-    // Not a picture the decoders can read: backed up by its bytes all the same.
-    assert!(out.starts_with("uploaded 4, already synced 0"), "{out}");
+    // Pictures the decoders cannot read, and the video: backed up by their bytes all the same.
+    assert!(out.starts_with("uploaded 6, already synced 0"), "{out}");
+    assert!(out.contains("not photos or videos 1, failed 0"), "{out}");
+    for name in ["broken.jpg", "panorama.png"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains("backed up, not identified: ") && l.contains(name)),
+            "{name}: {out}"
+        );
+    }
     assert!(
-        out.contains("backed up, not identified: ") && out.contains("broken.jpg"),
+        out.lines()
+            .any(|l| l.contains("not a photo or video") && l.ends_with("notes.txt")),
         "{out}"
     );
 
@@ -123,15 +142,27 @@ fn sync_uploads_then_finds_everything_synced() {
         &state,
     ));
     assert!(
-        stdout(&second).starts_with("uploaded 0, already synced 4"),
+        stdout(&second).starts_with("uploaded 0, already synced 6"),
         "{}",
         stdout(&second)
     );
     let status = run(&mut photosync(&["status"], &server.url, &token, &state));
     assert!(
-        stdout(&status).contains("4 files in the sync list"),
+        stdout(&status).contains("6 files in the sync list"),
         "{}",
         stdout(&status)
+    );
+    // Every file, when asked: the text file goes up too.
+    let all = run(&mut photosync(
+        &["sync", "--all-files", lib_s],
+        &server.url,
+        &token,
+        &state,
+    ));
+    assert!(
+        stdout(&all).starts_with("uploaded 1, already synced 6"),
+        "{}",
+        stdout(&all)
     );
 
     // A wrong token: said once, before any file, and the exit status says so.

@@ -33,9 +33,6 @@ impl Retries {
     /// Schedules each failed file of `summary` and says when in a `Failed` event.
     fn schedule(&mut self, engine: &Engine, summary: &Summary, options: &WatchOptions) {
         for (path, reason) in &summary.failed {
-            if path.as_os_str().is_empty() {
-                continue;
-            }
             let tries = self.due.get(path).map_or(0, |d| d.1) + 1;
             let wait = options
                 .retry

@@ -622,12 +622,20 @@ async fn watch_retries_files_that_failed_while_the_server_was_away() {
         assert!(std::time::Instant::now() < deadline, "never retried");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log_has_upload = log
+    // The server records the image before its answer reaches the engine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !log
         .lock()
         .unwrap()
         .iter()
-        .any(|e| matches!(e, Event::Uploaded { path, .. } if path.ends_with("while-away.jpg")));
-    assert!(log_has_upload);
+        .any(|e| matches!(e, Event::Uploaded { path, .. } if path.ends_with("while-away.jpg")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     engine.control().cancel();
     // The watch's summary keeps no failure that a later try fixed.
     let total = task.await.unwrap().unwrap();
@@ -1225,11 +1233,13 @@ async fn uploads_start_before_the_library_is_identified() {
     let sink = Arc::new(move |e: Event| {
         let (uploaded, cv) = &*sink_gate;
         let held = matches!(&e, Event::Identifying { path } if path.ends_with("zz-last.jpg"));
-        if matches!(e, Event::Uploaded { .. }) {
+        let upload = matches!(e, Event::Uploaded { .. });
+        // Logged before the gate opens, so the log's order is the order things happened.
+        sink_log.lock().unwrap().push(e);
+        if upload {
             *uploaded.lock().unwrap() = true;
             cv.notify_all();
         }
-        sink_log.lock().unwrap().push(e);
         if held {
             let guard = uploaded.lock().unwrap();
             let (_guard, waited) = cv

@@ -103,7 +103,7 @@ struct Leader<Id, P> {
 /// copy at least as large is on its way. A larger copy takes the place of smaller ones that
 /// have not started. A smaller copy that already started keeps going, and the larger one goes
 /// up too: it is never skipped. A leader that settles hands back its followers: on the server
-/// when it went up, placed again when it did not.
+/// when it went up, asked about and placed again when it did not.
 pub(crate) struct Copies<Id, P> {
     leaders: Vec<Leader<Id, P>>,
 }
@@ -185,16 +185,12 @@ impl<Id: std::marker::Copy + PartialEq, P: Picture> Copies<Id, P> {
         self.take(id).into_iter().map(|(f, d)| (f.id, d)).collect()
     }
 
-    /// The leader did not go up: its followers are placed again, largest first, so one of
-    /// them leads.
-    pub fn failed(&mut self, id: Id) -> Vec<Placed<Id>> {
+    /// The leader did not go up: its followers, largest first. Each must be asked about
+    /// again (another copy may have reached the server meanwhile) and placed again.
+    pub fn failed(&mut self, id: Id) -> Vec<Id> {
         let mut followers = self.take(id);
         followers.sort_by_key(|(f, _)| std::cmp::Reverse(f.pixels));
-        let mut changes = Vec::new();
-        for (f, _) in followers {
-            self.place_copy(f, &mut changes);
-        }
-        changes
+        followers.into_iter().map(|(f, _)| f.id).collect()
     }
 
     /// The leader and its followers leave (the run was cancelled): the followers' ids.
@@ -391,14 +387,19 @@ mod tests {
         c.started(1);
         assert_eq!(
             c.failed(1),
-            [
-                Placed::Lead(3),
-                Placed::Follow {
-                    id: 2,
-                    leader: 3,
-                    distance: 1
-                }
-            ]
+            [3, 2],
+            "largest first, to be asked about again"
+        );
+        assert_eq!(c.len(), 0);
+        // Placed again in that order, the largest leads.
+        assert_eq!(c.place(3, Group(0), Some(60)), [Placed::Lead(3)]);
+        assert_eq!(
+            c.place(2, Group(0), Some(20)),
+            [Placed::Follow {
+                id: 2,
+                leader: 3,
+                distance: 1
+            }]
         );
         assert_eq!(c.abandoned(3), [2]);
         assert_eq!(c.len(), 0);
@@ -438,6 +439,22 @@ mod tests {
     }
 
     impl Run {
+        /// Detection, then placement: the server answers for a copy already up that is at
+        /// least as large; the rest is placed among the copies on their way.
+        fn ask(&mut self, id: usize) {
+            let (g, p) = self.arrived[id];
+            let on_server = self.uploaded.iter().copied().find(|&u| {
+                let (ug, up) = self.arrived[u];
+                ug == g && up >= p
+            });
+            if let Some(u) = on_server {
+                self.via.insert(id, u);
+                return;
+            }
+            let changes = self.copies.place(id, Group(g), Some(p));
+            self.apply(changes);
+        }
+
         fn apply(&mut self, changes: Vec<Placed<usize>>) {
             for ch in changes {
                 match ch {
@@ -459,18 +476,7 @@ mod tests {
             match *step {
                 Step::Arrive(g, p) => {
                     self.arrived.push((g, p));
-                    let id = self.arrived.len() - 1;
-                    // Detection: the server answers for a copy already up, at least as large.
-                    let on_server = self.uploaded.iter().copied().find(|&u| {
-                        let (ug, up) = self.arrived[u];
-                        ug == g && up >= p
-                    });
-                    if let Some(u) = on_server {
-                        self.via.insert(id, u);
-                        return;
-                    }
-                    let changes = self.copies.place(id, Group(g), Some(p));
-                    self.apply(changes);
+                    self.ask(self.arrived.len() - 1);
                 }
                 Step::Start if !self.waiting.is_empty() => {
                     let id = self.waiting.remove(0);
@@ -487,11 +493,13 @@ mod tests {
                             self.via.insert(f, id);
                         }
                     } else {
-                        // Reported failed (and retried by a later round); its followers must
-                        // not wait on it.
+                        // Reported failed (and retried by a later round); its followers are
+                        // asked about again.
                         self.failed.push(id);
-                        let changes = self.copies.failed(id);
-                        self.apply(changes);
+                        for f in self.copies.failed(id) {
+                            self.following.remove(&f);
+                            self.ask(f);
+                        }
                     }
                 }
                 Step::Start | Step::Settle(_) => {}

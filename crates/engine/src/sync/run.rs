@@ -683,10 +683,17 @@ impl<'a> Run<'a> {
                     self.interrupt(f);
                 }
             }
-            // The better copy did not make it: a copy that followed it must go up itself.
+            // The better copy did not make it: the copies that followed it are asked about
+            // again (another copy may be on the server by now), and one of them goes up.
             Err(_) => {
-                let changes = self.copies.failed(id);
-                self.apply(changes);
+                for f in self.copies.failed(id) {
+                    if let Some(e) = self.entries.get_mut(&f) {
+                        e.stage = Stage::Asking;
+                        self.asking.push(f);
+                        self.last_arrival = Instant::now();
+                        self.first_asking.get_or_insert(self.last_arrival);
+                    }
+                }
             }
         }
         self.record_upload(&leader.rec, leader.paths, result);
