@@ -117,15 +117,7 @@ async fn rescan(work: &Path) {
 /// The same rescan by the release CLI (which asks the server it is pointed at first), for its
 /// peak memory.
 fn rescan_memory(work: &Path, bin: &Path) {
-    let data = work.join("rescan-server");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
-    let token = add_user(&bin.join("photosync-server"), &data, "bench");
-    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
-    let config = ServerConfig {
-        url: server.url.clone(),
-        token: token.clone(),
-    };
+    let (_server, config) = fresh_server(work, bin, "rescan-server");
     let (root, state) = rescan_tree(work, &config);
     // The tree's sync list was written for another address: moved to this server's.
     let cli_state = work.join("tree-100k-cli.db");
@@ -139,6 +131,28 @@ fn rescan_memory(work: &Path, bin: &Path) {
         "photosync sync (release CLI), 100,000 unchanged files: peak RSS {:.0} MB ({})",
         run.peak_mb, run.first_line
     );
+}
+
+/// A new release server with one user, its data in `work/NAME`, and how to reach it. It is
+/// killed when the `ServerProcess` is dropped.
+fn fresh_server(work: &Path, bin: &Path, name: &str) -> (ServerProcess, ServerConfig) {
+    let data = work.join(name);
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let token = add_user(&bin.join("photosync-server"), &data, "bench");
+    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
+    let config = ServerConfig {
+        url: server.url.clone(),
+        token,
+    };
+    (server, config)
+}
+
+/// The path of a local state in `work` that holds nothing yet.
+fn fresh_state(work: &Path, name: &str) -> PathBuf {
+    let state = work.join(name);
+    let _ = std::fs::remove_file(&state);
+    state
 }
 
 struct CliRun {
@@ -272,13 +286,8 @@ async fn first_sync(work: &Path, bin: &Path, photos: &Path, label: &str) {
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .fold((0usize, 0u64), |(n, b), l| (n + 1, b + l));
-    let data = work.join(format!("{label}-server"));
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
-    let token = add_user(&bin.join("photosync-server"), &data, "bench");
-    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
-    let state = work.join(format!("{label}-state.db"));
-    let _ = std::fs::remove_file(&state);
+    let (server, config) = fresh_server(work, bin, &format!("{label}-server"));
+    let state = fresh_state(work, &format!("{label}-state.db"));
     let firsts = Arc::new(std::sync::Mutex::new(Firsts::default()));
     let sink = {
         let firsts = firsts.clone();
@@ -294,10 +303,6 @@ async fn first_sync(work: &Path, bin: &Path, photos: &Path, label: &str) {
                 _ => {}
             }
         })
-    };
-    let config = ServerConfig {
-        url: server.url.clone(),
-        token,
     };
     let engine = Engine::new(Options::new(config, state.clone()), sink).unwrap();
     let state_path = state;
@@ -365,25 +370,10 @@ async fn one_stage_after_another(
     let identify_only = start.elapsed().as_secs_f64();
     assert!(identified.iter().all(Result::is_ok));
 
-    let data = work.join(format!("{label}-server-2"));
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
-    let token = add_user(&bin.join("photosync-server"), &data, "bench");
-    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
-    let state = work.join(format!("{label}-state-2.db"));
-    let _ = std::fs::remove_file(&state);
+    let (_server, config) = fresh_server(work, bin, &format!("{label}-server-2"));
+    let state = fresh_state(work, &format!("{label}-state-2.db"));
     std::fs::copy(pipelined_state, &state).unwrap();
-    let engine = Engine::new(
-        Options::new(
-            ServerConfig {
-                url: server.url.clone(),
-                token,
-            },
-            state,
-        ),
-        Arc::new(|_| {}),
-    )
-    .unwrap();
+    let engine = Engine::new(Options::new(config, state), Arc::new(|_| {})).unwrap();
     let start = Instant::now();
     let s = engine
         .sync(std::slice::from_ref(&photos.to_path_buf()))
@@ -432,17 +422,8 @@ fn print_stages(s: &Summary, wall: f64) {
 
 /// The first sync of a library of 20,000 small photos by the release CLI, for its memory.
 fn first_sync_memory(work: &Path, bin: &Path, photos: &Path) {
-    let data = work.join("small-cli-server");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
-    let token = add_user(&bin.join("photosync-server"), &data, "bench");
-    let server = ServerProcess::start(&bin.join("photosync-server"), &data, &[]);
-    let state = work.join("small-cli-state.db");
-    let _ = std::fs::remove_file(&state);
-    let config = ServerConfig {
-        url: server.url.clone(),
-        token,
-    };
+    let (_server, config) = fresh_server(work, bin, "small-cli-server");
+    let state = fresh_state(work, "small-cli-state.db");
     let run = cli_sync(bin, photos, &config, &state);
     println!(
         "photosync sync (release CLI), first sync of 20,000 small photos: peak RSS {:.0} MB ({})",

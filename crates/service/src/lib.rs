@@ -116,6 +116,27 @@ struct Running {
     runner: JoinHandle<()>,
 }
 
+/// `paths` with every sync run waiting behind it, as one list, and the first run of another
+/// kind met on the way (it runs next).
+fn merge_waiting(
+    mut paths: Vec<PathBuf>,
+    queue: &mut tokio::sync::mpsc::UnboundedReceiver<Run>,
+) -> (Vec<PathBuf>, Option<Run>) {
+    let mut other = None;
+    while let Ok(more) = queue.try_recv() {
+        match more {
+            Run::Sync(p) => paths.extend(p),
+            recheck => {
+                other = Some(recheck);
+                break;
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    (paths, other)
+}
+
 /// A run asked for from the window or by the service itself.
 #[derive(Debug)]
 enum Run {
@@ -380,42 +401,37 @@ impl Service {
         engine: Arc<Engine>,
         mut queue: tokio::sync::mpsc::UnboundedReceiver<Run>,
     ) {
-        while let Some(first) = queue.recv().await {
-            let mut next = Some(first);
-            while let Some(run) = next.take() {
-                if engine.control().is_cancelled() {
-                    // Stopping: what has not run yet waits for the next start.
-                    let mut left = lock(&self.inner.leftover);
-                    left.push(run);
-                    while let Ok(more) = queue.try_recv() {
-                        left.push(more);
-                    }
-                    return;
+        let mut next = None;
+        loop {
+            let run = match next.take() {
+                Some(run) => run,
+                None => match queue.recv().await {
+                    Some(run) => run,
+                    None => return,
+                },
+            };
+            if engine.control().is_cancelled() {
+                // Stopping: what has not run yet waits for the next start.
+                let mut left = lock(&self.inner.leftover);
+                left.push(run);
+                while let Ok(more) = queue.try_recv() {
+                    left.push(more);
                 }
-                let summary = match run {
-                    Run::Recheck(folders) => engine.recheck(&folders).await,
-                    Run::Sync(mut paths) => {
-                        // Whatever else waits to be synced goes in the same pass.
-                        while let Ok(more) = queue.try_recv() {
-                            match more {
-                                Run::Sync(p) => paths.extend(p),
-                                recheck => {
-                                    next = Some(recheck);
-                                    break;
-                                }
-                            }
-                        }
-                        paths.sort();
-                        paths.dedup();
-                        engine.sync(&paths).await
-                    }
-                };
-                if engine.control().is_cancelled() && !summary.interrupted.is_empty() {
-                    // Cut short by a stop: the files not done run again after the next start.
-                    lock(&self.inner.leftover).push(Run::Sync(summary.interrupted.clone()));
-                }
-                self.after_round(&summary);
+                return;
             }
+            let summary = match run {
+                Run::Recheck(folders) => engine.recheck(&folders).await,
+                Run::Sync(paths) => {
+                    let (paths, after) = merge_waiting(paths, &mut queue);
+                    next = after;
+                    engine.sync(&paths).await
+                }
+            };
+            if engine.control().is_cancelled() && !summary.interrupted.is_empty() {
+                // Cut short by a stop: the files not done run again after the next start.
+                lock(&self.inner.leftover).push(Run::Sync(summary.interrupted.clone()));
+            }
+            self.after_round(&summary);
         }
     }
 

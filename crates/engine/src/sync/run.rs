@@ -162,11 +162,8 @@ enum Stage {
     /// Waiting for an upload slot.
     Queued,
     Uploading,
-    /// Waiting for the outcome of a larger copy of its picture.
-    Following {
-        leader: Id,
-        distance: u32,
-    },
+    /// Waiting for the outcome of a larger copy of its picture (`Copies` knows which).
+    Following,
 }
 
 struct Entry {
@@ -198,7 +195,6 @@ impl Sent {
 /// The files of one pass between detection and their outcome.
 struct Run<'a> {
     engine: &'a Engine,
-    key: String,
     ctx: Arc<upload::Ctx>,
     quiet: Duration,
     started: Instant,
@@ -213,7 +209,6 @@ struct Run<'a> {
     queue: VecDeque<Id>,
     uploads: JoinSet<Result<Sent, UploadError>>,
     uploading: HashMap<tokio::task::Id, Id>,
-    detect_busy: Duration,
     upload_busy: Busy,
 }
 
@@ -273,11 +268,10 @@ impl Engine {
 
 impl<'a> Run<'a> {
     fn new(engine: &'a Engine, quiet: Duration, started: Instant) -> Run<'a> {
-        let key = engine.options.server.key();
         let ctx = Arc::new(upload::Ctx {
             client: engine.client.clone(),
             state: engine.state.clone(),
-            server_key: key.clone(),
+            server_key: engine.options.server.key(),
             sizer: engine.sizer.clone(),
             events: engine.events.clone(),
             control: engine.control.clone(),
@@ -286,7 +280,6 @@ impl<'a> Run<'a> {
         });
         Run {
             engine,
-            key,
             ctx,
             quiet,
             started,
@@ -301,7 +294,6 @@ impl<'a> Run<'a> {
             queue: VecDeque::new(),
             uploads: JoinSet::new(),
             uploading: HashMap::new(),
-            detect_busy: Duration::ZERO,
             upload_busy: Busy::default(),
         }
     }
@@ -311,7 +303,6 @@ impl<'a> Run<'a> {
     }
 
     fn finish(mut self) -> Summary {
-        self.summary.stages.detect = self.detect_busy;
         self.summary.stages.upload = self.upload_busy.total();
         self.summary
     }
@@ -432,7 +423,7 @@ impl<'a> Run<'a> {
             }
         }
         let state = &self.engine.state;
-        if let Ok(Some(synced)) = state.synced(&self.key, &rec.digest) {
+        if let Ok(Some(synced)) = state.synced(&self.ctx.server_key, &rec.digest) {
             // Another local file with these bytes: "same bytes as ...". Looked up only for
             // files read now (a new or renamed copy), so a rescan stays at stat speed.
             let same_as = if read_now {
@@ -464,9 +455,17 @@ impl<'a> Run<'a> {
                 stage: Stage::Asking,
             },
         );
-        self.asking.push(id);
-        self.last_arrival = Instant::now();
-        self.first_asking.get_or_insert(self.last_arrival);
+        self.ask_later(id);
+    }
+
+    /// Puts a file in the next detect batch.
+    fn ask_later(&mut self, id: Id) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.stage = Stage::Asking;
+            self.asking.push(id);
+            self.last_arrival = Instant::now();
+            self.first_asking.get_or_insert(self.last_arrival);
+        }
     }
 
     /// Asks the server about the files waiting, in one request.
@@ -492,7 +491,7 @@ impl<'a> Run<'a> {
             .collect();
         let asked = Instant::now();
         let answers = self.ask(&queries).await;
-        self.detect_busy += asked.elapsed();
+        self.summary.stages.detect += asked.elapsed();
         let Some(answers) = answers else {
             for id in ids {
                 self.interrupt(id);
@@ -525,7 +524,8 @@ impl<'a> Run<'a> {
     ) -> Option<Result<Vec<DetectResult>, crate::client::ClientError>> {
         let control = &self.engine.control;
         let mut wait = Duration::from_secs(1);
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             let answer = tokio::select! {
                 a = self.engine.client.detect(queries) => a,
                 () = control.cancelled() => return None,
@@ -538,11 +538,11 @@ impl<'a> Run<'a> {
                         () = control.cancelled() => return None,
                     }
                     wait *= 2;
+                    attempt += 1;
                 }
                 other => return Some(other),
             }
         }
-        None
     }
 
     fn fail_all(&mut self, ids: Vec<Id>, reason: &str) {
@@ -569,7 +569,7 @@ impl<'a> Run<'a> {
             Verdict::OnServer(how) => {
                 if let Some(e) = self.remove(id) {
                     if let OnServer::SameBytes { remote_id, .. } = how {
-                        self.mark_synced(&e.rec, remote_id, How::OnServer);
+                        mark_synced(&self.ctx, &e.rec, remote_id, How::OnServer);
                     } else {
                         self.record_match(&e.rec, &e.paths, &how);
                     }
@@ -592,14 +592,10 @@ impl<'a> Run<'a> {
         for change in changes {
             match change {
                 Placed::Lead(id) => self.enqueue(id),
-                Placed::Follow {
-                    id,
-                    leader,
-                    distance,
-                } => {
+                Placed::Follow { id, .. } => {
                     self.queue.retain(|q| *q != id);
                     if let Some(e) = self.entries.get_mut(&id) {
-                        e.stage = Stage::Following { leader, distance };
+                        e.stage = Stage::Following;
                     }
                 }
             }
@@ -687,16 +683,11 @@ impl<'a> Run<'a> {
             // again (another copy may be on the server by now), and one of them goes up.
             Err(_) => {
                 for f in self.copies.failed(id) {
-                    if let Some(e) = self.entries.get_mut(&f) {
-                        e.stage = Stage::Asking;
-                        self.asking.push(f);
-                        self.last_arrival = Instant::now();
-                        self.first_asking.get_or_insert(self.last_arrival);
-                    }
+                    self.ask_later(f);
                 }
             }
         }
-        self.record_upload(&leader.rec, leader.paths, result);
+        self.record_upload(leader.paths, result);
     }
 
     /// The paths an upload was given are all gone, but copies with the same bytes were found
@@ -710,9 +701,9 @@ impl<'a> Run<'a> {
         }
         let gone: Vec<PathBuf> = e.paths.drain(..e.tried).collect();
         e.tried = 0;
+        // Its upload has ended: it may be queued again.
         e.stage = Stage::Asking;
-        let rec = e.rec.clone();
-        self.record_upload(&rec, gone, Err(UploadError::Gone));
+        self.record_upload(gone, Err(UploadError::Gone));
         self.enqueue(id);
         true
     }
@@ -755,22 +746,6 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn mark_synced(&self, rec: &FileRecord, remote_id: i64, how: How) {
-        let marked = self.engine.state.mark_synced(
-            &self.key,
-            &SyncedRecord {
-                digest: rec.digest,
-                identifier: rec.identifier,
-                remote_id,
-                how,
-                at: now(),
-            },
-        );
-        if let Err(e) = marked {
-            tracing::warn!(error = %e, "sync list not updated");
-        }
-    }
-
     /// Remembers that `paths` were left out because of a same-picture match, and why.
     fn record_match(&self, rec: &FileRecord, paths: &[PathBuf], how: &OnServer) {
         let OnServer::SamePicture {
@@ -794,20 +769,15 @@ impl<'a> Run<'a> {
                 local_pixels: *local_pixels,
                 at: now(),
             };
-            if let Err(e) = self.engine.state.put_match(&self.key, &m) {
+            if let Err(e) = self.engine.state.put_match(&self.ctx.server_key, &m) {
                 tracing::warn!(error = %e, "match not recorded");
             }
         }
     }
 
-    /// An upload's outcome: on the server's success response, and only then, the sync list
-    /// learns the file; every path holding it gets its event.
-    fn record_upload(
-        &mut self,
-        rec: &FileRecord,
-        paths: Vec<PathBuf>,
-        result: Result<Sent, UploadError>,
-    ) {
+    /// An upload's outcome: every path holding it gets its event. (The sync list learnt an
+    /// upload in its task, on the server's success response.)
+    fn record_upload(&mut self, paths: Vec<PathBuf>, result: Result<Sent, UploadError>) {
         match result {
             Ok(Sent::ByAnotherPass(remote_id)) => {
                 for p in paths {
@@ -820,8 +790,7 @@ impl<'a> Run<'a> {
                 }
             }
             Ok(Sent::Uploaded(remote_id)) => {
-                self.mark_synced(rec, remote_id, How::Uploaded);
-                if let Err(e) = self.engine.state.clear_match(&self.key, &paths) {
+                if let Err(e) = self.engine.state.clear_match(&self.ctx.server_key, &paths) {
                     tracing::warn!(error = %e, "sync list not updated");
                 }
                 for p in paths {
@@ -856,6 +825,23 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Writes `rec` into the sync list. Call only after the server said it holds the bytes.
+fn mark_synced(ctx: &upload::Ctx, rec: &FileRecord, remote_id: i64, how: How) {
+    let marked = ctx.state.mark_synced(
+        &ctx.server_key,
+        &SyncedRecord {
+            digest: rec.digest,
+            identifier: rec.identifier,
+            remote_id,
+            how,
+            at: now(),
+        },
+    );
+    if let Err(e) = marked {
+        tracing::warn!(error = %e, "sync list not updated");
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
 }
@@ -887,19 +873,7 @@ async fn upload_claimed(
                 }
                 let result = upload_any(ctx, rec, paths, quiet).await;
                 if let Ok(remote_id) = result {
-                    let marked = ctx.state.mark_synced(
-                        &ctx.server_key,
-                        &SyncedRecord {
-                            digest: rec.digest,
-                            identifier: rec.identifier,
-                            remote_id,
-                            how: How::Uploaded,
-                            at: now(),
-                        },
-                    );
-                    if let Err(e) = marked {
-                        tracing::warn!(error = %e, "sync list not updated");
-                    }
+                    mark_synced(ctx, rec, remote_id, How::Uploaded);
                 }
                 held.finish(result.clone());
                 return result.map(Sent::Uploaded);
