@@ -248,12 +248,12 @@ impl State {
         }
         // Another process opening the same new file at once (two `photosync sync` started
         // together) can make the switch to WAL or the first schema answer "busy" without
-        // waiting on the busy handler: tried again for a while.
-        let mut tries = 0;
+        // waiting on the busy handler: tried again for up to 10 s in all (one try may itself
+        // wait that long for a writer that holds the database).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match Self::open_once(path) {
-                Err(StateError::Busy(_)) if tries < 200 => {
-                    tries += 1;
+                Err(StateError::Busy(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 other => return other,
