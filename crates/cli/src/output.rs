@@ -174,7 +174,7 @@ fn relation_name(m: Option<&Match>) -> &'static str {
         None => "best",
         Some(Match::SameBytes) => "same_bytes",
         Some(Match::SamePicture(_)) => "same_picture",
-        Some(Match::Different(_)) => "different",
+        Some(Match::Different(_) | Match::Refuted(..)) => "different",
     }
 }
 
@@ -310,9 +310,9 @@ impl Output {
                 let relation = match m.relation {
                     None => "best copy".to_owned(),
                     Some(Match::SameBytes) => "same bytes".to_owned(),
-                    Some(Match::SamePicture(d) | Match::Different(d)) => {
-                        format!("same picture, distance {d}")
-                    }
+                    Some(Match::SamePicture(d)) => format!("same picture, distance {d}"),
+                    Some(Match::Different(d)) => format!("different, distance {d}"),
+                    Some(Match::Refuted(d, why)) => format!("different ({why}), distance {d}"),
                 };
                 let via = if m.relation.is_some() && m.matched != g.members[0].index {
                     format!(" (as {})", escape_path(ok_paths[m.matched]))

@@ -25,6 +25,8 @@ pub enum Format {
     Tiff,
     Bmp,
     Heif,
+    /// A camera RAW file, identified from its embedded preview.
+    Raw(crate::raw::RawKind),
 }
 
 impl Format {
@@ -37,6 +39,7 @@ impl Format {
             Format::Tiff => "tiff",
             Format::Bmp => "bmp",
             Format::Heif => "heif",
+            Format::Raw(kind) => kind.name(),
         }
     }
 }
@@ -78,11 +81,53 @@ pub(crate) struct Decoded {
     pub width: u32,
     pub height: u32,
     pub format: Format,
+    /// Where the picture lies in `pixels`: x0, y0, x1, y1. All of it, unless a JPEG decoded at
+    /// k/8 scale left a partial pixel of padding on the edges its orientation put it on.
+    pub content: [f64; 4],
+    /// Capture metadata the decoder found itself (a RAW container's); `None`: read the EXIF.
+    pub capture: Option<crate::capture::Capture>,
+}
+
+impl Decoded {
+    /// A decode whose pixels are all picture.
+    pub(crate) fn whole(pixels: RgbImage, width: u32, height: u32, format: Format) -> Decoded {
+        let content = [
+            0.0,
+            0.0,
+            f64::from(pixels.width()),
+            f64::from(pixels.height()),
+        ];
+        Decoded {
+            pixels,
+            width,
+            height,
+            format,
+            content,
+            capture: None,
+        }
+    }
+}
+
+/// The picture's place in an upright decode of `stored` pixels (width, height, before the
+/// orientation) whose picture covers `real` of them from the top left.
+fn content_rect(stored: (f64, f64), real: (f64, f64), orientation: Orientation) -> [f64; 4] {
+    let ((w, h), (a, b)) = (stored, real);
+    let (px, py) = (w - a, h - b);
+    match orientation {
+        Orientation::NoTransforms => [0.0, 0.0, a, b],
+        Orientation::FlipHorizontal => [px, 0.0, w, b],
+        Orientation::FlipVertical => [0.0, py, a, h],
+        Orientation::Rotate180 => [px, py, w, h],
+        Orientation::Rotate90 => [py, 0.0, h, a],
+        Orientation::Rotate270 => [0.0, px, b, w],
+        Orientation::Rotate90FlipH => [0.0, 0.0, b, a],
+        Orientation::Rotate270FlipH => [py, px, h, w],
+    }
 }
 
 /// The smallest side we ask a scaling decoder for. The identifier works on 64×64; a bit more
 /// lets the area-averaging resize smooth away JPEG blocking.
-const MIN_DECODED_SIDE: u32 = 128;
+const MIN_DECODED_SIDE: u32 = 256;
 
 pub(crate) fn sniff(bytes: &[u8]) -> Result<Format, IdentifyError> {
     if bytes.is_empty() {
@@ -90,11 +135,15 @@ pub(crate) fn sniff(bytes: &[u8]) -> Result<Format, IdentifyError> {
     }
     if let Some(brand) = iso_bmff_brand(bytes) {
         return match &brand {
+            b"crx " => Ok(Format::Raw(crate::raw::RawKind::Cr3)),
             b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1"
             | b"heif" => Ok(Format::Heif),
             b"avif" | b"avis" => Err(IdentifyError::Unsupported("AVIF".into())),
             _ => Err(IdentifyError::NotAnImage),
         };
+    }
+    if let Some(kind) = raw_signature(bytes) {
+        return Ok(Format::Raw(kind));
     }
     match image::guess_format(bytes) {
         Ok(ImageFormat::Jpeg) => Ok(Format::Jpeg),
@@ -105,6 +154,24 @@ pub(crate) fn sniff(bytes: &[u8]) -> Result<Format, IdentifyError> {
         Ok(ImageFormat::Bmp) => Ok(Format::Bmp),
         Ok(other) => Err(IdentifyError::Unsupported(format!("{other:?}"))),
         Err(_) => Err(IdentifyError::NotAnImage),
+    }
+}
+
+/// RAW containers whose first bytes tell them from a plain TIFF. DNG, NEF and ARW begin like
+/// any TIFF; [`decode`] asks the RAW reader about every TIFF before decoding it as one.
+fn raw_signature(bytes: &[u8]) -> Option<crate::raw::RawKind> {
+    use crate::raw::RawKind;
+    if bytes.starts_with(b"FUJIFILMCCD-RAW") {
+        Some(RawKind::Raf)
+    } else if bytes.starts_with(b"IIRO") || bytes.starts_with(b"IIRS") || bytes.starts_with(b"MMOR")
+    {
+        Some(RawKind::Orf)
+    } else if bytes.starts_with(b"IIU\0") {
+        Some(RawKind::Rw2)
+    } else if bytes.starts_with(b"II*\0") && bytes.get(8..10) == Some(b"CR") {
+        Some(RawKind::Cr2)
+    } else {
+        None
     }
 }
 
@@ -122,6 +189,19 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyE
     match format {
         Format::Jpeg => decode_jpeg(bytes, limits),
         Format::Heif => crate::heif::decode(bytes, limits),
+        Format::Raw(_) | Format::Tiff => match crate::raw::decode(bytes, limits) {
+            Ok((mut decoded, capture)) => {
+                decoded.capture = Some(capture);
+                Ok(decoded)
+            }
+            Err(crate::raw::NotRaw::Failed(e)) => Err(e),
+            Err(crate::raw::NotRaw::Unrecognised) if format == Format::Tiff => {
+                decode_with_image(bytes, format, limits)
+            }
+            Err(crate::raw::NotRaw::Unrecognised) => Err(IdentifyError::Unsupported(format!(
+                "{format} file the RAW reader does not recognise"
+            ))),
+        },
         other => decode_with_image(bytes, other, limits),
     }
 }
@@ -149,6 +229,17 @@ pub(crate) fn check_pixels(
 }
 
 fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyError> {
+    let orientation = jpeg_orientation(bytes).unwrap_or(Orientation::NoTransforms);
+    decode_jpeg_oriented(bytes, limits, orientation)
+}
+
+/// A JPEG at reduced size, turned upright by `orientation` (its own tag's, or the RAW file's
+/// it is the preview of).
+pub(crate) fn decode_jpeg_oriented(
+    bytes: &[u8],
+    limits: &Limits,
+    orientation: Orientation,
+) -> Result<Decoded, IdentifyError> {
     let corrupt = |e: turbojpeg::Error| IdentifyError::Corrupt {
         format: "jpeg",
         reason: e.to_string(),
@@ -205,15 +296,21 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyError> 
             reason: "decoder returned fewer pixels than the header declares".into(),
         }
     })?;
-    let orientation = jpeg_orientation(bytes).unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::ImageRgb8(rgb);
     image.apply_orientation(orientation);
     let (width, height) = upright_size(full_w as u32, full_h as u32, orientation);
+    let real = |side: usize| side as f64 * eighths as f64 / 8.0;
     Ok(Decoded {
         pixels: image.into_rgb8(),
         width,
         height,
         format: Format::Jpeg,
+        content: content_rect(
+            (w as f64, h as f64),
+            (real(full_w), real(full_h)),
+            orientation,
+        ),
+        capture: None,
     })
 }
 
@@ -297,7 +394,7 @@ fn jpeg_orientation(bytes: &[u8]) -> Option<Orientation> {
     None
 }
 
-fn upright_size(w: u32, h: u32, orientation: Orientation) -> (u32, u32) {
+pub(crate) fn upright_size(w: u32, h: u32, orientation: Orientation) -> (u32, u32) {
     match orientation {
         Orientation::Rotate90
         | Orientation::Rotate270
@@ -319,7 +416,11 @@ fn decode_with_image(
         Format::Tiff => ImageFormat::Tiff,
         Format::Bmp => ImageFormat::Bmp,
         Format::Jpeg => ImageFormat::Jpeg,
-        Format::Heif => unreachable!("decoded by libheif"),
+        Format::Heif | Format::Raw(_) => {
+            return Err(IdentifyError::Unsupported(format!(
+                "{format} is not decoded by the image crate"
+            )))
+        }
     };
     let map_err = |e: image::ImageError| match e {
         image::ImageError::Limits(l) => IdentifyError::Corrupt {
@@ -349,12 +450,7 @@ fn decode_with_image(
     let mut image = DynamicImage::from_decoder(decoder).map_err(map_err)?;
     image.apply_orientation(orientation);
     let (width, height) = upright_size(full_w, full_h, orientation);
-    Ok(Decoded {
-        pixels: image.into_rgb8(),
-        width,
-        height,
-        format,
-    })
+    Ok(Decoded::whole(image.into_rgb8(), width, height, format))
 }
 
 #[cfg(test)]

@@ -57,7 +57,10 @@ pub fn group(items: &[Identity]) -> Vec<Group> {
     let mut tree = BkTree::new();
     for &i in &unique {
         for (&j, _) in tree.same_picture(&items[i].identifier) {
-            union(&mut parent, i, j);
+            let j: usize = j;
+            if crate::verify(&items[i].evidence, &items[j].evidence).is_ok() {
+                union(&mut parent, i, j);
+            }
         }
         tree.insert(items[i].identifier, i);
     }
@@ -71,7 +74,8 @@ pub fn group(items: &[Identity]) -> Vec<Group> {
         .into_values()
         .filter(|s| s.len() > 1)
         .map(|mut s| {
-            s.sort_by_key(|&i| (std::cmp::Reverse(items[i].pixels()), i));
+            // The best copy first: class, then pixels, then JPEG quality.
+            s.sort_by(|&a, &b| items[b].grade().rank(&items[a].grade()).then(a.cmp(&b)));
             let best = s[0];
             let members = s
                 .iter()
@@ -98,7 +102,9 @@ pub fn group(items: &[Identity]) -> Vec<Group> {
                         .map(|&j| (j, compare(&items[j], &items[i])))
                         .filter(|(_, m)| m.is_same())
                         .min_by_key(|(_, m)| match m {
-                            Match::SamePicture(d) | Match::Different(d) => d.total(),
+                            Match::SamePicture(d) | Match::Different(d) | Match::Refuted(d, _) => {
+                                d.total()
+                            }
                             Match::SameBytes => 0,
                         })
                         .map(|(j, m)| Member {

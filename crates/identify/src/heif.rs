@@ -65,10 +65,6 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, IdentifyE
             reason: "decoded plane has the wrong size".into(),
         },
     )?;
-    Ok(Decoded {
-        width: pixels.width(),
-        height: pixels.height(),
-        pixels,
-        format: Format::Heif,
-    })
+    let (width, height) = pixels.dimensions();
+    Ok(Decoded::whole(pixels, width, height, Format::Heif))
 }

@@ -7,25 +7,35 @@
 //!
 //! This crate reads files and nothing else: no network, no database, no async runtime.
 
+mod capture;
 mod decode;
+mod detail;
 mod error;
+mod evidence;
 mod features;
 mod group;
 mod heif;
 mod identifier;
 mod index;
 pub mod media;
+mod quality;
+mod raw;
 
 use std::fmt;
 use std::path::Path;
 
+pub use capture::{Capture, CaptureClash};
 pub use decode::{Format, Limits};
+pub use detail::{Detail, DetailDistance, ParseDetailError, SAME_DETAIL};
 pub use error::IdentifyError;
+pub use evidence::{verify, Evidence, ParseEvidenceError, Refuted, EVIDENCE_VERSION};
 pub use group::{group, Group, Member};
 pub use identifier::{
     Distance, Identifier, ParseIdentifierError, Thresholds, FEATURE_BITS, SAME_PICTURE, VERSION,
 };
 pub use index::{BkTree, MultiIndex};
+pub use quality::{Class, Grade, Quality, Shortfall};
+pub use raw::RawKind;
 
 /// BLAKE3 of a file's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +85,8 @@ impl fmt::Debug for Digest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub identifier: Identifier,
+    /// What confirms a same-picture candidate, and how good this copy is.
+    pub evidence: Evidence,
     pub digest: Digest,
     /// Upright size in pixels, after the orientation tag is applied.
     pub width: u32,
@@ -88,6 +100,14 @@ impl Identity {
     pub fn pixels(&self) -> u64 {
         u64::from(self.width) * u64::from(self.height)
     }
+
+    /// How good a copy this is, for "at least as good".
+    pub fn grade(&self) -> Grade {
+        Grade {
+            pixels: self.pixels(),
+            quality: self.evidence.quality,
+        }
+    }
 }
 
 /// How two images relate.
@@ -99,24 +119,29 @@ pub enum Match {
     SamePicture(Distance),
     /// Different pictures, however alike.
     Different(Distance),
+    /// Alike by the identifier, and told apart by the verification step.
+    Refuted(Distance, Refuted),
 }
 
 impl Match {
     pub fn is_same(&self) -> bool {
-        !matches!(self, Match::Different(_))
+        matches!(self, Match::SameBytes | Match::SamePicture(_))
     }
 }
 
-/// Compares two identities with the crate's one "same picture" rule.
+/// Compares two identities with the crate's one "same picture" rule: the identifiers within
+/// [`SAME_PICTURE`], then the [`verify`] step.
 pub fn compare(a: &Identity, b: &Identity) -> Match {
     if a.digest == b.digest {
         return Match::SameBytes;
     }
     let d = a.identifier.distance(&b.identifier);
-    if d.is_same_picture() {
-        Match::SamePicture(d)
-    } else {
-        Match::Different(d)
+    if !d.is_same_picture() {
+        return Match::Different(d);
+    }
+    match verify(&a.evidence, &b.evidence) {
+        Ok(_) => Match::SamePicture(d),
+        Err(why) => Match::Refuted(d, why),
     }
 }
 
@@ -170,11 +195,20 @@ pub fn identify_bytes(bytes: &[u8], limits: &Limits) -> Result<Identity, Identif
     }
     // Hash while the bytes are hot in cache; the decode reads the same buffer.
     let digest = Digest::of(bytes);
-    let decoded = decode::decode(bytes, limits)?;
+    let mut decoded = decode::decode(bytes, limits)?;
     let identifier = features::identifier(&decoded.pixels, decoded.width, decoded.height);
     tracing::trace!(%digest, %identifier, format = %decoded.format, "identified");
+    let evidence = Evidence {
+        detail: Detail::of(&decoded.pixels, decoded.content),
+        capture: decoded
+            .capture
+            .take()
+            .unwrap_or_else(|| Capture::from_exif(bytes)),
+        quality: Quality::of(decoded.format, bytes),
+    };
     Ok(Identity {
         identifier,
+        evidence,
         digest,
         width: decoded.width,
         height: decoded.height,

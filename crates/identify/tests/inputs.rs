@@ -4,7 +4,7 @@
 
 use image::{ImageFormat, RgbImage};
 use photosync_identify::{
-    compare, identify_bytes, identify_file, Format, IdentifyError, Identity, Limits, Match,
+    compare, identify_bytes, identify_file, Format, IdentifyError, Identity, Limits, Match, Refuted,
 };
 use photosync_testkit::{decode, encode_as, jpeg, make_copy, noise, png_bomb, Copy};
 
@@ -36,11 +36,20 @@ fn every_format_is_the_same_picture_as_the_jpeg() {
         let copy = id(&encode_as(&pixels, format));
         assert_eq!(copy.format, want);
         assert_eq!((copy.width, copy.height), (base.width, base.height));
-        assert!(
-            matches!(compare(&base, &copy), Match::SamePicture(_)),
-            "{format:?}: {:?}",
-            compare(&base, &copy)
-        );
+        let relation = compare(&base, &copy);
+        if format == ImageFormat::Gif {
+            // 256 colours shift whole regions: a candidate by the identifier, and kept as a
+            // picture of its own by the verification (an extra upload, never a lost one).
+            assert!(
+                matches!(relation, Match::Refuted(d, Refuted::Detail(_)) if d.is_same_picture()),
+                "{relation:?}"
+            );
+        } else {
+            assert!(
+                matches!(relation, Match::SamePicture(_)),
+                "{format:?}: {relation:?}"
+            );
+        }
     }
 }
 

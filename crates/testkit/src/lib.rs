@@ -305,6 +305,144 @@ pub fn near_shot_pair(original: &[u8], shot: NearShot) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
+/// Real consecutive video frames (`tests/photos/frames`): the camera still, a subject moving a
+/// few pixels. Each pair must never be "same picture".
+pub const FRAME_PAIRS: &[(&str, &str)] = &[
+    ("bbb-096.jpg", "bbb-097.jpg"),
+    ("bbb-114.jpg", "bbb-115.jpg"),
+    ("bbb-121.jpg", "bbb-122.jpg"),
+    ("bbb-125.jpg", "bbb-126.jpg"),
+    ("bikes-180.jpg", "bikes-181.jpg"),
+];
+
+/// The bytes of a committed video frame.
+pub fn frame(name: &str) -> Vec<u8> {
+    std::fs::read(photos_dir().join("frames").join(name)).unwrap()
+}
+
+/// A local change made to a photo, as between two shots of a burst: the rest of the picture is
+/// untouched, so a global summary barely moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalChange {
+    /// The most detailed square region (a quarter of the short side) moved diagonally by this
+    /// many thousandths of the width, over the unchanged background.
+    Displaced(u32),
+    /// A small patch (4 % of the width) from the most detailed place pasted onto the flattest.
+    ObjectAdded,
+    /// The most detailed small patch (4 % of the width) painted over with its surroundings.
+    ObjectRemoved,
+}
+
+pub const LOCAL_CHANGES: &[LocalChange] = &[
+    LocalChange::Displaced(5),
+    LocalChange::Displaced(10),
+    LocalChange::Displaced(20),
+    LocalChange::ObjectAdded,
+    LocalChange::ObjectRemoved,
+];
+
+/// The square of side `side` with the most (`most`) or least structure: gradient energy at a
+/// quarter of the size, where a subject shows and grain or noise does not.
+fn busiest_square(img: &RgbImage, side: u32, most: bool) -> (u32, u32) {
+    let small = image::imageops::resize(
+        img,
+        img.width() / 4,
+        img.height() / 4,
+        image::imageops::FilterType::Triangle,
+    );
+    let (x, y) = busiest_square_at(&small, (side / 4).max(2), most);
+    (
+        (x * 4).min(img.width() - side),
+        (y * 4).min(img.height() - side),
+    )
+}
+
+fn busiest_square_at(img: &RgbImage, side: u32, most: bool) -> (u32, u32) {
+    let luma = |x: u32, y: u32| {
+        let p = img.get_pixel(x, y).0;
+        i32::from(p[0]) * 3 + i32::from(p[1]) * 6 + i32::from(p[2])
+    };
+    let (w, h) = img.dimensions();
+    let step = (side / 4).max(1);
+    let mut best = (0, 0, if most { -1 } else { i64::MAX });
+    for y in (0..=h - side).step_by(step as usize) {
+        for x in (0..=w - side).step_by(step as usize) {
+            let mut e = 0i64;
+            for yy in (y..y + side - 1).step_by(2) {
+                for xx in (x..x + side - 1).step_by(2) {
+                    let v = luma(xx, yy);
+                    e += i64::from((luma(xx + 1, yy) - v).abs() + (luma(xx, yy + 1) - v).abs());
+                }
+            }
+            if (most && e > best.2) || (!most && e < best.2) {
+                best = (x, y, e);
+            }
+        }
+    }
+    (best.0, best.1)
+}
+
+/// Two shots made from one photo: (the photo, the photo with a local change), both JPEG q90.
+pub fn local_change_pair(original: &[u8], change: LocalChange) -> (Vec<u8>, Vec<u8>) {
+    let img = decode(original);
+    let (w, h) = img.dimensions();
+    let mut changed = img.clone();
+    match change {
+        LocalChange::Displaced(permille) => {
+            let side = w.min(h) / 4;
+            // Diagonally, so that no stripe or edge can hide the move by running along it.
+            let step = (f64::from(w * permille) / 1000.0 / std::f64::consts::SQRT_2).ceil() as u32;
+            let (x, y) = busiest_square(&img, side, true);
+            let region = image::imageops::crop_imm(&img, x, y, side, side).to_image();
+            // Towards the bottom right where there is room, else back.
+            let to = |at: u32, len: u32| {
+                if at + side + step <= len {
+                    at + step
+                } else {
+                    at - step
+                }
+            };
+            image::imageops::replace(
+                &mut changed,
+                &region,
+                i64::from(to(x, w)),
+                i64::from(to(y, h)),
+            );
+        }
+        LocalChange::ObjectAdded => {
+            let side = (w / 25).max(4);
+            let (sx, sy) = busiest_square(&img, side, true);
+            let (tx, ty) = busiest_square(&img, side, false);
+            let patch = image::imageops::crop_imm(&img, sx, sy, side, side).to_image();
+            image::imageops::replace(&mut changed, &patch, i64::from(tx), i64::from(ty));
+        }
+        LocalChange::ObjectRemoved => {
+            let side = (w / 25).max(4);
+            let (x, y) = busiest_square(&img, side, true);
+            // Each pixel takes the mix of the four border pixels facing it, as a quick
+            // inpainting would.
+            for yy in y..y + side {
+                for xx in x..x + side {
+                    let fx = (xx - x) as f32 / (side - 1) as f32;
+                    let fy = (yy - y) as f32 / (side - 1) as f32;
+                    let l = img.get_pixel(x.saturating_sub(1), yy).0;
+                    let r = img.get_pixel((x + side).min(w - 1), yy).0;
+                    let t = img.get_pixel(xx, y.saturating_sub(1)).0;
+                    let b = img.get_pixel(xx, (y + side).min(h - 1)).0;
+                    let mut px = [0u8; 3];
+                    for c in 0..3 {
+                        let horiz = f32::from(l[c]) * (1.0 - fx) + f32::from(r[c]) * fx;
+                        let vert = f32::from(t[c]) * (1.0 - fy) + f32::from(b[c]) * fy;
+                        px[c] = ((horiz + vert) / 2.0).round() as u8;
+                    }
+                    changed.put_pixel(xx, yy, image::Rgb(px));
+                }
+            }
+        }
+    }
+    (jpeg(&img, 90, false, None), jpeg(&changed, 90, false, None))
+}
+
 /// What a set of identifiers looks like on the committed photos: every copy against its
 /// original, every pair of distinct photos, the hard negatives and the generated near shots.
 /// Generic over the identifier, so the tests and the benchmark measure the same thing.
@@ -319,6 +457,10 @@ pub struct Separation<D> {
     pub hard: Vec<(D, String)>,
     /// (distance, "photo shot"), for every photo and every [`NEAR_SHOTS`] entry.
     pub near_shots: Vec<(D, String)>,
+    /// (distance, "photo change"), for every photo and every [`LOCAL_CHANGES`] entry.
+    pub local: Vec<(D, String)>,
+    /// (distance, "a vs b"), one per [`FRAME_PAIRS`] entry.
+    pub frames: Vec<(D, String)>,
 }
 
 pub fn measure_separation<I, D>(
@@ -332,7 +474,13 @@ pub fn measure_separation<I, D>(
         .collect();
     let mut copies = Vec::new();
     let mut near_shots = Vec::new();
+    let mut local = Vec::new();
     for ((name, bytes), (_, original)) in photos.iter().zip(&originals) {
+        for &change in LOCAL_CHANGES {
+            let (a, b) = local_change_pair(bytes, change);
+            let d = distance(&identify(&a), &identify(&b));
+            local.push((d, format!("{name} {change:?}")));
+        }
         for &copy in COPIES {
             let c = identify(&make_copy(bytes, copy));
             copies.push((distance(original, &c), format!("{name} {copy:?}")));
@@ -361,7 +509,16 @@ pub fn measure_separation<I, D>(
         .iter()
         .map(|(a, b, why)| (distance(find(a), find(b)), (*why).to_owned()))
         .collect();
+    let frames = FRAME_PAIRS
+        .iter()
+        .map(|(a, b)| {
+            let d = distance(&identify(&frame(a)), &identify(&frame(b)));
+            (d, format!("{a} vs {b}"))
+        })
+        .collect();
     Separation {
+        local,
+        frames,
         photos: photos.len(),
         copies,
         distinct,
