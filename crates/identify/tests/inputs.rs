@@ -305,3 +305,64 @@ fn camera_sized_progressive_and_baseline_copies_agree() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_dng_is_identified_from_its_preview_with_the_sensor_size_and_its_orientation() {
+    use photosync_identify::{Class, Refuted, RawKind};
+    use photosync_testkit::{dng, DngSpec};
+    let original = photo("ladybird.jpg");
+    let jpeg_id = id(&original);
+    for orientation in [1u16, 6, 3, 8] {
+        let spec = DngSpec {
+            sensor_scale: 2,
+            orientation,
+            taken: Some(("2024:05:01 10:00:00", "25")),
+            ..DngSpec::default()
+        };
+        let raw = id(&dng(&original, &spec));
+        assert_eq!(raw.format, Format::Raw(RawKind::Dng), "orientation {orientation}");
+        // The sensor's pixels, upright.
+        assert_eq!((raw.width, raw.height), (jpeg_id.width * 2, jpeg_id.height * 2));
+        assert_eq!(raw.evidence.quality.class, Class::Raw);
+        assert_eq!(
+            raw.evidence.capture.time.as_deref(),
+            Some("2024-05-01T10:00:00.25")
+        );
+        // The same picture as its camera JPEG by the identifier, and kept both.
+        let d = raw.identifier.distance(&jpeg_id.identifier);
+        assert!(d.is_same_picture(), "orientation {orientation}: {d}");
+        assert!(matches!(
+            compare(&raw, &jpeg_id),
+            Match::Refuted(_, Refuted::RawAndRendering)
+        ));
+    }
+}
+
+#[test]
+fn a_raw_file_without_a_preview_or_broken_is_a_clear_error() {
+    use photosync_testkit::{dng, DngSpec};
+    let original = photo("ladybird.jpg");
+    let bare = dng(
+        &original,
+        &DngSpec {
+            no_preview: true,
+            ..DngSpec::default()
+        },
+    );
+    let e = err(&bare);
+    assert_eq!(e.code(), "unsupported_format", "{e}");
+    // Truncated: the container or the preview is cut.
+    let full = dng(&original, &DngSpec::default());
+    for cut in [16, full.len() / 3, full.len() - 100] {
+        let e = err(&full[..cut]);
+        assert!(
+            matches!(e.code(), "unsupported_format" | "corrupt" | "not_an_image"),
+            "cut at {cut}: {e}"
+        );
+    }
+    // Signatures of other RAW containers with nothing behind them.
+    for head in [&b"FUJIFILMCCD-RAW 0201"[..], b"IIRO\x08\0\0\0", b"IIU\0\x08\0\0\0", b"II*\0\x10\0\0\0CR\x02\0"] {
+        let e = err(head);
+        assert_eq!(e.code(), "unsupported_format", "{head:?}: {e}");
+    }
+}

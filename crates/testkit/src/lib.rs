@@ -443,6 +443,65 @@ pub fn local_change_pair(original: &[u8], change: LocalChange) -> (Vec<u8>, Vec<
     (jpeg(&img, 90, false, None), jpeg(&changed, 90, false, None))
 }
 
+/// What goes into a generated DNG.
+#[derive(Debug, Clone, Default)]
+pub struct DngSpec<'a> {
+    /// The sensor's size is the preview's times this (1 when 0).
+    pub sensor_scale: u32,
+    /// The EXIF orientation tag (1 when 0); the preview is stored turned so that it undoes it.
+    pub orientation: u16,
+    /// `DateTimeOriginal` (`YYYY:MM:DD HH:MM:SS`) and `SubSecTimeOriginal`.
+    pub taken: Option<(&'a str, &'a str)>,
+    /// Leave the preview out: only the sensor data remains.
+    pub no_preview: bool,
+}
+
+/// A minimal valid DNG written by `rawler`'s DNG writer: linear sensor data (flat, at
+/// `sensor_scale` times the photo's size), the photo itself as the JPEG preview (q90), and
+/// the tags of `spec`. Real RAW files are not shipped by any package this project may use, so
+/// the tests make their own from the real photos.
+pub fn dng(original: &[u8], spec: &DngSpec) -> Vec<u8> {
+    use rawler::dng::writer::DngWriter;
+    use rawler::dng::{DngCompression, DNG_VERSION_V1_4};
+    use rawler::tags::{ExifTag, TiffCommonTag};
+    let upright = decode(original);
+    let stored = match spec.orientation {
+        0 | 1 => upright,
+        6 => image::imageops::rotate270(&upright),
+        3 => image::imageops::rotate180(&upright),
+        8 => image::imageops::rotate90(&upright),
+        o => panic!("orientation {o} not generated"),
+    };
+    let scale = spec.sensor_scale.max(1) as usize;
+    let (w, h) = (stored.width() as usize * scale, stored.height() as usize * scale);
+    let mut out = Cursor::new(Vec::new());
+    let mut dng = DngWriter::new(&mut out, DNG_VERSION_V1_4).unwrap();
+    dng.root_ifd_mut().add_tag(TiffCommonTag::Make, "Photosync");
+    dng.root_ifd_mut().add_tag(TiffCommonTag::Model, "Test Camera");
+    dng.root_ifd_mut()
+        .add_tag(rawler::tags::DngTag::UniqueCameraModel, "Photosync Test Camera");
+    dng.root_ifd_mut()
+        .add_tag(TiffCommonTag::Orientation, spec.orientation.max(1));
+    if let Some((when, subsec)) = spec.taken {
+        dng.exif_ifd_mut().add_tag(ExifTag::DateTimeOriginal, when);
+        dng.exif_ifd_mut().add_tag(ExifTag::SubSecTimeOriginal, subsec);
+    }
+    let sensor = vec![128u8; w * h * 3];
+    let mut raw = dng.subframe(0);
+    raw.rgb_image_u8(&sensor, w, h, DngCompression::Uncompressed, 1)
+        .unwrap();
+    raw.finalize().unwrap();
+    if !spec.no_preview {
+        let mut preview = dng.subframe(1);
+        preview
+            .preview(&DynamicImage::ImageRgb8(stored), 0.9)
+            .unwrap();
+        preview.finalize().unwrap();
+    }
+    dng.close().unwrap();
+    out.into_inner()
+}
+
 /// What a set of identifiers looks like on the committed photos: every copy against its
 /// original, every pair of distinct photos, the hard negatives and the generated near shots.
 /// Generic over the identifier, so the tests and the benchmark measure the same thing.
