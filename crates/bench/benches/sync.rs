@@ -53,6 +53,7 @@ fn rescan_tree(work: &Path, server: &ServerConfig) -> (PathBuf, PathBuf) {
                             digest,
                             identifier: None,
                             pixels: None,
+                            evidence: None,
                         },
                     )
                     .unwrap();

@@ -83,6 +83,7 @@ fn a_same_picture_match_shows_the_server_image_and_why() {
             distance: 9,
             remote_pixels: Some(4_000_000),
             local_pixels: Some(1_000_000),
+            standing: photosync_events::Standing::AtLeastAsGood,
         },
     }]);
     let m = b.rows()[0].matched.clone().unwrap();

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use photosync_identify::{Digest, Identifier};
+use photosync_identify::{Digest, Evidence, Identifier};
 use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,8 @@ pub struct FileRecord {
     pub digest: Digest,
     pub identifier: Option<Identifier>,
     pub pixels: Option<u64>,
+    /// What verifies a same-picture candidate, and how good a copy this is (with `identifier`).
+    pub evidence: Option<Evidence>,
 }
 
 /// One entry of the sync list.
@@ -145,7 +147,11 @@ pub struct State {
 }
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 1 to 2: the verification evidence of each identified file. Rows from before have
+/// none, and are read again when they are needed (not for files already synced).
+const MIGRATE_1_TO_2: &str = "ALTER TABLE files ADD COLUMN evidence TEXT;";
 
 /// From no version (the files of earlier builds, or a new file) to version 1: every table, and
 /// the `skips` table of earlier builds dropped.
@@ -225,6 +231,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     if found < 1 {
         tx.execute_batch(SCHEMA_V1)?;
     }
+    if found < 2 {
+        tx.execute_batch(MIGRATE_1_TO_2)?;
+    }
     if found < SCHEMA_VERSION {
         tracing::info!(from = found, to = SCHEMA_VERSION, "local state upgraded");
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -290,21 +299,30 @@ impl State {
     ) -> Result<Option<(FileRecord, Option<i64>)>> {
         self.with(|c| {
             c.prepare_cached(
-                "SELECT f.size, f.mtime_ns, f.digest, f.identifier, f.pixels, s.remote_id
+                "SELECT f.size, f.mtime_ns, f.digest, f.identifier, f.pixels, s.remote_id,
+                     f.evidence
                  FROM files f LEFT JOIN synced s ON s.server = ?2 AND s.digest = f.digest
                  WHERE f.path = ?1",
             )?
             .query_row(params![path_key(path), server], |r| {
                 let identifier = identifier_at(r, 3)?;
-                let unreadable = identifier.is_none() && r.get::<_, Option<String>>(3)?.is_some();
+                let evidence = r
+                    .get::<_, Option<String>>(6)?
+                    .and_then(|t| t.parse::<Evidence>().ok());
+                // An identified file of an earlier build (another identifier version, or no
+                // evidence) is read again, unless it is synced and nothing more is needed.
+                let unreadable = r.get::<_, Option<String>>(3)?.is_some()
+                    && (identifier.is_none() || evidence.is_none());
+                let remote_id: Option<i64> = r.get(5)?;
                 let rec = FileRecord {
                     size: r.get::<_, i64>(0)? as u64,
                     mtime_ns: r.get(1)?,
                     digest: parsed(r, 2)?,
-                    identifier,
+                    identifier: identifier.filter(|_| evidence.is_some()),
                     pixels: r.get::<_, Option<i64>>(4)?.map(|p| p as u64),
+                    evidence,
                 };
-                Ok((!unreadable).then_some((rec, r.get(5)?)))
+                Ok((!unreadable || remote_id.is_some()).then_some((rec, remote_id)))
             })
             .optional()
             .map(Option::flatten)
@@ -314,17 +332,18 @@ impl State {
     pub fn put_file(&self, path: &Path, f: &FileRecord) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO files (path, size, mtime_ns, digest, identifier, pixels)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO files (path, size, mtime_ns, digest, identifier, pixels, evidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (path) DO UPDATE SET size = ?2, mtime_ns = ?3, digest = ?4,
-                     identifier = ?5, pixels = ?6",
+                     identifier = ?5, pixels = ?6, evidence = ?7",
                 params![
                     path_key(path),
                     f.size as i64,
                     f.mtime_ns,
                     f.digest.to_string(),
                     f.identifier.map(|i| i.to_string()),
-                    f.pixels.map(|p| p as i64)
+                    f.pixels.map(|p| p as i64),
+                    f.evidence.as_ref().map(Evidence::to_string)
                 ],
             )?;
             Ok(())
@@ -642,6 +661,8 @@ impl From<&MatchRecord> for photosync_events::OnServer {
             distance: m.distance,
             remote_pixels: m.remote_pixels,
             local_pixels: m.local_pixels,
+            // Only files the server's copy covered are left out, and so recorded.
+            standing: photosync_events::Standing::AtLeastAsGood,
         }
     }
 }
@@ -662,7 +683,7 @@ mod tests {
         let p = Path::new("/photos/a.jpg");
         s.with(|c| {
             c.execute(
-                "INSERT INTO files VALUES (?1, 10, 5, ?2, 'v0:from-an-older-build', 100)",
+                "INSERT INTO files VALUES (?1, 10, 5, ?2, 'v0:from-an-older-build', 100, NULL)",
                 params![path_key(p), ab().to_string()],
             )
         })
@@ -791,6 +812,7 @@ mod tests {
                 digest: ab(),
                 identifier: None,
                 pixels: Some(100),
+                evidence: None,
             };
             s.put_file(&odd, &f).unwrap();
             s.put_pending(

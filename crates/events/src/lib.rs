@@ -19,7 +19,39 @@ pub enum OnServer {
         /// Pixels of the server's copy and of the local file.
         remote_pixels: Option<u64>,
         local_pixels: Option<u64>,
+        /// How the server's copy compares: the rule that decided.
+        standing: Standing,
     },
+}
+
+/// How the server's copy of a picture compares with the local file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// At least as good in every way: pixels, class (RAW > lossless > lossy), compression.
+    AtLeastAsGood,
+    /// Worse in this way, so the local file goes up too.
+    Worse(Worse),
+}
+
+/// The way a server's copy falls short of the local file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worse {
+    /// Fewer pixels.
+    Pixels,
+    /// A lower class of file: lossy for a lossless file, anything but RAW for a RAW file.
+    Class,
+    /// The same pixels and class, compressed harder (a lower JPEG quality).
+    Compression,
+}
+
+impl Worse {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Worse::Pixels => "fewer pixels",
+            Worse::Class => "a lower class of file (RAW > lossless > lossy)",
+            Worse::Compression => "harder compression (a lower JPEG quality)",
+        }
+    }
 }
 
 fn megapixels(p: Option<u64>) -> String {
@@ -50,11 +82,11 @@ impl OnServer {
                 distance,
                 remote_pixels,
                 local_pixels,
+                standing,
             } => {
-                let verdict = if remote_pixels >= local_pixels {
-                    "at least as large"
-                } else {
-                    "smaller, so this file is uploaded"
+                let verdict = match standing {
+                    Standing::AtLeastAsGood => "at least as good".to_owned(),
+                    Standing::Worse(w) => format!("{}, so this file is uploaded", w.describe()),
                 };
                 format!(
                     "same picture as {name} (server image {remote_id}, distance {distance}); the \

@@ -90,16 +90,6 @@ pub enum Shortfall {
     Compression,
 }
 
-impl Shortfall {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Shortfall::Pixels => "fewer pixels",
-            Shortfall::Class => "a lower class of file (RAW > lossless > lossy)",
-            Shortfall::Compression => "compressed harder (lower JPEG quality)",
-        }
-    }
-}
-
 impl Grade {
     /// `Ok` when this copy is at least as good as `other` in every way, else the first way it
     /// falls short. Not a total order: a large JPEG and a small PNG do not cover each other,

@@ -308,7 +308,7 @@ fn camera_sized_progressive_and_baseline_copies_agree() {
 
 #[test]
 fn a_dng_is_identified_from_its_preview_with_the_sensor_size_and_its_orientation() {
-    use photosync_identify::{Class, Refuted, RawKind};
+    use photosync_identify::{Class, RawKind, Refuted};
     use photosync_testkit::{dng, DngSpec};
     let original = photo("ladybird.jpg");
     let jpeg_id = id(&original);
@@ -320,9 +320,16 @@ fn a_dng_is_identified_from_its_preview_with_the_sensor_size_and_its_orientation
             ..DngSpec::default()
         };
         let raw = id(&dng(&original, &spec));
-        assert_eq!(raw.format, Format::Raw(RawKind::Dng), "orientation {orientation}");
+        assert_eq!(
+            raw.format,
+            Format::Raw(RawKind::Dng),
+            "orientation {orientation}"
+        );
         // The sensor's pixels, upright.
-        assert_eq!((raw.width, raw.height), (jpeg_id.width * 2, jpeg_id.height * 2));
+        assert_eq!(
+            (raw.width, raw.height),
+            (jpeg_id.width * 2, jpeg_id.height * 2)
+        );
         assert_eq!(raw.evidence.quality.class, Class::Raw);
         assert_eq!(
             raw.evidence.capture.time.as_deref(),
@@ -361,7 +368,12 @@ fn a_raw_file_without_a_preview_or_broken_is_a_clear_error() {
         );
     }
     // Signatures of other RAW containers with nothing behind them.
-    for head in [&b"FUJIFILMCCD-RAW 0201"[..], b"IIRO\x08\0\0\0", b"IIU\0\x08\0\0\0", b"II*\0\x10\0\0\0CR\x02\0"] {
+    for head in [
+        &b"FUJIFILMCCD-RAW 0201"[..],
+        b"IIRO\x08\0\0\0",
+        b"IIU\0\x08\0\0\0",
+        b"II*\0\x10\0\0\0CR\x02\0",
+    ] {
         let e = err(head);
         assert_eq!(e.code(), "unsupported_format", "{head:?}: {e}");
     }

@@ -107,11 +107,20 @@ pub enum DetectResult {
     Absent,
     /// This exact file.
     SameBytes { image: ImageInfo },
-    /// Another file of the same picture.
-    SamePicture {
-        image: ImageInfo,
-        distance: Distance,
-    },
+    /// Images alike by the identifier, nearest first. Each carries the server's evidence, for
+    /// the client's verification step: it alone decides whether one is the same picture.
+    Candidates { candidates: Vec<Candidate> },
+}
+
+/// An image the identifier finds alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub image: ImageInfo,
+    pub distance: Distance,
+    /// The server's verification evidence of the image (`e1;...`); absent while it has not
+    /// been computed, and then nothing can be verified against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,14 +7,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use photosync_identify::Identifier;
+use photosync_identify::{Identifier, ParseIdentifierError};
 use photosync_protocol::{
-    DetectRequest, DetectResponse, DetectResult, Distance, ImageInfo, ImageList, DETECT_MAX_BATCH,
+    Candidate, DetectRequest, DetectResponse, DetectResult, Distance, ImageInfo, ImageList,
+    DETECT_MAX_BATCH,
 };
 use serde::Deserialize;
 
 use crate::auth::User;
 use crate::error::ApiError;
+use crate::store::NOT_AN_IMAGE;
 use crate::AppState;
 
 /// A full batch of 10,000 queries is about 1.5 MB of JSON.
@@ -64,12 +66,20 @@ pub async fn detect(
             ));
         }
         digests.push(q.digest.to_ascii_lowercase());
-        identifiers.push(match &q.identifier {
-            None => None,
-            Some(text) => Some(text.parse::<Identifier>().map_err(|e| {
-                ApiError::bad_request("invalid_identifier", format!("images[{i}].identifier: {e}"))
-            })?),
-        });
+        identifiers.push(
+            match q.identifier.as_deref().map(str::parse::<Identifier>) {
+                None => None,
+                Some(Ok(id)) => Some(id),
+                // Another version's identifier compares with nothing here: bytes alone answer.
+                Some(Err(ParseIdentifierError::Version(_))) => None,
+                Some(Err(e)) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_identifier",
+                        format!("images[{i}].identifier: {e}"),
+                    ))
+                }
+            },
+        );
     }
 
     let exact = state.store.images_by_digest(user, &digests).await?;
@@ -82,28 +92,45 @@ pub async fn detect(
     if wanted.iter().any(Option::is_some) {
         state.index.refresh(state.store.as_ref(), user).await?;
     }
-    let near = state.index.nearest(user, &wanted).await;
+    let near = state.index.candidates(user, &wanted).await;
     let near_ids: Vec<i64> = near.iter().flatten().map(|(id, _)| *id).collect();
     let mut near_images = state.store.images_by_id(user, &near_ids).await?.into_iter();
+    let mut near_evidence = state
+        .store
+        .evidence_by_id(user, &near_ids)
+        .await?
+        .into_iter();
 
     let results = exact
         .into_iter()
         .zip(near)
-        .map(|(hit, near)| match (hit, near) {
-            (Some(image), _) => DetectResult::SameBytes { image },
-            (None, Some((_, d))) => match near_images.next().flatten() {
-                Some(image) => DetectResult::SamePicture {
-                    image,
-                    distance: Distance {
-                        total: d.total(),
-                        luma: d.luma,
-                        texture: d.texture,
-                        colour: d.colour,
-                    },
-                },
-                None => DetectResult::Absent,
-            },
-            (None, None) => DetectResult::Absent,
+        .map(|(hit, near)| {
+            if let Some(image) = hit {
+                return DetectResult::SameBytes { image };
+            }
+            // Every id is read in order, even of an image removed meanwhile.
+            let candidates: Vec<Candidate> = near
+                .into_iter()
+                .filter_map(|(_, d)| {
+                    let image = near_images.next().flatten();
+                    let evidence = near_evidence.next().flatten();
+                    Some(Candidate {
+                        image: image?,
+                        distance: Distance {
+                            total: d.total(),
+                            luma: d.luma,
+                            texture: d.texture,
+                            colour: d.colour,
+                        },
+                        evidence: evidence.filter(|e| e != NOT_AN_IMAGE),
+                    })
+                })
+                .collect();
+            if candidates.is_empty() {
+                DetectResult::Absent
+            } else {
+                DetectResult::Candidates { candidates }
+            }
         })
         .collect();
     Ok(Json(DetectResponse { results }))

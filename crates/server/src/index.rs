@@ -65,22 +65,34 @@ impl DetectIndex {
         Ok(())
     }
 
-    /// The nearest same-picture image of `user` for each identifier (None: no match).
-    pub async fn nearest(
+    /// The same-picture candidates of `user` for each identifier, nearest first, at most
+    /// `MAX_CANDIDATES` (the client's verification step decides among them).
+    pub async fn candidates(
         &self,
         user: UserId,
         ids: &[Option<Identifier>],
-    ) -> Vec<Option<(i64, Distance)>> {
+    ) -> Vec<Vec<(i64, Distance)>> {
         let entry = self.user(user).await;
         let idx = entry.read().await;
         ids.iter()
             .map(|id| {
-                let id = id.as_ref()?;
-                idx.index
+                let Some(id) = id.as_ref() else {
+                    return Vec::new();
+                };
+                let mut found: Vec<(i64, Distance)> = idx
+                    .index
                     .same_picture(id)
-                    .first()
-                    .map(|(image, d)| (**image, *d))
+                    .into_iter()
+                    .map(|(image, d)| (*image, d))
+                    .collect();
+                found.sort_by_key(|(image, d)| (d.total(), *image));
+                found.truncate(MAX_CANDIDATES);
+                found
             })
             .collect()
     }
 }
+
+/// Candidates per queried image: a burst of one scene can put several shots within the
+/// identifier's bound of a file.
+pub const MAX_CANDIDATES: usize = 4;

@@ -11,6 +11,7 @@ mod cleanup;
 mod error;
 mod index;
 mod limits;
+mod reidentify;
 pub mod sqlite;
 pub mod store;
 mod tus;
@@ -28,6 +29,7 @@ use photosync_protocol::path;
 pub use auth::{new_token, token_hash};
 pub use blobs::{Blobs, LocalBlobs};
 pub use cleanup::{collect_garbage, remove_user, spawn_sweeper, CleanupError};
+pub use reidentify::{reidentify, spawn_reidentifier};
 pub use sqlite::SqliteStore;
 pub use store::{LimitError, Store, StoreError, UserSummary};
 
@@ -270,6 +272,7 @@ pub async fn serve(
     state.claim.take(state.store.as_ref()).await?;
     tracing::info!(%addr, "listening");
     let sweeper = spawn_sweeper(state.clone());
+    let reidentifier = spawn_reidentifier(state.clone());
     let config = state.config.clone();
     let app = router(state);
     let permits = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
@@ -332,6 +335,7 @@ pub async fn serve(
         connections.abort_all();
     }
     sweeper.abort();
+    reidentifier.abort();
     Ok(())
 }
 

@@ -9,8 +9,8 @@ use photosync_protocol::{percent_encode_name, ImageInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    Creation, LimitError, NewImage, RemovedUser, Result, Store, StoreError, Upload, UploadLimits,
-    UserId, UserSummary,
+    Creation, Identified, LimitError, NewImage, RemovedUser, Result, Store, StoreError, Unverified,
+    Upload, UploadLimits, UserId, UserSummary,
 };
 
 #[derive(Debug, Clone)]
@@ -30,11 +30,13 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// The schema this code reads and writes; `PRAGMA user_version` holds the database's.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// Version 2. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
 /// `blobs` lists published blobs, for collecting those nothing references; `name_bytes` is a
-/// file name's exact bytes when the client sent them (version 2).
+/// file name's exact bytes when the client sent them (version 2); `evidence` is the server's
+/// own verification data of an image (`e1;...`), `none` for a file that is not one, NULL until
+/// it has been computed (version 3).
 const SCHEMA: &str = "
 CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,10 +80,12 @@ CREATE TABLE images (
     format TEXT,
     mtime INTEGER,
     uploaded_at INTEGER NOT NULL,
+    evidence TEXT,
     UNIQUE (user_id, digest),
     UNIQUE (user_id, number)
 );
 CREATE INDEX images_digest ON images(digest);
+CREATE INDEX images_unverified ON images(id) WHERE evidence IS NULL;
 CREATE TABLE blobs (
     digest TEXT PRIMARY KEY,
     doomed INTEGER NOT NULL DEFAULT 0
@@ -120,6 +124,13 @@ DROP TABLE users_v0;
 const MIGRATE_1_TO_2: &str = "
 ALTER TABLE uploads ADD COLUMN name_bytes BLOB;
 ALTER TABLE images ADD COLUMN name_bytes BLOB;
+";
+
+/// Version 2 to 3: verification evidence; images from before are identified again in the
+/// background (`reidentify`), and match nothing by picture until they are.
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE images ADD COLUMN evidence TEXT;
+CREATE INDEX images_unverified ON images(id) WHERE evidence IS NULL;
 ";
 
 impl SqliteStore {
@@ -194,8 +205,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     conn.execute_batch("PRAGMA foreign_keys = OFF")?;
     let result = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if version == 1 {
-            tx.execute_batch(MIGRATE_1_TO_2)?;
+        if version >= 1 {
+            if version < 2 {
+                tx.execute_batch(MIGRATE_1_TO_2)?;
+            }
+            tx.execute_batch(MIGRATE_2_TO_3)?;
         } else if has_tables {
             // Version 0 is rebuilt into the current tables at once.
             tx.execute_batch(MIGRATE_0_TO_1)?;
@@ -687,8 +701,8 @@ impl Store for SqliteStore {
                     tx.execute(
                         "INSERT INTO images (user_id, number, digest, identifier, name,
                                              name_bytes, bytes, width, height, format, mtime,
-                                             uploaded_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                             uploaded_at, evidence)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                         params![
                             img.user_id,
                             number,
@@ -701,7 +715,8 @@ impl Store for SqliteStore {
                             img.height,
                             img.format,
                             img.mtime,
-                            img.uploaded_at
+                            img.uploaded_at,
+                            img.evidence
                         ],
                     )?;
                     tx.query_row(
@@ -833,6 +848,65 @@ impl Store for SqliteStore {
             ))?;
             let rows = s.query_map(params![user, after, limit], image_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn evidence_by_id(&self, user: UserId, ids: &[i64]) -> Result<Vec<Option<String>>> {
+        let ids = ids.to_vec();
+        self.run(move |c| {
+            let mut s =
+                c.prepare_cached("SELECT evidence FROM images WHERE user_id = ?1 AND number = ?2")?;
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    s.query_row(params![user, id], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                        .map(Option::flatten)
+                })
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn images_without_evidence(&self, limit: u32) -> Result<Vec<Unverified>> {
+        self.run(move |c| {
+            let mut s = c.prepare_cached(
+                "SELECT user_id, number, digest, bytes FROM images
+                 WHERE evidence IS NULL ORDER BY id LIMIT ?1",
+            )?;
+            let rows = s.query_map([limit], |r| {
+                Ok(Unverified {
+                    user: r.get(0)?,
+                    number: r.get(1)?,
+                    digest: r.get(2)?,
+                    bytes: r.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn set_identity(&self, user: UserId, number: i64, identity: &Identified) -> Result<()> {
+        let identity = identity.clone();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE images SET identifier = ?3, evidence = ?4,
+                     width = COALESCE(?5, width), height = COALESCE(?6, height),
+                     format = COALESCE(?7, format)
+                 WHERE user_id = ?1 AND number = ?2",
+                params![
+                    user,
+                    number,
+                    identity.identifier,
+                    identity.evidence,
+                    identity.width,
+                    identity.height,
+                    identity.format
+                ],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -116,6 +116,31 @@ pub struct NewImage {
     pub format: Option<String>,
     pub mtime: Option<i64>,
     pub uploaded_at: i64,
+    /// The verification evidence (`e1;...`), or `none` for a file that is not an image.
+    pub evidence: Option<String>,
+}
+
+/// What the server's own identification of a stored file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identified {
+    pub identifier: Option<String>,
+    /// `e1;...` for an image; [`NOT_AN_IMAGE`] for anything else.
+    pub evidence: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub format: Option<String>,
+}
+
+/// The evidence of a file that is not an image: tried, and nothing to verify.
+pub const NOT_AN_IMAGE: &str = "none";
+
+/// An image recorded before the server kept evidence, to be identified again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    pub user: UserId,
+    pub number: i64,
+    pub digest: String,
+    pub bytes: u64,
 }
 
 /// Times are milliseconds since the Unix epoch for leases, seconds elsewhere.
@@ -203,6 +228,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Option<ImageInfo>>>;
     async fn images_by_id(&self, user: UserId, ids: &[i64]) -> Result<Vec<Option<ImageInfo>>>;
     async fn list_images(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<ImageInfo>>;
+    /// The verification evidence of each of the user's images (None: not computed yet).
+    async fn evidence_by_id(&self, user: UserId, ids: &[i64]) -> Result<Vec<Option<String>>>;
+    /// Images of any user whose evidence has not been computed (recorded by older builds).
+    async fn images_without_evidence(&self, limit: u32) -> Result<Vec<Unverified>>;
+    /// Records the server's identification of an image again.
+    async fn set_identity(&self, user: UserId, number: i64, identity: &Identified) -> Result<()>;
     /// (image id, identifier) of the user's images with an id above `after`, for the index.
     async fn identifiers_since(&self, user: UserId, after: i64) -> Result<Vec<(i64, String)>>;
 }

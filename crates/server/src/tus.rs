@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use photosync_identify::{identify_bytes, Identifier, Limits};
+use photosync_identify::{identify_bytes, Identifier, Limits, ParseIdentifierError};
 use photosync_protocol::{
     display_name, is_offset_content_type, meta, parse_number, percent_decode_name, tus,
     ChecksumAlgorithm, ChecksumHeader, HeaderError, ImageInfo, Metadata, NAME_MAX,
@@ -26,7 +26,9 @@ use crate::auth::User;
 use crate::blobs::PartWriter;
 use crate::cleanup;
 use crate::error::ApiError;
-use crate::store::{Creation, NewImage, StoreError, Upload, UploadLimits};
+use crate::store::{
+    Creation, Identified, NewImage, StoreError, Upload, UploadLimits, NOT_AN_IMAGE,
+};
 use crate::{now, now_ms, AppState};
 
 /// On the final PATCH or POST response and on HEAD of a finished upload: the stored image's id.
@@ -154,8 +156,10 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
     };
     let (name, name_bytes) = declared_name(metadata)?;
     if let Some(id) = metadata.get(meta::IDENTIFIER) {
-        if let Err(e) = id.parse::<Identifier>() {
-            return bad("invalid_identifier", format!("identifier: {e}"));
+        match id.parse::<Identifier>() {
+            // Another version's identifier is a client's business; the server makes its own.
+            Ok(_) | Err(ParseIdentifierError::Version(_)) => {}
+            Err(e) => return bad("invalid_identifier", format!("identifier: {e}")),
         }
     }
     if let Some(size) = metadata.get(meta::SIZE) {
@@ -1038,19 +1042,20 @@ async fn blob_hashes_to(state: &AppState, digest: &str) -> Result<bool, ApiError
 
 /// Identifies the published blob and records the image for the upload's user.
 async fn record(state: &AppState, upload: &Upload, digest: &str) -> Result<ImageInfo, ApiError> {
-    let identity = identify_blob(state, digest, upload.length).await?;
+    let identified = identified(identify_blob(state, digest, upload.length).await?);
     let image = NewImage {
         user_id: upload.user_id,
         digest: digest.to_owned(),
-        identifier: identity.as_ref().map(|i| i.identifier.to_string()),
+        identifier: identified.identifier,
         name: upload.name.clone(),
         name_bytes: upload.name_bytes.clone(),
         bytes: upload.length,
-        width: identity.as_ref().map(|i| i.width),
-        height: identity.as_ref().map(|i| i.height),
-        format: identity.as_ref().map(|i| i.format.name().to_owned()),
+        width: identified.width,
+        height: identified.height,
+        format: identified.format,
         mtime: upload.mtime,
         uploaded_at: now(),
+        evidence: Some(identified.evidence),
     };
     match state.store.complete_upload(&upload.id, &image).await {
         Ok(info) => {
@@ -1062,10 +1067,31 @@ async fn record(state: &AppState, upload: &Upload, digest: &str) -> Result<Image
     }
 }
 
+/// What the image row records of the server's identification (evidence `none` for a file
+/// that is not an image).
+pub(crate) fn identified(identity: Option<photosync_identify::Identity>) -> Identified {
+    match identity {
+        Some(i) => Identified {
+            identifier: Some(i.identifier.to_string()),
+            evidence: i.evidence.to_string(),
+            width: Some(i.width),
+            height: Some(i.height),
+            format: Some(i.format.name().to_owned()),
+        },
+        None => Identified {
+            identifier: None,
+            evidence: NOT_AN_IMAGE.to_owned(),
+            width: None,
+            height: None,
+            format: None,
+        },
+    }
+}
+
 /// The server's own identity of a published blob (None for videos and other non-images).
 /// At most one identification per core runs at once, so memory stays bounded however many
 /// uploads finish together.
-async fn identify_blob(
+pub(crate) async fn identify_blob(
     state: &AppState,
     digest: &str,
     length: u64,

@@ -473,18 +473,25 @@ pub fn dng(original: &[u8], spec: &DngSpec) -> Vec<u8> {
         o => panic!("orientation {o} not generated"),
     };
     let scale = spec.sensor_scale.max(1) as usize;
-    let (w, h) = (stored.width() as usize * scale, stored.height() as usize * scale);
+    let (w, h) = (
+        stored.width() as usize * scale,
+        stored.height() as usize * scale,
+    );
     let mut out = Cursor::new(Vec::new());
     let mut dng = DngWriter::new(&mut out, DNG_VERSION_V1_4).unwrap();
     dng.root_ifd_mut().add_tag(TiffCommonTag::Make, "Photosync");
-    dng.root_ifd_mut().add_tag(TiffCommonTag::Model, "Test Camera");
     dng.root_ifd_mut()
-        .add_tag(rawler::tags::DngTag::UniqueCameraModel, "Photosync Test Camera");
+        .add_tag(TiffCommonTag::Model, "Test Camera");
+    dng.root_ifd_mut().add_tag(
+        rawler::tags::DngTag::UniqueCameraModel,
+        "Photosync Test Camera",
+    );
     dng.root_ifd_mut()
         .add_tag(TiffCommonTag::Orientation, spec.orientation.max(1));
     if let Some((when, subsec)) = spec.taken {
         dng.exif_ifd_mut().add_tag(ExifTag::DateTimeOriginal, when);
-        dng.exif_ifd_mut().add_tag(ExifTag::SubSecTimeOriginal, subsec);
+        dng.exif_ifd_mut()
+            .add_tag(ExifTag::SubSecTimeOriginal, subsec);
     }
     let sensor = vec![128u8; w * h * 3];
     let mut raw = dng.subframe(0);

@@ -4,14 +4,18 @@
 //! Nothing here reads a file, the database or the network, so every rule is unit- and
 //! property-tested below.
 
-use photosync_protocol::DetectResult;
+use std::cmp::Ordering;
 
-use photosync_events::OnServer;
+use photosync_events::{OnServer, Standing, Worse};
+use photosync_identify::{verify, Evidence, Grade, Identifier, Shortfall};
+use photosync_protocol::{Candidate, DetectResult};
+
+use crate::state::FileRecord;
 
 /// What the person asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Policy {
-    /// Upload same-picture copies even when the server's copy is as large.
+    /// Upload same-picture copies even when the server's copy is as good.
     pub upload_all_copies: bool,
     /// This file was forced: it goes up whatever the server holds of the picture.
     pub forced: bool,
@@ -20,59 +24,142 @@ pub(crate) struct Policy {
 /// What becomes of one file once the server has answered.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Verdict {
-    /// The server holds it (these bytes, or the picture at least as large): nothing goes up.
+    /// The server holds it (these bytes, or the picture at least as good): nothing goes up.
     OnServer(OnServer),
-    /// Upload it. `why` is the server's smaller or unwanted copy of the picture, if any.
+    /// Upload it. `why` is the server's worse or unwanted copy of the picture, if any.
     Upload { why: Option<OnServer> },
 }
 
-/// The server's answer about one file, under `policy`. `local_pixels` is the file's own size
-/// in pixels (`None` for a file known by its bytes alone).
-pub(crate) fn verdict(answer: &DetectResult, local_pixels: Option<u64>, policy: Policy) -> Verdict {
+/// A local picture as the decisions see it: its identifier, its evidence and how good it is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Photo {
+    pub identifier: Identifier,
+    pub evidence: Evidence,
+    pub grade: Grade,
+}
+
+impl Photo {
+    /// The picture of a file identified as an image; `None` for a file known by its bytes.
+    pub fn of(rec: &FileRecord) -> Option<Photo> {
+        let evidence = rec.evidence.clone()?;
+        Some(Photo {
+            identifier: rec.identifier?,
+            grade: Grade {
+                pixels: rec.pixels?,
+                quality: evidence.quality,
+            },
+            evidence,
+        })
+    }
+}
+
+fn worse(s: Shortfall) -> Worse {
+    match s {
+        Shortfall::Pixels => Worse::Pixels,
+        Shortfall::Class => Worse::Class,
+        Shortfall::Compression => Worse::Compression,
+    }
+}
+
+/// How a server copy of `grade` stands against the local one.
+pub(crate) fn standing(remote: &Grade, local: &Grade) -> Standing {
+    match remote.covers(local) {
+        Ok(()) => Standing::AtLeastAsGood,
+        Err(s) => Standing::Worse(worse(s)),
+    }
+}
+
+/// The server's answer about one file, under `policy`. `local` is the file's picture (`None`
+/// for a file known by its bytes alone, which no candidate can stand in for).
+pub(crate) fn verdict(answer: &DetectResult, local: Option<&Photo>, policy: Policy) -> Verdict {
     match answer {
         // The same bytes are the same file: forcing cannot make a second copy of it.
         DetectResult::SameBytes { image } => Verdict::OnServer(OnServer::SameBytes {
             remote_id: image.id,
             name: image.name.clone(),
         }),
-        DetectResult::SamePicture { image, distance } => {
-            let remote_pixels = image
-                .width
-                .zip(image.height)
-                .map(|(w, h)| u64::from(w) * u64::from(h));
-            let how = OnServer::SamePicture {
-                remote_id: image.id,
-                name: image.name.clone(),
-                distance: distance.total,
-                remote_pixels,
-                local_pixels,
+        DetectResult::Candidates { candidates } => {
+            let Some(local) = local else {
+                return Verdict::Upload { why: None };
             };
-            // An unknown size counts as the smallest: a server copy of unknown size never
-            // stands in for a local file of known size.
-            let as_good = match (remote_pixels, local_pixels) {
-                (Some(r), Some(l)) => r >= l,
-                (_, None) => true,
-                (None, Some(_)) => false,
-            };
-            if as_good && !policy.upload_all_copies && !policy.forced {
-                Verdict::OnServer(how)
-            } else {
-                Verdict::Upload { why: Some(how) }
+            // The nearest verified candidate that is at least as good stands in for the file;
+            // failing that, the nearest verified one is named as the reason for the upload.
+            let mut worse_copy = None;
+            for c in candidates {
+                let Some(how) = verified(c, local) else {
+                    continue;
+                };
+                let as_good = matches!(
+                    how,
+                    OnServer::SamePicture {
+                        standing: Standing::AtLeastAsGood,
+                        ..
+                    }
+                );
+                if as_good && !policy.upload_all_copies && !policy.forced {
+                    return Verdict::OnServer(how);
+                }
+                if as_good {
+                    return Verdict::Upload { why: Some(how) };
+                }
+                worse_copy.get_or_insert(how);
             }
+            Verdict::Upload { why: worse_copy }
         }
         DetectResult::Absent => Verdict::Upload { why: None },
     }
 }
 
-/// Whether two pictures are the same, and how far apart.
-pub(crate) trait Picture {
-    fn same_picture(&self, other: &Self) -> Option<u32>;
+/// A candidate the verification step confirms as the same picture as `local`, with how the
+/// server's copy stands. A candidate without readable evidence confirms nothing.
+fn verified(c: &Candidate, local: &Photo) -> Option<OnServer> {
+    let evidence: Evidence = c.evidence.as_deref()?.parse().ok()?;
+    if let Err(why) = verify(&local.evidence, &evidence) {
+        tracing::debug!(image = c.image.id, %why, "candidate refuted");
+        return None;
+    }
+    let remote_pixels = c
+        .image
+        .width
+        .zip(c.image.height)
+        .map(|(w, h)| u64::from(w) * u64::from(h));
+    // An unknown size counts as the smallest: it never stands in for a file of known size.
+    let remote = Grade {
+        pixels: remote_pixels.unwrap_or(0),
+        quality: evidence.quality,
+    };
+    Some(OnServer::SamePicture {
+        remote_id: c.image.id,
+        name: c.image.name.clone(),
+        distance: c.distance.total,
+        remote_pixels,
+        local_pixels: Some(local.grade.pixels),
+        standing: standing(&remote, &local.grade),
+    })
 }
 
-impl Picture for photosync_identify::Identifier {
+/// Whether two copies are the same picture, and which is the better copy.
+pub(crate) trait Picture {
+    /// The distance when the two are verified to be the same picture.
+    fn same_picture(&self, other: &Self) -> Option<u32>;
+    /// At least as good a copy as `other` (pixels, class, compression).
+    fn covers(&self, other: &Self) -> bool;
+    /// An order, best last, to hand over to the best remaining copy.
+    fn rank(&self, other: &Self) -> Ordering;
+}
+
+impl Picture for Photo {
     fn same_picture(&self, other: &Self) -> Option<u32> {
-        let d = self.distance(other);
-        d.is_same_picture().then(|| d.total())
+        let d = self.identifier.distance(&other.identifier);
+        (d.is_same_picture() && verify(&self.evidence, &other.evidence).is_ok()).then(|| d.total())
+    }
+
+    fn covers(&self, other: &Self) -> bool {
+        self.grade.covers(&other.grade).is_ok()
+    }
+
+    fn rank(&self, other: &Self) -> Ordering {
+        self.grade.rank(&other.grade)
     }
 }
 
@@ -81,14 +168,13 @@ impl Picture for photosync_identify::Identifier {
 pub(crate) enum Placed<Id> {
     /// It goes up.
     Lead(Id),
-    /// A copy at least as large is on its way: this one waits for its outcome.
+    /// A copy at least as good is on its way: this one waits for its outcome.
     Follow { id: Id, leader: Id, distance: u32 },
 }
 
 struct Copy<Id, P> {
     id: Id,
     picture: P,
-    pixels: u64,
 }
 
 struct Leader<Id, P> {
@@ -100,10 +186,11 @@ struct Leader<Id, P> {
 /// The pictures of one run that are on their way up, with the copies waiting on each.
 ///
 /// Copies of one picture arrive in different detect batches. A copy waits (follows) while a
-/// copy at least as large is on its way. A larger copy takes the place of smaller ones that
-/// have not started. A smaller copy that already started keeps going, and the larger one goes
-/// up too: it is never skipped. A leader that settles hands back its followers: on the server
-/// when it went up, asked about and placed again when it did not.
+/// copy at least as good (`Picture::covers`) is on its way. A better copy takes the place of
+/// worse ones that have not started. A worse copy that already started keeps going, and the
+/// better one goes up too: it is never skipped. Copies neither of which covers the other (a
+/// large JPEG and a small PNG) both go up. A leader that settles hands back its followers: on
+/// the server when it went up, asked about and placed again when it did not.
 pub(crate) struct Copies<Id, P> {
     leaders: Vec<Leader<Id, P>>,
 }
@@ -117,18 +204,11 @@ impl<Id, P> Default for Copies<Id, P> {
 }
 
 impl<Id: std::marker::Copy + PartialEq, P: Picture> Copies<Id, P> {
-    /// Places a picture the server lacks (or holds smaller). Returns every role that changed:
-    /// the new copy's, and those of smaller copies it displaced.
-    pub fn place(&mut self, id: Id, picture: P, pixels: Option<u64>) -> Vec<Placed<Id>> {
+    /// Places a picture the server lacks (or holds a worse copy of). Returns every role that
+    /// changed: the new copy's, and those of worse copies it displaced.
+    pub fn place(&mut self, id: Id, picture: P) -> Vec<Placed<Id>> {
         let mut changes = Vec::new();
-        self.place_copy(
-            Copy {
-                id,
-                picture,
-                pixels: pixels.unwrap_or(0),
-            },
-            &mut changes,
-        );
+        self.place_copy(Copy { id, picture }, &mut changes);
         changes
     }
 
@@ -136,7 +216,7 @@ impl<Id: std::marker::Copy + PartialEq, P: Picture> Copies<Id, P> {
         let best = self
             .leaders
             .iter_mut()
-            .filter(|l| l.copy.pixels >= copy.pixels)
+            .filter(|l| l.copy.picture.covers(&copy.picture))
             .filter_map(|l| l.copy.picture.same_picture(&copy.picture).map(|d| (l, d)))
             .min_by_key(|(_, d)| *d);
         if let Some((leader, distance)) = best {
@@ -148,12 +228,13 @@ impl<Id: std::marker::Copy + PartialEq, P: Picture> Copies<Id, P> {
             leader.followers.push((copy, distance));
             return;
         }
-        // Smaller copies that have not started step back behind this one.
+        // Worse copies that have not started step back behind this one.
         let (displaced, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.leaders)
             .into_iter()
             .partition(|l| {
                 !l.started
-                    && l.copy.pixels < copy.pixels
+                    && copy.picture.covers(&l.copy.picture)
+                    && !l.copy.picture.covers(&copy.picture)
                     && l.copy.picture.same_picture(&copy.picture).is_some()
             });
         self.leaders = kept;
@@ -185,11 +266,11 @@ impl<Id: std::marker::Copy + PartialEq, P: Picture> Copies<Id, P> {
         self.take(id).into_iter().map(|(f, d)| (f.id, d)).collect()
     }
 
-    /// The leader did not go up: its followers, largest first. Each must be asked about
-    /// again (another copy may have reached the server meanwhile) and placed again.
+    /// The leader did not go up: its followers, best first. Each must be asked about again
+    /// (another copy may have reached the server meanwhile) and placed again.
     pub fn failed(&mut self, id: Id) -> Vec<Id> {
         let mut followers = self.take(id);
-        followers.sort_by_key(|(f, _)| std::cmp::Reverse(f.pixels));
+        followers.sort_by(|(a, _), (b, _)| b.picture.rank(&a.picture));
         followers.into_iter().map(|(f, _)| f.id).collect()
     }
 
@@ -214,6 +295,7 @@ impl<Id: std::marker::Copy + PartialEq, P: Picture> Copies<Id, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use photosync_identify::{Capture, Class, Quality};
     use photosync_protocol::{Distance, ImageInfo};
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -233,22 +315,68 @@ mod tests {
         }
     }
 
-    fn same_picture(size: Option<(u32, u32)>) -> DetectResult {
-        DetectResult::SamePicture {
-            image: image(7, size),
+    fn evidence(class: Class, jpeg: Option<u8>, taken: Option<&str>) -> Evidence {
+        Evidence {
+            detail: "40"
+                .repeat(64 * 64)
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            capture: Capture {
+                time: taken.map(str::to_owned),
+                ..Capture::default()
+            },
+            quality: Quality { class, jpeg },
+        }
+    }
+
+    fn lossy(q: u8) -> Evidence {
+        evidence(Class::Lossy, Some(q), None)
+    }
+
+    fn photo(pixels: u64, evidence: Evidence) -> Photo {
+        Photo {
+            identifier: format!("{}:{}", photosync_identify::VERSION, "0".repeat(148))
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            grade: Grade {
+                pixels,
+                quality: evidence.quality,
+            },
+            evidence,
+        }
+    }
+
+    fn candidate(id: i64, size: Option<(u32, u32)>, evidence: Option<Evidence>) -> Candidate {
+        Candidate {
+            image: image(id, size),
             distance: Distance {
                 total: 9,
                 luma: 5,
                 texture: 2,
                 colour: 2,
             },
+            evidence: evidence.map(|e| e.to_string()),
         }
+    }
+
+    fn candidates(list: Vec<Candidate>) -> DetectResult {
+        DetectResult::Candidates { candidates: list }
     }
 
     const AS_IS: Policy = Policy {
         upload_all_copies: false,
         forced: false,
     };
+
+    fn standing_of(v: &Verdict) -> Option<Standing> {
+        match v {
+            Verdict::OnServer(OnServer::SamePicture { standing, .. })
+            | Verdict::Upload {
+                why: Some(OnServer::SamePicture { standing, .. }),
+            } => Some(*standing),
+            _ => None,
+        }
+    }
 
     #[test]
     fn the_same_bytes_are_never_uploaded_again_even_forced() {
@@ -263,7 +391,7 @@ mod tests {
                 &DetectResult::SameBytes {
                     image: image(3, None),
                 },
-                Some(100),
+                Some(&photo(100, lossy(90))),
                 policy,
             );
             assert!(matches!(
@@ -274,38 +402,117 @@ mod tests {
     }
 
     #[test]
-    fn a_picture_the_server_holds_at_least_as_large_is_not_uploaded() {
-        let v = verdict(&same_picture(Some((10, 10))), Some(100), AS_IS);
-        assert!(matches!(
-            v,
-            Verdict::OnServer(OnServer::SamePicture { remote_id: 7, .. })
-        ));
-        let v = verdict(&same_picture(Some((10, 10))), Some(80), AS_IS);
-        assert!(matches!(v, Verdict::OnServer(_)));
-    }
-
-    #[test]
-    fn a_larger_local_copy_or_an_unknown_server_size_is_uploaded() {
-        for (server, local) in [(Some((10, 10)), Some(101)), (None, Some(1))] {
-            let v = verdict(&same_picture(server), local, AS_IS);
+    fn a_picture_the_server_holds_at_least_as_good_is_not_uploaded() {
+        let answer = candidates(vec![candidate(7, Some((10, 10)), Some(lossy(92)))]);
+        for local in [photo(100, lossy(92)), photo(80, lossy(95))] {
+            let v = verdict(&answer, Some(&local), AS_IS);
             assert!(
                 matches!(
                     v,
-                    Verdict::Upload {
-                        why: Some(OnServer::SamePicture { .. })
-                    }
+                    Verdict::OnServer(OnServer::SamePicture { remote_id: 7, .. })
                 ),
-                "{server:?} {local:?}: {v:?}"
+                "{v:?}"
             );
+            assert_eq!(standing_of(&v), Some(Standing::AtLeastAsGood));
         }
+    }
+
+    #[test]
+    fn a_better_local_copy_is_uploaded_and_the_rule_is_named() {
+        let lossless = evidence(Class::Lossless, None, None);
+        let raw = evidence(Class::Raw, None, None);
+        for (server, local, rule) in [
+            // More pixels here.
+            (
+                candidate(7, Some((10, 10)), Some(lossy(92))),
+                photo(101, lossy(92)),
+                Worse::Pixels,
+            ),
+            // An unknown server size counts as the smallest.
+            (
+                candidate(7, None, Some(lossy(92))),
+                photo(1, lossy(92)),
+                Worse::Pixels,
+            ),
+            // A PNG master beside the server's JPEG of the same size.
+            (
+                candidate(7, Some((10, 10)), Some(lossy(100))),
+                photo(100, lossless),
+                Worse::Class,
+            ),
+            // The q92 original beside the server's q75 re-encode.
+            (
+                candidate(7, Some((10, 10)), Some(lossy(75))),
+                photo(100, lossy(92)),
+                Worse::Compression,
+            ),
+        ] {
+            let v = verdict(&candidates(vec![server]), Some(&local), AS_IS);
+            assert!(matches!(v, Verdict::Upload { why: Some(_) }), "{v:?}");
+            assert_eq!(standing_of(&v), Some(Standing::Worse(rule)));
+        }
+        // A RAW file beside its camera JPEG, either way round: both kept, no match at all.
+        let v = verdict(
+            &candidates(vec![candidate(7, Some((100, 100)), Some(lossy(98)))]),
+            Some(&photo(100, raw.clone())),
+            AS_IS,
+        );
+        assert_eq!(v, Verdict::Upload { why: None });
+        let v = verdict(
+            &candidates(vec![candidate(7, Some((100, 100)), Some(raw))]),
+            Some(&photo(100, lossy(98))),
+            AS_IS,
+        );
+        assert_eq!(v, Verdict::Upload { why: None });
+    }
+
+    #[test]
+    fn only_verified_candidates_count_and_the_best_of_them_stands_in() {
+        let local = photo(
+            100,
+            evidence(Class::Lossy, Some(92), Some("2024-05-01T10:00:00.12")),
+        );
+        // Another moment of a burst, no evidence yet, a file known by its bytes: uploaded.
+        for c in [
+            candidate(
+                7,
+                Some((10, 10)),
+                Some(evidence(
+                    Class::Lossy,
+                    Some(92),
+                    Some("2024-05-01T10:00:00.25"),
+                )),
+            ),
+            candidate(7, Some((10, 10)), None),
+        ] {
+            let answer = candidates(vec![c]);
+            assert_eq!(
+                verdict(&answer, Some(&local), AS_IS),
+                Verdict::Upload { why: None }
+            );
+            assert_eq!(verdict(&answer, None, AS_IS), Verdict::Upload { why: None });
+        }
+        // The nearest is worse; a farther one covers the file.
+        let answer = candidates(vec![
+            candidate(7, Some((10, 10)), Some(lossy(75))),
+            candidate(8, Some((10, 10)), Some(lossy(92))),
+        ]);
+        let v = verdict(&answer, Some(&local), AS_IS);
+        assert!(
+            matches!(
+                v,
+                Verdict::OnServer(OnServer::SamePicture { remote_id: 8, .. })
+            ),
+            "{v:?}"
+        );
         assert_eq!(
-            verdict(&DetectResult::Absent, Some(5), AS_IS),
+            verdict(&DetectResult::Absent, Some(&local), AS_IS),
             Verdict::Upload { why: None }
         );
     }
 
     #[test]
-    fn forced_files_and_the_all_copies_policy_upload_a_smaller_copy() {
+    fn forced_files_and_the_all_copies_policy_upload_a_covered_copy() {
         for policy in [
             Policy {
                 forced: true,
@@ -316,27 +523,82 @@ mod tests {
                 ..AS_IS
             },
         ] {
-            let v = verdict(&same_picture(Some((10, 10))), Some(50), policy);
+            let answer = candidates(vec![candidate(7, Some((10, 10)), Some(lossy(92)))]);
+            let v = verdict(&answer, Some(&photo(50, lossy(92))), policy);
             assert!(matches!(v, Verdict::Upload { why: Some(_) }), "{policy:?}");
         }
     }
 
-    /// Pictures in tests: copies of one group are the same picture.
+    /// Pictures in tests: copies of one group are the same picture; a copy covers another
+    /// with at least as many pixels and at least as high a class (0 lossy, 1 lossless).
     #[derive(Debug, Clone, Copy, PartialEq)]
-    struct Group(u8);
+    struct Shot {
+        group: u8,
+        pixels: u64,
+        class: u8,
+    }
 
-    impl Picture for Group {
-        fn same_picture(&self, other: &Self) -> Option<u32> {
-            (self.0 == other.0).then_some(1)
+    fn shot(group: u8, pixels: u64) -> Shot {
+        Shot {
+            group,
+            pixels,
+            class: 0,
         }
+    }
+
+    impl Picture for Shot {
+        fn same_picture(&self, other: &Self) -> Option<u32> {
+            (self.group == other.group).then_some(1)
+        }
+
+        fn covers(&self, other: &Self) -> bool {
+            self.pixels >= other.pixels && self.class >= other.class
+        }
+
+        fn rank(&self, other: &Self) -> Ordering {
+            (self.class, self.pixels).cmp(&(other.class, other.pixels))
+        }
+    }
+
+    #[test]
+    fn copies_that_do_not_cover_each_other_both_go_up() {
+        let mut c = Copies::default();
+        let big_jpeg = shot(0, 400);
+        let small_png = Shot {
+            class: 1,
+            ..shot(0, 100)
+        };
+        assert_eq!(c.place(1, big_jpeg), [Placed::Lead(1)]);
+        assert_eq!(c.place(2, small_png), [Placed::Lead(2)]);
+        // A large PNG covers both: it displaces them while they wait.
+        let big_png = Shot {
+            class: 1,
+            ..shot(0, 400)
+        };
+        assert_eq!(
+            c.place(3, big_png),
+            [
+                Placed::Lead(3),
+                Placed::Follow {
+                    id: 1,
+                    leader: 3,
+                    distance: 1
+                },
+                Placed::Follow {
+                    id: 2,
+                    leader: 3,
+                    distance: 1
+                },
+            ]
+        );
     }
 
     #[test]
     fn a_smaller_copy_follows_a_larger_one_on_its_way() {
         let mut c = Copies::default();
-        assert_eq!(c.place(1, Group(0), Some(100)), [Placed::Lead(1)]);
+        assert_eq!(c.place(1, shot(0, 100)), [Placed::Lead(1)]);
         assert_eq!(
-            c.place(2, Group(0), Some(50)),
+            c.place(2, shot(0, 50)),
             [Placed::Follow {
                 id: 2,
                 leader: 1,
@@ -344,7 +606,7 @@ mod tests {
             }]
         );
         // Another picture leads on its own.
-        assert_eq!(c.place(3, Group(1), Some(10)), [Placed::Lead(3)]);
+        assert_eq!(c.place(3, shot(1, 10)), [Placed::Lead(3)]);
         assert_eq!(c.settled(1), [(2, 1)]);
         assert_eq!(c.settled(3), []);
         assert_eq!(c.len(), 0);
@@ -353,10 +615,10 @@ mod tests {
     #[test]
     fn a_larger_copy_displaces_a_waiting_smaller_one_but_not_a_started_one() {
         let mut c = Copies::default();
-        c.place(1, Group(0), Some(50));
-        c.place(2, Group(0), Some(40));
+        c.place(1, shot(0, 50));
+        c.place(2, shot(0, 40));
         assert_eq!(
-            c.place(3, Group(0), Some(100)),
+            c.place(3, shot(0, 100)),
             [
                 Placed::Lead(3),
                 Placed::Follow {
@@ -372,18 +634,18 @@ mod tests {
             ]
         );
         let mut c = Copies::default();
-        c.place(1, Group(0), Some(50));
+        c.place(1, shot(0, 50));
         c.started(1);
         // The started smaller copy keeps going; the larger is never skipped.
-        assert_eq!(c.place(3, Group(0), Some(100)), [Placed::Lead(3)]);
+        assert_eq!(c.place(3, shot(0, 100)), [Placed::Lead(3)]);
     }
 
     #[test]
     fn a_failed_leader_hands_over_to_its_largest_follower() {
         let mut c = Copies::default();
-        c.place(1, Group(0), Some(100));
-        c.place(2, Group(0), Some(20));
-        c.place(3, Group(0), Some(60));
+        c.place(1, shot(0, 100));
+        c.place(2, shot(0, 20));
+        c.place(3, shot(0, 60));
         c.started(1);
         assert_eq!(
             c.failed(1),
@@ -392,9 +654,9 @@ mod tests {
         );
         assert_eq!(c.len(), 0);
         // Placed again in that order, the largest leads.
-        assert_eq!(c.place(3, Group(0), Some(60)), [Placed::Lead(3)]);
+        assert_eq!(c.place(3, shot(0, 60)), [Placed::Lead(3)]);
         assert_eq!(
-            c.place(2, Group(0), Some(20)),
+            c.place(2, shot(0, 20)),
             [Placed::Follow {
                 id: 2,
                 leader: 3,
@@ -405,18 +667,18 @@ mod tests {
         assert_eq!(c.len(), 0);
     }
 
-    /// One step of a run: a copy arrives (group, pixels), or the oldest waiting upload starts,
-    /// or the oldest started one settles (true: it went up).
+    /// One step of a run: a copy arrives (group, pixels, class), or the oldest waiting upload
+    /// starts, or the oldest started one settles (true: it went up).
     #[derive(Debug, Clone)]
     enum Step {
-        Arrive(u8, u64),
+        Arrive(u8, u64, u8),
         Start,
         Settle(bool),
     }
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            3 => (0u8..3, 1u64..6).prop_map(|(g, p)| Step::Arrive(g, p)),
+            3 => (0u8..3, 1u64..6, 0u8..2).prop_map(|(g, p, c)| Step::Arrive(g, p, c)),
             2 => Just(Step::Start),
             2 => any::<bool>().prop_map(Step::Settle),
         ]
@@ -425,8 +687,8 @@ mod tests {
     /// A run driven through `Copies` as the engine drives it.
     #[derive(Default)]
     struct Run {
-        copies: Copies<usize, Group>,
-        arrived: Vec<(u8, u64)>,
+        copies: Copies<usize, Shot>,
+        arrived: Vec<Shot>,
         waiting: Vec<usize>,
         started: Vec<usize>,
         following: HashMap<usize, usize>,
@@ -439,19 +701,19 @@ mod tests {
     }
 
     impl Run {
-        /// Detection, then placement: the server answers for a copy already up that is at
-        /// least as large; the rest is placed among the copies on their way.
+        /// Detection, then placement: the server answers for a copy already up that covers
+        /// it; the rest is placed among the copies on their way.
         fn ask(&mut self, id: usize) {
-            let (g, p) = self.arrived[id];
+            let me = self.arrived[id];
             let on_server = self.uploaded.iter().copied().find(|&u| {
-                let (ug, up) = self.arrived[u];
-                ug == g && up >= p
+                let up = self.arrived[u];
+                up.group == me.group && up.covers(&me)
             });
             if let Some(u) = on_server {
                 self.via.insert(id, u);
                 return;
             }
-            let changes = self.copies.place(id, Group(g), Some(p));
+            let changes = self.copies.place(id, me);
             self.apply(changes);
         }
 
@@ -474,8 +736,12 @@ mod tests {
 
         fn step(&mut self, step: &Step) {
             match *step {
-                Step::Arrive(g, p) => {
-                    self.arrived.push((g, p));
+                Step::Arrive(group, pixels, class) => {
+                    self.arrived.push(Shot {
+                        group,
+                        pixels,
+                        class,
+                    });
                     self.ask(self.arrived.len() - 1);
                 }
                 Step::Start if !self.waiting.is_empty() => {
@@ -510,11 +776,11 @@ mod tests {
     proptest! {
         /// Whatever the order of arrivals, starts and outcomes, every copy ends uploaded,
         /// failed (reported, so retried), or on the server through an uploaded copy of its
-        /// picture at least as large. The largest copy of a picture goes up or fails, never
-        /// skipped. Two copies of one picture go up only when the smaller had started before
-        /// the larger arrived.
+        /// picture that covers it. No copy that another does not beat is skipped for a worse
+        /// one: some copy as good goes up or fails. Two copies of one picture, one better,
+        /// go up only when the worse had started before the better arrived.
         #[test]
-        fn no_copy_is_lost_and_the_largest_is_never_skipped(
+        fn no_copy_is_lost_and_the_best_is_never_skipped(
             steps in prop::collection::vec(step(), 1..60)
         ) {
             let mut run = Run::default();
@@ -527,36 +793,38 @@ mod tests {
             }
             prop_assert!(run.following.is_empty(), "left waiting: {:?}", run.following);
             prop_assert_eq!(run.copies.len(), 0);
-            for (id, &(g, p)) in run.arrived.iter().enumerate() {
+            let beats = |a: &Shot, b: &Shot| a.covers(b) && !b.covers(a);
+            for (id, me) in run.arrived.iter().enumerate() {
                 if run.uploaded.contains(&id) || run.failed.contains(&id) {
                     continue;
                 }
                 let leader = run.via.get(&id).copied();
-                prop_assert!(leader.is_some(), "copy {} {:?} lost", id, (g, p));
+                prop_assert!(leader.is_some(), "copy {} {:?} lost", id, me);
                 let l = leader.unwrap_or_default();
                 prop_assert!(run.uploaded.contains(&l));
-                prop_assert_eq!(run.arrived[l].0, g);
-                prop_assert!(run.arrived[l].1 >= p, "followed a smaller copy");
+                prop_assert_eq!(run.arrived[l].group, me.group);
+                prop_assert!(run.arrived[l].covers(me), "followed a worse copy");
             }
-            for g in 0..3u8 {
-                let Some(max) = run.arrived.iter().filter(|c| c.0 == g).map(|c| c.1).max()
-                else {
+            for me in &run.arrived {
+                if run.arrived.iter().any(|o| o.group == me.group && beats(o, me)) {
                     continue;
-                };
+                }
                 prop_assert!(
-                    run.uploaded.iter().chain(&run.failed).any(|&u| run.arrived[u] == (g, max)),
-                    "picture {}: its largest copy was skipped", g
+                    run.uploaded.iter().chain(&run.failed).any(|&u| {
+                        let up = run.arrived[u];
+                        up.group == me.group && up.covers(me)
+                    }),
+                    "{:?}: no copy as good went up", me
                 );
-                let ups: Vec<usize> =
-                    run.uploaded.iter().copied().filter(|&u| run.arrived[u].0 == g).collect();
-                for &small in &ups {
-                    for &large in &ups {
-                        if run.arrived[small].1 < run.arrived[large].1 {
-                            prop_assert!(
-                                run.arrived_at_start[&small] <= large,
-                                "{} went up beside the larger {} that arrived first", small, large
-                            );
-                        }
+            }
+            for &worse in &run.uploaded {
+                for &better in &run.uploaded {
+                    let (w, b) = (run.arrived[worse], run.arrived[better]);
+                    if w.group == b.group && beats(&b, &w) {
+                        prop_assert!(
+                            run.arrived_at_start[&worse] <= better,
+                            "{} went up beside the better {} that arrived first", worse, better
+                        );
                     }
                 }
             }

@@ -154,6 +154,7 @@ pub(crate) fn know(
                 digest: id.digest,
                 identifier: Some(id.identifier),
                 pixels: Some(id.pixels()),
+                evidence: Some(id.evidence),
             },
             None,
         ),
@@ -188,6 +189,7 @@ fn bytes_only(size: u64, mtime_ns: i64, digest: Digest) -> FileRecord {
         digest,
         identifier: None,
         pixels: None,
+        evidence: None,
     }
 }
 

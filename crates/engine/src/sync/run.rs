@@ -11,20 +11,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use photosync_identify::{Digest, Identifier};
+use photosync_identify::Digest;
 use photosync_protocol::{DetectQuery, DetectResult};
 use photosync_walk::WalkError;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::claims::{outcome_of, Claim, Claims};
-use super::decide::{verdict, Copies, Placed, Policy, Verdict};
+use super::decide::{verdict, Copies, Photo, Placed, Policy, Verdict};
 use super::know::{know, Known, EMPTY_FILE, NOT_MEDIA};
 use super::scan::{Scan, Scanned};
 use super::{Control, Engine, Summary};
 use crate::state::{FileRecord, How, MatchRecord, State, SyncedRecord};
 use crate::upload::{self, Job, UploadError};
-use photosync_events::{Event, EventSink, OnServer};
+use photosync_events::{Event, EventSink, OnServer, Standing};
 
 /// Walked entries waiting to be identified.
 const SCANNED_QUEUE: usize = 1024;
@@ -205,7 +205,7 @@ struct Run<'a> {
     asking: Vec<Id>,
     first_asking: Option<Instant>,
     last_arrival: Instant,
-    copies: Copies<Id, Identifier>,
+    copies: Copies<Id, Photo>,
     queue: VecDeque<Id>,
     uploads: JoinSet<Result<Sent, UploadError>>,
     uploading: HashMap<tokio::task::Id, Id>,
@@ -565,7 +565,8 @@ impl<'a> Run<'a> {
             upload_all_copies,
             forced,
         };
-        match verdict(answer, entry.rec.pixels, policy) {
+        let photo = Photo::of(&entry.rec);
+        match verdict(answer, photo.as_ref(), policy) {
             Verdict::OnServer(how) => {
                 if let Some(e) = self.remove(id) {
                     if let OnServer::SameBytes { remote_id, .. } = how {
@@ -576,11 +577,11 @@ impl<'a> Run<'a> {
                     self.on_server(e.paths, &how);
                 }
             }
-            // Copies of one picture within this run: only the largest goes up, the rest follow
+            // Copies of one picture within this run: only the best goes up, the rest follow
             // it. A copy a person forced goes up on its own.
-            Verdict::Upload { .. } => match entry.rec.identifier {
+            Verdict::Upload { .. } => match photo {
                 Some(p) if !upload_all_copies && !forced => {
-                    let changes = self.copies.place(id, p, entry.rec.pixels);
+                    let changes = self.copies.place(id, p);
                     self.apply(changes);
                 }
                 _ => self.enqueue(id),
@@ -669,6 +670,8 @@ impl<'a> Run<'a> {
                         distance,
                         remote_pixels: leader.rec.pixels,
                         local_pixels: e.rec.pixels,
+                        // It followed a copy that covers it.
+                        standing: Standing::AtLeastAsGood,
                     };
                     self.record_match(&e.rec, &e.paths, &how);
                     self.on_server(e.paths, &how);
@@ -754,6 +757,7 @@ impl<'a> Run<'a> {
             distance,
             remote_pixels,
             local_pixels,
+            ..
         } = how
         else {
             return;
