@@ -238,7 +238,10 @@ async fn whole_upload_in_parts_then_detect_list_and_download() {
     assert_eq!(images[0]["name"], "garden.jpg");
     assert_eq!(images[0]["digest"], digest(&bytes));
     assert_eq!(images[0]["width"], 800);
-    assert!(images[0]["identifier"].as_str().unwrap().starts_with("v1:"));
+    assert!(images[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}:", photosync_identify::VERSION)));
 
     let id = images[0]["id"].as_i64().unwrap();
     let r = s.content(&s.alice, id).await;
@@ -265,9 +268,15 @@ async fn whole_upload_in_parts_then_detect_list_and_download() {
     assert_eq!(r.status(), StatusCode::OK);
     let results = body_json(r).await["results"].as_array().unwrap().clone();
     assert_eq!(results[0]["status"], "same_bytes");
-    assert_eq!(results[1]["status"], "same_picture");
-    assert_eq!(results[1]["image"]["name"], "garden.jpg");
-    assert!(results[1]["distance"]["total"].as_u64().unwrap() <= 48);
+    assert_eq!(results[1]["status"], "candidates");
+    let candidate = &results[1]["candidates"][0];
+    assert_eq!(candidate["image"]["name"], "garden.jpg");
+    assert!(candidate["distance"]["total"].as_u64().unwrap() <= 48);
+    // The server's own evidence comes with it, and verifies against the copy's.
+    let evidence: photosync_identify::Evidence =
+        candidate["evidence"].as_str().unwrap().parse().unwrap();
+    assert!(photosync_identify::verify(&copy_id.evidence, &evidence).is_ok());
+    assert_eq!(evidence.quality.jpeg, Some(90));
     assert_eq!(results[2]["status"], "absent");
 
     // A PATCH to the finished upload changes nothing.
@@ -548,7 +557,10 @@ async fn malformed_creation_requests_get_4xx_and_create_nothing() {
                 (tus::UPLOAD_LENGTH, "3".into()),
                 (
                     tus::UPLOAD_METADATA,
-                    format!("{good},identifier {}", STANDARD.encode("v1:zz")),
+                    format!(
+                        "{good},identifier {}",
+                        STANDARD.encode(format!("{}:zz", photosync_identify::VERSION))
+                    ),
                 ),
             ],
             StatusCode::BAD_REQUEST,
@@ -952,7 +964,7 @@ async fn detect_refuses_malformed_bodies() {
     let r = s
         .detect(
             &s.alice,
-            serde_json::json!({"images": [{"digest": d, "identifier": "v1:abc"}]}),
+            serde_json::json!({"images": [{"digest": d, "identifier": format!("{}:abc", photosync_identify::VERSION)}]}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -1201,7 +1213,7 @@ async fn ids_are_never_reused_and_reveal_nothing_about_other_users() {
     let query =
         serde_json::json!({"images": [{"digest": digest(b"other"), "identifier": identifier}]});
     let r = s.detect(&s.bob, query.clone()).await;
-    assert_eq!(body_json(r).await["results"][0]["status"], "same_picture");
+    assert_eq!(body_json(r).await["results"][0]["status"], "candidates");
 
     // Bob has the highest user id, the one a plain INTEGER PRIMARY KEY gives out again.
     assert!(photosync_server::remove_user(&s.state, "bob")
@@ -2106,7 +2118,7 @@ async fn a_database_of_schema_version_1_is_upgraded() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let s = Server {
         app: router(state.clone()),
         state,
@@ -2142,6 +2154,71 @@ async fn a_database_of_schema_version_1_is_upgraded() {
     assert_eq!(bobs[0]["name_bytes"], "caf%E9.jpg");
     // Opening it again changes nothing.
     drop(AppState::embedded(s._dir.path(), Config::default()).unwrap());
+}
+
+/// Schema version 3 keeps the server's verification evidence. Images of a version 2
+/// database, with identifiers of the previous version, match nothing by picture (the safe
+/// answer) until the background pass identifies them again from their blobs; then they are
+/// candidates with evidence.
+#[tokio::test]
+async fn images_of_schema_version_2_are_identified_again_before_they_match() {
+    let s = server().await;
+    let garden = photo("garden.jpg");
+    assert_eq!(
+        s.upload(&s.alice, "garden.jpg", &garden).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let dir = s._dir;
+    drop(s.app);
+    drop(s.state);
+    {
+        // What a version 2 server left: no evidence column, a v1 identifier.
+        let db = rusqlite::Connection::open(dir.path().join("photosync.db")).unwrap();
+        db.execute_batch(
+            "DROP INDEX images_unverified;
+             ALTER TABLE images DROP COLUMN evidence;
+             UPDATE images SET identifier = 'v1:' || substr(identifier, 4);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let state = AppState::embedded(dir.path(), Config::default()).unwrap();
+    let s = Server {
+        app: router(state.clone()),
+        state,
+        _dir: dir,
+        alice: "psk_alice_token".into(),
+        bob: "psk_bob_token".into(),
+    };
+    let copy = photosync_testkit::make_copy(&garden, photosync_testkit::Copy::Reencode75);
+    let copy = photosync_identify::identify_bytes(&copy, &Default::default()).unwrap();
+    let query = serde_json::json!({"images": [
+        {"digest": copy.digest.to_string(), "identifier": copy.identifier.to_string()},
+        // A client of the previous version: answered by its digest alone, not refused.
+        {"digest": digest(&garden), "identifier": format!("v1:{}", "0".repeat(148))},
+    ]});
+    let r = s.detect(&s.alice, query.clone()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let results = body_json(r).await["results"].clone();
+    assert_eq!(results[0]["status"], "absent");
+    assert_eq!(results[1]["status"], "same_bytes");
+
+    assert_eq!(photosync_server::reidentify(&s.state).await.unwrap(), 1);
+    let images = s.images(&s.alice).await;
+    assert!(images[0]["identifier"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}:", photosync_identify::VERSION)));
+    let results = body_json(s.detect(&s.alice, query).await).await["results"].clone();
+    assert_eq!(results[0]["status"], "candidates");
+    let evidence: photosync_identify::Evidence = results[0]["candidates"][0]["evidence"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(photosync_identify::verify(&copy.evidence, &evidence).is_ok());
+    // Nothing is left to do.
+    assert_eq!(photosync_server::reidentify(&s.state).await.unwrap(), 0);
 }
 
 /// HEADs that meet a PATCH completing the upload never see it deleted or reset: a HEAD reads
