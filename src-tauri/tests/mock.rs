@@ -267,7 +267,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
     assert!(row["matched"]["reason"]
         .as_str()
         .unwrap()
-        .contains("at least as large"));
+        .contains("at least as good"));
     invoke(&webview, "force_upload", json!({"path": small})).unwrap();
     wait_for("the forced copy is uploaded", || {
         row_of("aqua-small")["status"] == "uploaded"

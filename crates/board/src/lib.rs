@@ -87,6 +87,24 @@ pub struct Matched {
     pub reason: String,
 }
 
+impl Matched {
+    fn of(how: &OnServer) -> Matched {
+        Matched {
+            remote_id: how.remote_id(),
+            name: match how {
+                OnServer::SameBytes { name, .. } | OnServer::SamePicture { name, .. } => {
+                    name.clone()
+                }
+            },
+            kind: match how {
+                OnServer::SameBytes { .. } => "same_bytes",
+                OnServer::SamePicture { .. } => "same_picture",
+            },
+            reason: how.reason(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Upload {
     pub sent: u64,
@@ -263,23 +281,13 @@ impl Board {
                 row.reason = None;
             }
             Event::OnServer { how, .. } => {
-                row.matched = Some(Matched {
-                    remote_id: how.remote_id(),
-                    name: match how {
-                        OnServer::SameBytes { name, .. } | OnServer::SamePicture { name, .. } => {
-                            name.clone()
-                        }
-                    },
-                    kind: match how {
-                        OnServer::SameBytes { .. } => "same_bytes",
-                        OnServer::SamePicture { .. } => "same_picture",
-                    },
-                    reason: how.reason(),
-                });
+                row.matched = Some(Matched::of(how));
                 settle(row, Status::OnServer);
                 row.reason = None;
             }
-            Event::Queued { bytes, .. } => {
+            Event::Queued { bytes, beside, .. } => {
+                // A worse server copy of the picture: shown beside the upload, with the rule.
+                row.matched = beside.as_ref().map(Matched::of);
                 row.status = Status::Queued;
                 row.reason = None;
                 row.upload = Some(Upload {

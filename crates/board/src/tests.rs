@@ -25,6 +25,7 @@ fn events_move_a_row_through_its_states_and_keep_the_reason() {
         &Event::Queued {
             path: p("a.jpg"),
             bytes: 1000,
+            beside: None,
         },
         now,
     );

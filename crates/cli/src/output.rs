@@ -116,6 +116,11 @@ struct IdentityLine<'a> {
     height: u32,
     format: &'a str,
     bytes: u64,
+    /// "lossy q92", "lossless", "raw".
+    quality: String,
+    /// The capture time from EXIF, when the file has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    taken: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -226,6 +231,8 @@ impl Output {
                         height: id.height,
                         format: id.format.name(),
                         bytes: id.bytes,
+                        quality: id.evidence.quality.to_string(),
+                        taken: id.evidence.capture.time.as_deref(),
                     };
                     serde_json::to_writer(&mut self.out, &line)?;
                     writeln!(self.out)?;

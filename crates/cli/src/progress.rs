@@ -238,6 +238,13 @@ pub fn summary_text(s: &Summary, events: &[Event]) -> String {
             escape_path(p)
         ));
     }
+    for (p, why) in &s.beside {
+        out.push_str(&format!(
+            "  uploaded beside the server's copy: {}: {}\n",
+            escape_path(p),
+            escape_text(why)
+        ));
+    }
     for (p, why) in &s.unidentified {
         out.push_str(&format!(
             "  backed up, not identified: {}: {}\n",

@@ -78,7 +78,10 @@ fn identify_prints_every_field_for_every_file() {
         (a["width"].as_u64(), a["height"].as_u64()),
         (Some(800), Some(500))
     );
-    assert!(a["identifier"].as_str().unwrap().starts_with("v1:"));
+    assert!(a["identifier"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}:", photosync_identify::VERSION)));
     assert_eq!(a["digest"].as_str().unwrap().len(), 64);
     assert_ne!(a["digest"], b["digest"]);
 
@@ -90,6 +93,42 @@ fn identify_prints_every_field_for_every_file() {
     assert_eq!(fields[2], a["digest"]);
     assert_eq!(fields[3], "800x500");
     assert_eq!(fields[4], "jpeg");
+}
+
+#[test]
+fn identify_reads_raw_files_from_their_preview_with_the_sensor_size() {
+    let dir = open_tempdir();
+    let garden = photo("garden.jpg");
+    let spec = photosync_testkit::DngSpec {
+        sensor_scale: 2,
+        orientation: 6,
+        taken: Some(("2024:05:01 10:00:00", "5")),
+        ..Default::default()
+    };
+    fs::write(
+        dir.path().join("IMG_0001.DNG"),
+        photosync_testkit::dng(&garden, &spec),
+    )
+    .unwrap();
+    fs::write(dir.path().join("IMG_0001.JPG"), &garden).unwrap();
+    let out = photosync(&["identify", "--json"], &[dir.path()]);
+    assert!(out.status.success(), "{out:?}");
+    let lines = json_lines(&out);
+    let raw = by_name(&lines, "IMG_0001.DNG");
+    let jpeg = by_name(&lines, "IMG_0001.JPG");
+    assert_eq!(raw["format"], "dng");
+    assert_eq!(raw["quality"], "raw");
+    assert_eq!(jpeg["quality"], "lossy q90");
+    assert_eq!(raw["taken"], "2024-05-01T10:00:00.5");
+    // The sensor's pixels, upright: the orientation tag turns the 1600×1000 sensor.
+    assert_eq!(
+        (raw["width"].as_u64(), raw["height"].as_u64()),
+        (Some(1000), Some(1600))
+    );
+    // The RAW and its camera JPEG are never grouped as one picture: both are kept.
+    let similar = photosync(&["similar", "--json"], &[dir.path()]);
+    assert!(similar.status.success());
+    assert!(json_lines(&similar).is_empty());
 }
 
 #[test]
@@ -163,7 +202,8 @@ fn exit_status_says_whether_anything_was_read() {
     );
     assert_eq!(missing.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&missing.stdout).contains("v1:"),
+        String::from_utf8_lossy(&missing.stdout)
+            .contains(&format!("{}:", photosync_identify::VERSION)),
         "still identified"
     );
 
@@ -226,12 +266,11 @@ fn similar_groups_copies_and_keeps_different_shots_apart() {
     };
     assert_eq!(members.len(), 5, "{members:#?}");
     assert_eq!(relation("bee-small.jpg"), "same_picture");
-    assert_eq!(relation("bee.png"), "same_picture");
     assert_eq!(relation("bee-rotated.jpg"), "same_picture");
-    // One of the two identical files is the best copy, the other its same-bytes twin.
-    let mut pair = [relation("/bee.jpg"), relation("renamed.jpg")];
-    pair.sort();
-    assert_eq!(pair, ["best".to_owned(), "same_bytes".to_owned()]);
+    // The lossless copy is the best (RAW > lossless > lossy), the JPEGs the same picture.
+    assert_eq!(relation("bee.png"), "best");
+    assert_eq!(relation("/bee.jpg"), "same_picture");
+    assert_eq!(relation("renamed.jpg"), "same_picture");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("notes.txt\terror: not an image"),

@@ -131,6 +131,9 @@ pub enum Event {
     Queued {
         path: PathBuf,
         bytes: u64,
+        /// The server's copy of the same picture this file goes up beside: a worse one (the
+        /// reason names the rule), or one the person asked to keep anyway.
+        beside: Option<OnServer>,
     },
     Uploading {
         path: PathBuf,

@@ -68,6 +68,9 @@ pub struct Summary {
     /// Files that look like images but could not be identified, with why: backed up by their
     /// bytes all the same.
     pub unidentified: Vec<(PathBuf, String)>,
+    /// Files uploaded although the server holds their picture: its copy is worse (the reason
+    /// names the rule), or every copy was asked for.
+    pub beside: Vec<(PathBuf, String)>,
     pub failed: Vec<(PathBuf, String)>,
     /// Files left out because they are not media (documents, text), unless all files are
     /// backed up.
@@ -117,6 +120,7 @@ impl Summary {
         self.on_server += later.on_server;
         self.skipped.extend(later.skipped);
         self.unidentified.extend(later.unidentified);
+        self.beside.extend(later.beside);
         self.failed.extend(later.failed);
         self.not_media.extend(later.not_media);
         self.aborted = self.aborted.take().or(later.aborted);

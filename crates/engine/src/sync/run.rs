@@ -173,6 +173,8 @@ struct Entry {
     /// How many of `paths` its upload was given (copies found later are added after them).
     tried: usize,
     stage: Stage,
+    /// The server's copy of its picture it goes up beside, if any.
+    beside: Option<OnServer>,
 }
 
 /// How an upload task ended with an image.
@@ -416,6 +418,7 @@ impl<'a> Run<'a> {
                     self.engine.emit(Event::Queued {
                         path: path.clone(),
                         bytes: rec.size,
+                        beside: e.beside.clone(),
                     });
                 }
                 e.paths.push(path);
@@ -453,6 +456,7 @@ impl<'a> Run<'a> {
                 paths: vec![path],
                 tried: 0,
                 stage: Stage::Asking,
+                beside: None,
             },
         );
         self.ask_later(id);
@@ -577,15 +581,27 @@ impl<'a> Run<'a> {
                     self.on_server(e.paths, &how);
                 }
             }
-            // Copies of one picture within this run: only the best goes up, the rest follow
-            // it. A copy a person forced goes up on its own.
-            Verdict::Upload { .. } => match photo {
-                Some(p) if !upload_all_copies && !forced => {
-                    let changes = self.copies.place(id, p);
-                    self.apply(changes);
+            Verdict::Upload { why } => {
+                if let (Some(how), Some(e)) = (&why, self.entries.get_mut(&id)) {
+                    for p in &e.paths {
+                        self.summary.beside.push((p.clone(), how.reason()));
+                    }
+                    e.beside = why;
                 }
-                _ => self.enqueue(id),
-            },
+                self.place(id, photo, upload_all_copies || forced);
+            }
+        }
+    }
+
+    /// Copies of one picture within this run: only the best goes up, the rest follow it. A
+    /// copy a person forced, or every copy when asked, goes up on its own.
+    fn place(&mut self, id: Id, photo: Option<Photo>, on_its_own: bool) {
+        match photo {
+            Some(p) if !on_its_own => {
+                let changes = self.copies.place(id, p);
+                self.apply(changes);
+            }
+            _ => self.enqueue(id),
         }
     }
 
@@ -615,6 +631,7 @@ impl<'a> Run<'a> {
             self.engine.emit(Event::Queued {
                 path: p.clone(),
                 bytes: e.rec.size,
+                beside: e.beside.clone(),
             });
         }
         self.queue.push_back(id);
