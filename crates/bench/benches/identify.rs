@@ -11,6 +11,9 @@
 //! 4. Wall time of `photosync similar` on 1,000 files made from the test photos.
 //! 5. The largest "same picture" and smallest "different" distances on the test photos, for our
 //!    identifier and for the baseline's 64-bit hash.
+//! 6. RAW (DNG) files identified per second beside JPEGs of the same pixel count.
+//! 7. The verification step: cost per candidate, and its margins (the largest copy beside the
+//!    smallest of each local change and of real consecutive video frames).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -88,6 +91,126 @@ fn naive(p: &Path) {
     let img = image::open(p).unwrap();
     let hasher = image_hasher::HasherConfig::new().to_hasher();
     std::hint::black_box(hasher.hash_image(&img));
+}
+
+/// RAW files (DNG: 12 MP of sensor data and the camera's preview, as `rawler` writes it:
+/// 1024 px wide) beside JPEGs of the same pixel count, one core.
+fn raw_rate(work: &Path, jpegs: &[PathBuf]) {
+    let dir = work.join("raw-12mp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let raws: Vec<PathBuf> = jpegs[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, jpeg)| {
+            let path = dir.join(format!("IMG_{i:04}.DNG"));
+            if !path.exists() {
+                // 2000x1500 at sensor scale 2: 4000x3000 sensor pixels (the preview itself is
+                // cut to 1024 px wide by the writer).
+                let img = image::open(jpeg).unwrap().into_rgb8();
+                let small = image::imageops::resize(
+                    &img,
+                    2000,
+                    1500,
+                    image::imageops::FilterType::Triangle,
+                );
+                let preview = photosync_testkit::jpeg(&small, 92, false, None);
+                let spec = photosync_testkit::DngSpec {
+                    sensor_scale: 2,
+                    ..Default::default()
+                };
+                std::fs::write(&path, photosync_testkit::dng(&preview, &spec)).unwrap();
+            }
+            path
+        })
+        .collect();
+    let mb = raws
+        .iter()
+        .map(|f| f.metadata().unwrap().len())
+        .sum::<u64>() as f64
+        / 4e6;
+    let r = rate(&raws, 3, ours);
+    let j = rate(&jpegs[..4], 3, ours);
+    println!(
+        "
+## RAW files, single core, images/s"
+    );
+    println!("DNG, 4000x3000 sensor ({mb:.0} MB, uncompressed), preview 1024 px: {r:.1} images/s");
+    println!("JPEG, 4000x3000 q92 (same pixel count):                          {j:.1} images/s");
+}
+
+/// The verification step: its cost per candidate, and the margins on the test photos.
+fn verification(
+    ours: &photosync_testkit::Separation<(photosync_identify::Match, photosync_identify::Distance)>,
+) {
+    use photosync_identify::{verify, Evidence, SAME_DETAIL};
+    let photos = photos();
+    let ids: Vec<_> = photos
+        .iter()
+        .map(|(_, b)| identify_bytes(b, &Limits::default()).unwrap())
+        .collect();
+    let texts: Vec<String> = ids.iter().map(|i| i.evidence.to_string()).collect();
+    let rounds = 20_000;
+    let start = Instant::now();
+    for i in 0..rounds {
+        let a = &ids[i % ids.len()].evidence;
+        let b = &ids[(i * 7 + 1) % ids.len()].evidence;
+        std::hint::black_box(verify(a, b).is_ok());
+    }
+    let compare_us = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let start = Instant::now();
+    for i in 0..rounds {
+        std::hint::black_box(texts[i % texts.len()].parse::<Evidence>().unwrap());
+    }
+    let parse_us = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    println!(
+        "
+## verification step (64x64 detail grid, capture metadata, class)"
+    );
+    println!(
+        "per candidate: compare {compare_us:.1} us, parse the server's evidence ({} bytes) {parse_us:.1} us",
+        texts[0].len()
+    );
+    let detail = measure_separation(
+        |b| identify_bytes(b, &Limits::default()).unwrap(),
+        |a, b| a.evidence.detail.compare(&b.evidence.detail).worst,
+    );
+    let largest = detail.copies.iter().max().unwrap();
+    println!(
+        "detail: largest same-picture {} [{}], bound {SAME_DETAIL}",
+        largest.0, largest.1
+    );
+    for change in photosync_testkit::LOCAL_CHANGES {
+        let tag = format!("{change:?}");
+        let min = detail
+            .local
+            .iter()
+            .filter(|(_, w)| w.ends_with(&tag))
+            .min()
+            .unwrap();
+        let by_identifier = ours
+            .local
+            .iter()
+            .filter(|((_, d), w)| w.ends_with(&tag) && d.is_same_picture())
+            .count();
+        println!(
+            "detail: smallest different, {tag}: {} [{}]; alike by the identifier alone: {by_identifier} of {}",
+            min.0,
+            min.1,
+            ids.len()
+        );
+    }
+    let min = detail.frames.iter().min().unwrap();
+    let by_identifier = ours
+        .frames
+        .iter()
+        .filter(|((_, d), _)| d.is_same_picture())
+        .count();
+    println!(
+        "detail: smallest different, consecutive video frames: {} [{}]; alike by the identifier alone: {by_identifier} of {}",
+        min.0,
+        min.1,
+        detail.frames.len()
+    );
 }
 
 /// Runs a command to completion; returns (wall time, peak resident set size in bytes, stderr).
@@ -169,6 +292,8 @@ fn main() {
         println!("{kind:<14} {o:>10.1} {n:>10.2} {:>6.1}x", o / n);
     }
     println!("naive = image::open + image_hasher::HasherConfig::new() (gradient 8x8, Lanczos3)");
+
+    raw_rate(&work, &baseline);
 
     let all: Vec<PathBuf> = baseline.iter().chain(&progressive).cloned().collect();
     let start = Instant::now();
@@ -266,9 +391,16 @@ fn main() {
             .iter()
             .chain(&ours.hard)
             .chain(&ours.near_shots)
+            .chain(&ours.local)
+            .chain(&ours.frames)
             .filter(|((m, _), _)| m.is_same())
             .count();
-    println!("photosync: wrong answers under the same-picture rule: {wrong}");
+    println!(
+        "photosync: wrong answers under the same-picture rule (identifier + verification), \
+         copies, distinct, hard, near shots, local changes, video frames: {wrong}"
+    );
+
+    verification(&ours);
 
     let hasher = image_hasher::HasherConfig::new().to_hasher();
     let naive = measure_separation(

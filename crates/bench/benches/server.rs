@@ -29,7 +29,7 @@ impl Rng {
 }
 
 fn identifier_text(words: &[u64; 9]) -> String {
-    let mut s = String::from("v1:");
+    let mut s = format!("{}:", photosync_identify::VERSION);
     for w in words {
         s.push_str(&format!("{w:016x}"));
     }
@@ -43,7 +43,10 @@ fn random_words(rng: &mut Rng) -> [u64; 9] {
 
 /// A data folder with `n` images of user "bench", written in one transaction.
 fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
-    let dir = work.join(format!("detect-{n}"));
+    let dir = work.join(format!(
+        "detect-{n}-{}",
+        photosync_identify::EVIDENCE_VERSION
+    ));
     let token_file = dir.join("token");
     if let Ok(token) = std::fs::read_to_string(&token_file) {
         return (dir, token);
@@ -57,10 +60,13 @@ fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
         let mut insert = tx
             .prepare(
                 "INSERT INTO images (user_id, number, digest, identifier, name, bytes, width,
-                                     height, format, uploaded_at)
-                 VALUES (1, ?4, ?1, ?2, ?3, 3000000, 4000, 3000, 'jpeg', 0)",
+                                     height, format, uploaded_at, evidence)
+                 VALUES (1, ?4, ?1, ?2, ?3, 3000000, 4000, 3000, 'jpeg', 0, ?5)",
             )
             .unwrap();
+        // Real evidence (5.5 kB each) for the first EVIDENCE_ROWS images; `none` beyond, so
+        // that a million rows stay a few hundred MB.
+        let evidence = real_evidence();
         let mut rng = Rng(0x5EED);
         for i in 0..n {
             let digest = blake3::hash(&i.to_le_bytes()).to_hex().to_string();
@@ -70,7 +76,12 @@ fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
                     digest,
                     id,
                     format!("IMG_{i:07}.jpg"),
-                    i as i64 + 1
+                    i as i64 + 1,
+                    if i < EVIDENCE_ROWS {
+                        evidence.as_str()
+                    } else {
+                        "none"
+                    }
                 ])
                 .unwrap();
         }
@@ -81,6 +92,17 @@ fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
     tx.commit().unwrap();
     std::fs::write(&token_file, &token).unwrap();
     (dir, token)
+}
+
+const EVIDENCE_ROWS: u64 = 20_000;
+
+/// The evidence of a real photo, as the server stores it.
+fn real_evidence() -> String {
+    let bytes = std::fs::read(photosync_testkit::photos_dir().join("garden.jpg")).unwrap();
+    photosync_identify::identify_bytes(&bytes, &Default::default())
+        .unwrap()
+        .evidence
+        .to_string()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -109,7 +131,7 @@ async fn detect(c: &reqwest::Client, url: &str, token: &str, body: &str) -> (Dur
 async fn detect_latency(work: &Path, bin: &Path) {
     println!("\n## detection latency, batches of 1,000 lookups, one user");
     println!(
-        "{:>10} {:>7} {:>14} {:>10} {:>10}",
+        "{:>10} {:>13} {:>14} {:>10} {:>10}",
         "stored", "kind", "first (index)", "median", "p99"
     );
     let c = reqwest::Client::new();
@@ -132,36 +154,54 @@ async fn detect_latency(work: &Path, bin: &Path) {
                 )
             })
             .collect();
-        let near: Vec<String> = (0..1000u64)
-            .map(|q| {
-                let mut w = stored[(pick.next() % stored.len() as u64) as usize];
-                for b in 0..8 {
-                    w[(b % 4) as usize] ^= 1 << (pick.next() % 64);
-                }
-                let digest = blake3::hash(&(u64::MAX - q).to_le_bytes()).to_hex();
-                format!(
-                    r#"{{"digest":"{digest}","identifier":"{}"}}"#,
-                    identifier_text(&w)
-                )
-            })
-            .collect();
-        for (kind, items) in [("exact", &exact), ("near", &near)] {
+        // Near matches of images without evidence (the answer of earlier builds: the image
+        // alone), and of images with it (every candidate carries 5.5 kB for verification).
+        let near_to = |pick: &mut Rng, from: u64, to: u64| -> Vec<String> {
+            (0..1000u64)
+                .map(|q| {
+                    let i = from + pick.next() % (to - from);
+                    let mut w = stored[i as usize];
+                    for b in 0..8 {
+                        w[(b % 4) as usize] ^= 1 << (pick.next() % 64);
+                    }
+                    let digest = blake3::hash(&(u64::MAX - q).to_le_bytes()).to_hex();
+                    format!(
+                        r#"{{"digest":"{digest}","identifier":"{}"}}"#,
+                        identifier_text(&w)
+                    )
+                })
+                .collect()
+        };
+        let near = near_to(&mut pick, EVIDENCE_ROWS, stored.len() as u64);
+        let evidenced = near_to(&mut pick, 0, EVIDENCE_ROWS);
+        for (kind, items) in [
+            ("exact", &exact),
+            ("near", &near),
+            ("near+evidence", &evidenced),
+        ] {
             let body = format!(r#"{{"images":[{}]}}"#, items.join(","));
             let (first, text) = detect(&c, &server.url, &token, &body).await;
             let want = if kind == "exact" {
                 "same_bytes"
             } else {
-                "same_picture"
+                "candidates"
             };
             let hits = text.matches(want).count();
             assert!(hits >= 990, "{kind}: only {hits} of 1000 found");
+            if kind == "near+evidence" {
+                assert!(text.matches("\"evidence\"").count() >= 990);
+            }
+            println!(
+                "{n:>10} {kind:>13} response {:.1} MB",
+                text.len() as f64 / 1e6
+            );
             let mut times = Vec::new();
             for _ in 0..40 {
                 times.push(detect(&c, &server.url, &token, &body).await.0);
             }
             times.sort();
             println!(
-                "{n:>10} {kind:>7} {:>14} {:>10} {:>10}",
+                "{n:>10} {kind:>13} {:>14} {:>10} {:>10}",
                 ms(first),
                 ms(percentile(&times, 0.5)),
                 ms(percentile(&times, 0.99))

@@ -11,6 +11,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use image::RgbImage;
 
 /// Cells per side.
@@ -128,31 +130,27 @@ impl fmt::Debug for Detail {
     }
 }
 
-/// Hex, two digits per cell.
+/// Base64 (URL-safe, unpadded) of the cells: 5,462 characters.
 impl fmt::Display for Detail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(&URL_SAFE_NO_PAD.encode(&self.0[..]))
     }
 }
 
-/// Text that is not a detail's hex digits.
+/// Text that is not a detail's base64.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a detail is {} hex digits", CELLS * 2)]
+#[error("a detail is the base64 of {CELLS} cells")]
 pub struct ParseDetailError;
 
 impl FromStr for Detail {
     type Err = ParseDetailError;
 
     fn from_str(s: &str) -> Result<Detail, ParseDetailError> {
-        let s = s.as_bytes();
-        if s.len() != CELLS * 2 {
-            return Err(ParseDetailError);
-        }
-        let nibble = |c: u8| (c as char).to_digit(16).ok_or(ParseDetailError);
-        let mut cells = Box::new([0u8; CELLS]);
-        for (cell, pair) in cells.iter_mut().zip(s.chunks(2)) {
-            *cell = (nibble(pair[0])? * 16 + nibble(pair[1])?) as u8;
-        }
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| ParseDetailError)?;
+        let cells: Box<[u8; CELLS]> = bytes
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| ParseDetailError)?;
         Ok(Detail(cells))
     }
 }

@@ -138,11 +138,12 @@ mod tests {
     use super::*;
 
     fn sample(time: Option<&str>, class: Class) -> Evidence {
-        let hex: String = (0..crate::detail::GRID * crate::detail::GRID)
-            .map(|i| format!("{:02x}", (i * 7) % 251))
+        let cells: Vec<u8> = (0..crate::detail::GRID * crate::detail::GRID)
+            .map(|i| ((i * 7) % 251) as u8)
             .collect();
+        let text = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, cells);
         Evidence {
-            detail: hex.parse().unwrap_or_else(|e| panic!("{e}")),
+            detail: text.parse().unwrap_or_else(|e| panic!("{e}")),
             capture: Capture {
                 time: time.map(str::to_owned),
                 unique_id: Some("ABC123".into()),

@@ -197,3 +197,48 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
     assert_eq!(again.settings().folders, vec![photos.clone()]);
     assert!(notices.lock().unwrap().iter().all(|(t, _)| !t.is_empty()));
 }
+
+/// The desktop app's service backs up RAW files and their camera JPEGs both, and a burst's
+/// every shot; the board shows each as uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let (url, token, state) = server(server_dir.path()).await;
+    let home = tempfile::tempdir().unwrap();
+    let hooks = Hooks {
+        changed: Arc::new(|| {}),
+        notify: Arc::new(|_, _| {}),
+    };
+    let service = Service::new(
+        Paths::under(home.path()),
+        hooks,
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    service.configure(&url, &token).await.unwrap();
+    let photos = home.path().join("Pictures");
+    std::fs::create_dir(&photos).unwrap();
+    let garden = std::fs::read(photosync_testkit::photos_dir().join("garden.jpg")).unwrap();
+    let spec = photosync_testkit::DngSpec {
+        sensor_scale: 2,
+        ..Default::default()
+    };
+    std::fs::write(
+        photos.join("IMG_0001.DNG"),
+        photosync_testkit::dng(&garden, &spec),
+    )
+    .unwrap();
+    std::fs::write(photos.join("IMG_0001.JPG"), &garden).unwrap();
+    let (a, b) = photosync_testkit::FRAME_PAIRS[0];
+    std::fs::write(photos.join(a), photosync_testkit::frame(a)).unwrap();
+    std::fs::write(photos.join(b), photosync_testkit::frame(b)).unwrap();
+    service.add_folder(&photos).await.unwrap();
+    wait_until("all four are uploaded", || {
+        service.overview().totals.by_status[&Status::Uploaded] == 4
+    })
+    .await;
+    let images = state.store.list_images(1, 0, 10).await.unwrap();
+    assert_eq!(images.len(), 4);
+    let raw = images.iter().find(|i| i.name == "IMG_0001.DNG").unwrap();
+    assert_eq!((raw.width, raw.height), (Some(1600), Some(1000)));
+}

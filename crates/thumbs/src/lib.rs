@@ -97,6 +97,22 @@ mod tests {
     }
 
     #[test]
+    fn a_raw_file_shows_its_preview_upright() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("IMG_0001.DNG");
+        let aqua = std::fs::read(photosync_testkit::photos_dir().join("aqua.jpg")).unwrap();
+        let spec = photosync_testkit::DngSpec {
+            orientation: 6,
+            ..Default::default()
+        };
+        std::fs::write(&raw, photosync_testkit::dng(&aqua, &spec)).unwrap();
+        let thumbs = Thumbs::new(dir.path().join("cache"));
+        let img = image::load_from_memory(&thumbs.get(&raw).unwrap()).unwrap();
+        // The 800x500 photo, stored turned for orientation 6, comes out as it was taken.
+        assert_eq!((img.width(), img.height()), (112, 70));
+    }
+
+    #[test]
     fn bad_files_give_errors_not_thumbnails() {
         let dir = tempfile::tempdir().unwrap();
         let thumbs = Thumbs::new(dir.path().join("cache"));

@@ -317,10 +317,12 @@ mod tests {
 
     fn evidence(class: Class, jpeg: Option<u8>, taken: Option<&str>) -> Evidence {
         Evidence {
-            detail: "40"
-                .repeat(64 * 64)
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}")),
+            detail: base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                [64u8; 64 * 64],
+            )
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
             capture: Capture {
                 time: taken.map(str::to_owned),
                 ..Capture::default()
