@@ -120,10 +120,10 @@ fn identify_reads_raw_files_from_their_preview_with_the_sensor_size() {
     assert_eq!(raw["quality"], "raw");
     assert_eq!(jpeg["quality"], "lossy q90");
     assert_eq!(raw["taken"], "2024-05-01T10:00:00.5");
-    // The sensor's pixels, upright: the orientation tag turns the 1600×1000 sensor.
+    // The sensor's pixels, upright: the 1000×1600 sensor, turned by the orientation tag.
     assert_eq!(
         (raw["width"].as_u64(), raw["height"].as_u64()),
-        (Some(1000), Some(1600))
+        (Some(1600), Some(1000))
     );
     // The RAW and its camera JPEG are never grouped as one picture: both are kept.
     let similar = photosync(&["similar", "--json"], &[dir.path()]);
@@ -297,7 +297,9 @@ fn similar_on_the_test_photos_finds_only_the_heic_copy() {
         .collect();
     assert!(members[0].ends_with("ladybird.heic") || members[0].ends_with("ladybird.jpg"));
     assert_eq!(members.len(), 2);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("35 files read, 2 in 1 groups"));
+    // The photos and the real video frames (tests/photos/frames): consecutive frames are
+    // different shots.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("45 files read, 2 in 1 groups"));
 }
 
 /// Undoes the percent-encoding of `path_bytes`.
