@@ -1496,11 +1496,21 @@ async fn every_shot_of_a_burst_goes_up() {
     );
     write(&one, "shot.jpg", &shot);
     write(&two, "moved.jpg", &moved);
+    // A phone's burst where nothing visible moved: the capture times tell the shots apart.
+    let still = photosync_testkit::decode(&photo("coffee.jpg"));
+    for (name, subsec) in [("burst-1.jpg", "10"), ("burst-2.jpg", "35")] {
+        let exif = photosync_testkit::exif_taken("2024:05:01 10:00:00", subsec, "A1");
+        write(
+            &one,
+            name,
+            &photosync_testkit::jpeg(&still, 90, false, Some(&exif)),
+        );
+    }
     let (engine, _log) = engine(&s, local.path());
     let summary = engine.sync(std::slice::from_ref(&one)).await;
     assert_eq!(
         (summary.uploaded, summary.on_server),
-        (7, 0),
+        (9, 0),
         "{summary:#?}"
     );
     let summary = engine.sync(std::slice::from_ref(&two)).await;

@@ -77,12 +77,22 @@ impl Capture {
         let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else {
             return Capture::default();
         };
+        // The value as written (a time has a space in it); ids are cleaned where stored.
         let text = |tag: exif::Tag| {
             exif.get_field(tag, exif::In::PRIMARY)
                 .and_then(|f| match &f.value {
-                    exif::Value::Ascii(parts) => parts.first().map(|p| clean(p)),
+                    exif::Value::Ascii(parts) => parts.first().map(|p| {
+                        String::from_utf8_lossy(p)
+                            .trim_matches(['\0', ' '])
+                            .to_owned()
+                    }),
                     _ => None,
                 })
+                .filter(|s| !s.is_empty())
+        };
+        let id = |tag: exif::Tag| {
+            text(tag)
+                .map(|t| clean(t.as_bytes()))
                 .filter(|s| !s.is_empty())
         };
         let number = |tag: exif::Tag| {
@@ -92,8 +102,8 @@ impl Capture {
         Capture {
             time: text(exif::Tag::DateTimeOriginal)
                 .and_then(|t| moment(&t, text(exif::Tag::SubSecTimeOriginal).as_deref())),
-            unique_id: text(exif::Tag::ImageUniqueID),
-            serial: text(exif::Tag::BodySerialNumber),
+            unique_id: id(exif::Tag::ImageUniqueID),
+            serial: id(exif::Tag::BodySerialNumber),
             // ImageNumber (TIFF/EP 0x9211), where a camera records its shutter count.
             shutter_count: number(exif::Tag(exif::Context::Exif, 0x9211))
                 .or_else(|| number(exif::Tag(exif::Context::Tiff, 0x9211))),
@@ -212,6 +222,20 @@ mod tests {
         };
         assert_eq!(id("x").clash(&id("y")), Some(CaptureClash::UniqueId));
         assert_eq!(id("x").clash(&id("x")), None);
+    }
+
+    #[test]
+    fn a_jpeg_says_when_it_was_taken() {
+        let pixels = image::RgbImage::from_pixel(32, 24, image::Rgb([90, 120, 150]));
+        let exif = photosync_testkit::exif_taken("2024:05:01 10:00:00", "120", "SN 42");
+        let jpeg = photosync_testkit::jpeg(&pixels, 90, false, Some(&exif));
+        let c = Capture::from_exif(&jpeg);
+        assert_eq!(c.time.as_deref(), Some("2024-05-01T10:00:00.12"));
+        assert_eq!(c.serial.as_deref(), Some("SN42"));
+        // No EXIF, or EXIF that does not parse: nothing is known.
+        assert!(Capture::from_exif(&photosync_testkit::jpeg(&pixels, 90, false, None)).is_empty());
+        let broken = photosync_testkit::jpeg(&pixels, 90, false, Some(b"Exif\0\0MM\0*garbage"));
+        assert!(Capture::from_exif(&broken).is_empty());
     }
 
     #[test]

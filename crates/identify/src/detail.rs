@@ -85,7 +85,7 @@ impl Detail {
     }
 
     pub fn compare(&self, other: &Detail) -> DetailDistance {
-        let mut diffs: Vec<i32> = self
+        let diffs: Vec<i32> = self
             .0
             .iter()
             .zip(other.0.iter())
@@ -93,12 +93,17 @@ impl Detail {
             .collect();
         let mut sorted = diffs.clone();
         sorted.sort_unstable();
-        let median = sorted[CELLS / 2];
-        for d in &mut diffs {
-            *d -= median;
-        }
+        // Twice the median (the mean of the two middle values), so that compare(a, b) and
+        // compare(b, a) agree.
+        let median2 = sorted[CELLS / 2 - 1] + sorted[CELLS / 2];
+        let worst2 = diffs
+            .iter()
+            .map(|d| (2 * d - median2).unsigned_abs())
+            .max()
+            .unwrap_or(0);
         DetailDistance {
-            worst: diffs.iter().map(|d| d.unsigned_abs()).max().unwrap_or(0),
+            // Rounded up: half a level counts against "same".
+            worst: worst2.div_ceil(2),
         }
     }
 }
@@ -152,5 +157,35 @@ impl FromStr for Detail {
             .try_into()
             .map_err(|_| ParseDetailError)?;
         Ok(Detail(cells))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(f: impl Fn(usize) -> u8) -> Detail {
+        let mut cells = Box::new([0u8; CELLS]);
+        for (i, c) in cells.iter_mut().enumerate() {
+            *c = f(i);
+        }
+        Detail(cells)
+    }
+
+    #[test]
+    fn the_distance_is_the_same_both_ways_and_ignores_a_global_shift() {
+        let a = grid(|i| (i * 37 % 200) as u8);
+        // Half the cells one level up, the rest not: the median falls between.
+        let b = grid(|i| (i * 37 % 200) as u8 + u8::from(i % 2 == 0));
+        assert_eq!(a.compare(&b), b.compare(&a));
+        // A whole picture a little brighter is no difference; one cell far off is.
+        let brighter = grid(|i| (i * 37 % 200) as u8 + 6);
+        assert_eq!(a.compare(&brighter).worst, 0);
+        let moved = grid(|i| if i == 100 { 250 } else { (i * 37 % 200) as u8 });
+        assert!(!a.compare(&moved).is_same_picture());
+        assert_eq!(a.compare(&moved), moved.compare(&a));
+        assert_eq!(a.to_string().parse::<Detail>(), Ok(a.clone()));
+        assert_eq!("".parse::<Detail>(), Err(ParseDetailError));
+        assert_eq!("!!".parse::<Detail>(), Err(ParseDetailError));
     }
 }

@@ -10,11 +10,11 @@ pub struct Member {
     pub index: usize,
     /// The member it matched (the group's first member for direct matches).
     pub matched: usize,
-    /// `None` for the group's first member, the copy with the most pixels.
+    /// `None` for the group's first member, the best copy (class, pixels, JPEG quality).
     pub relation: Option<Match>,
 }
 
-/// Images that are copies of one another. The first member has the most pixels (the first
+/// Images that are copies of one another. The first member is the best copy (the first
 /// given among equals).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {

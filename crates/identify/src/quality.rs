@@ -103,10 +103,10 @@ impl Grade {
         }
         let same_kind = self.pixels == other.pixels && self.quality.class == other.quality.class;
         if same_kind && self.quality.class == Class::Lossy {
-            // An unknown quality counts as the lowest.
-            let (mine, theirs) = (self.quality.jpeg.unwrap_or(0), other.quality.jpeg);
-            if theirs.is_some_and(|q| mine < q) {
-                return Err(Shortfall::Compression);
+            // Covered only when both qualities are known: an unknown one proves nothing.
+            match (self.quality.jpeg, other.quality.jpeg) {
+                (Some(mine), Some(theirs)) if mine >= theirs => {}
+                _ => return Err(Shortfall::Compression),
             }
         }
         Ok(())
@@ -127,9 +127,24 @@ impl Grade {
     }
 }
 
-/// A lossless WebP holds a `VP8L` chunk; a lossy one `VP8 `.
+/// A lossless WebP's image chunk is `VP8L`, a lossy one's `VP8 `: the first of them in the
+/// RIFF chunk list (after `VP8X` and metadata chunks in an extended file) decides.
 fn webp_is_lossless(bytes: &[u8]) -> bool {
-    memchr::memmem::find(&bytes[..bytes.len().min(4096)], b"VP8L").is_some()
+    let mut at = 12;
+    while let (Some(kind), Some(size)) = (bytes.get(at..at + 4), bytes.get(at + 4..at + 8)) {
+        match kind {
+            b"VP8L" => return true,
+            b"VP8 " => return false,
+            _ => {}
+        }
+        let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
+        // Chunks are padded to an even size.
+        at = at
+            .saturating_add(8)
+            .saturating_add(size)
+            .saturating_add(size & 1);
+    }
+    false
 }
 
 /// The IJG luminance table (JPEG Annex K) at quality 50, in zigzag order.
@@ -246,6 +261,16 @@ mod tests {
         assert!(lossy(400, 90).covers(&png).is_err());
         assert!(png.covers(&lossy(400, 90)).is_err());
         assert!(png.beats(&lossy(100, 90)) && !png.beats(&png));
+        // A quality that cannot be read proves nothing either way.
+        let unknown = Grade {
+            pixels: 100,
+            quality: Quality {
+                class: Class::Lossy,
+                jpeg: None,
+            },
+        };
+        assert_eq!(lossy(100, 50).covers(&unknown), Err(Shortfall::Compression));
+        assert_eq!(unknown.covers(&lossy(100, 50)), Err(Shortfall::Compression));
     }
 
     #[test]
@@ -258,6 +283,14 @@ mod tests {
             assert!(got.abs_diff(q) <= 1, "q{q} read as {got}");
         }
         assert_eq!(jpeg_quality(b"\xFF\xD8\xFF"), None);
+        // WebP: the image chunk decides, not bytes that happen to spell it in metadata.
+        let pixels = image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]));
+        let lossless = photosync_testkit::encode_as(&pixels, image::ImageFormat::WebP);
+        assert!(webp_is_lossless(&lossless));
+        let mut lossy = b"RIFF\0\0\0\0WEBPXMP \x04\0\0\0VP8LVP8 \x00\0\0\0".to_vec();
+        assert!(!webp_is_lossless(&lossy));
+        lossy.truncate(20);
+        assert!(!webp_is_lossless(&lossy));
         assert_eq!(jpeg_quality(b"not a jpeg"), None);
     }
 }

@@ -88,21 +88,25 @@ pub(crate) enum NotRaw {
 pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<(Decoded, Capture), NotRaw> {
     let container = read_container(bytes).ok_or(NotRaw::Unrecognised)?;
     let format = Format::Raw(container.kind);
-    let mut decoded = match largest_jpeg(bytes) {
-        Some(preview) => decode::decode_jpeg_oriented(preview, limits, container.orientation),
-        None => rawler_preview(bytes, container.orientation, limits),
-    }
-    .map_err(|e| {
-        NotRaw::Failed(match e {
-            IdentifyError::Unsupported(_) | IdentifyError::Corrupt { .. } => {
-                IdentifyError::Unsupported(format!(
-                    "{} file whose embedded preview cannot be read ({e})",
-                    container.kind
-                ))
-            }
-            other => other,
+    // The largest embedded JPEG; if it does not decode, the container's own preview.
+    let mut decoded = largest_jpeg(bytes)
+        .and_then(|preview| {
+            decode::decode_jpeg_oriented(preview, limits, container.orientation)
+                .map_err(|e| tracing::debug!(error = %e, "embedded preview not decoded"))
+                .ok()
         })
-    })?;
+        .map_or_else(|| rawler_preview(bytes, container.orientation, limits), Ok)
+        .map_err(|e| {
+            NotRaw::Failed(match e {
+                IdentifyError::Unsupported(_) | IdentifyError::Corrupt { .. } => {
+                    IdentifyError::Unsupported(format!(
+                        "{} file whose embedded preview cannot be read ({e})",
+                        container.kind
+                    ))
+                }
+                other => other,
+            })
+        })?;
     decoded.format = format;
     if let Some((w, h)) = container.sensor {
         let (w, h) = decode::upright_size(w, h, container.orientation);
@@ -169,13 +173,17 @@ fn read_container(bytes: &[u8]) -> Option<Container> {
     })
 }
 
+/// Start-of-image markers looked at, at most: a camera embeds a few JPEGs, and a crafted file
+/// with thousands costs no more than this.
+const MAX_EMBEDDED: usize = 64;
+
 /// The embedded JPEG with the most pixels (lossless-JPEG sensor tiles are not pictures and
 /// fail the header read). Each candidate runs to the end of the file; the decoder stops at
 /// its own end-of-image marker.
 fn largest_jpeg(bytes: &[u8]) -> Option<&[u8]> {
     let mut decompressor = turbojpeg::Decompressor::new().ok()?;
     let mut best: Option<(usize, &[u8])> = None;
-    for at in memchr::memmem::find_iter(bytes, b"\xFF\xD8\xFF") {
+    for at in memchr::memmem::find_iter(bytes, b"\xFF\xD8\xFF").take(MAX_EMBEDDED) {
         let candidate = &bytes[at..];
         if let Ok(header) = decompressor.read_header(candidate) {
             let pixels = header.width.saturating_mul(header.height);

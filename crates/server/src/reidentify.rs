@@ -5,35 +5,30 @@
 
 use std::time::Duration;
 
-use crate::store::{Identified, NOT_AN_IMAGE};
 use crate::tus::{identified, identify_blob};
 use crate::AppState;
 
 const BATCH: u32 = 32;
 
-/// Identifies every image that lacks evidence; returns how many were done.
+/// Identifies every image that lacks evidence; returns how many were done. An image whose
+/// blob cannot be read now (a disk error, shutdown) keeps no evidence and is tried again on
+/// the next pass; the pass goes on past it.
 pub async fn reidentify(state: &AppState) -> Result<usize, crate::StoreError> {
-    let mut done = 0;
+    let (mut done, mut after) = (0, 0);
     loop {
-        let batch = state.store.images_without_evidence(BATCH).await?;
-        if batch.is_empty() {
+        let batch = state.store.images_without_evidence(after, BATCH).await?;
+        let Some(last) = batch.last() else {
             return Ok(done);
-        }
+        };
+        after = last.row;
         let mut users = Vec::new();
         for image in batch {
             let identity = match identify_blob(state, &image.digest, image.bytes).await {
                 Ok(identity) => identified(identity),
-                // A blob that cannot be read is never offered as a candidate.
                 Err(e) => {
                     tracing::warn!(image = image.number, digest = %image.digest, error = ?e,
-                        "stored image could not be identified again");
-                    Identified {
-                        identifier: None,
-                        evidence: NOT_AN_IMAGE.to_owned(),
-                        width: None,
-                        height: None,
-                        format: None,
-                    }
+                        "stored image not identified again; tried again later");
+                    continue;
                 }
             };
             state

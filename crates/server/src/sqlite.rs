@@ -32,7 +32,7 @@ impl From<rusqlite::Error> for StoreError {
 /// The schema this code reads and writes; `PRAGMA user_version` holds the database's.
 const VERSION: i64 = 3;
 
-/// Version 2. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
+/// Version 3. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
 /// `blobs` lists published blobs, for collecting those nothing references; `name_bytes` is a
 /// file name's exact bytes when the client sent them (version 2); `evidence` is the server's
 /// own verification data of an image (`e1;...`), `none` for a file that is not one, NULL until
@@ -869,18 +869,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn images_without_evidence(&self, limit: u32) -> Result<Vec<Unverified>> {
+    async fn images_without_evidence(&self, after: i64, limit: u32) -> Result<Vec<Unverified>> {
         self.run(move |c| {
             let mut s = c.prepare_cached(
-                "SELECT user_id, number, digest, bytes FROM images
-                 WHERE evidence IS NULL ORDER BY id LIMIT ?1",
+                "SELECT id, user_id, number, digest, bytes FROM images
+                 WHERE evidence IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let rows = s.query_map([limit], |r| {
+            let rows = s.query_map(params![after, limit], |r| {
                 Ok(Unverified {
-                    user: r.get(0)?,
-                    number: r.get(1)?,
-                    digest: r.get(2)?,
-                    bytes: r.get::<_, i64>(3)? as u64,
+                    row: r.get(0)?,
+                    user: r.get(1)?,
+                    number: r.get(2)?,
+                    digest: r.get(3)?,
+                    bytes: r.get::<_, i64>(4)? as u64,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -137,6 +137,8 @@ pub const NOT_AN_IMAGE: &str = "none";
 /// An image recorded before the server kept evidence, to be identified again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unverified {
+    /// The row's place in the store's order, to page on.
+    pub row: i64,
     pub user: UserId,
     pub number: i64,
     pub digest: String,
@@ -230,8 +232,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_images(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<ImageInfo>>;
     /// The verification evidence of each of the user's images (None: not computed yet).
     async fn evidence_by_id(&self, user: UserId, ids: &[i64]) -> Result<Vec<Option<String>>>;
-    /// Images of any user whose evidence has not been computed (recorded by older builds).
-    async fn images_without_evidence(&self, limit: u32) -> Result<Vec<Unverified>>;
+    /// Images of any user whose evidence has not been computed (recorded by older builds),
+    /// in store order after `after` (a `row`).
+    async fn images_without_evidence(&self, after: i64, limit: u32) -> Result<Vec<Unverified>>;
     /// Records the server's identification of an image again.
     async fn set_identity(&self, user: UserId, number: i64, identity: &Identified) -> Result<()>;
     /// (image id, identifier) of the user's images with an id above `after`, for the index.

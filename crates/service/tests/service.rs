@@ -219,8 +219,10 @@ async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
     let photos = home.path().join("Pictures");
     std::fs::create_dir(&photos).unwrap();
     let garden = std::fs::read(photosync_testkit::photos_dir().join("garden.jpg")).unwrap();
+    // Sensor data at the photo's own size keeps the file under this server's 4 MB limit.
     let spec = photosync_testkit::DngSpec {
-        sensor_scale: 2,
+        sensor_scale: 1,
+        taken: Some(("2024:05:01 10:00:00", "5")),
         ..Default::default()
     };
     std::fs::write(
@@ -240,5 +242,10 @@ async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
     let images = state.store.list_images(1, 0, 10).await.unwrap();
     assert_eq!(images.len(), 4);
     let raw = images.iter().find(|i| i.name == "IMG_0001.DNG").unwrap();
-    assert_eq!((raw.width, raw.height), (Some(1600), Some(1000)));
+    assert_eq!((raw.width, raw.height), (Some(800), Some(500)));
+    let rows = service.query(&Query {
+        status: Some("uploaded".into()),
+        ..Query::default()
+    });
+    assert_eq!(rows.rows.len(), 4);
 }

@@ -130,6 +130,31 @@ pub fn exif_block(orientation: u16) -> Vec<u8> {
     e
 }
 
+/// An APP1 EXIF payload with `DateTimeOriginal` (`YYYY:MM:DD HH:MM:SS`), `SubSecTimeOriginal`
+/// and `BodySerialNumber`, written by `kamadak-exif`.
+pub fn exif_taken(when: &str, subsec: &str, serial: &str) -> Vec<u8> {
+    use exif::{Field, In, Tag, Value};
+    let ascii = |tag, text: &str| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value: Value::Ascii(vec![text.as_bytes().to_vec()]),
+    };
+    let fields = [
+        ascii(Tag::DateTimeOriginal, when),
+        ascii(Tag::SubSecTimeOriginal, subsec),
+        ascii(Tag::BodySerialNumber, serial),
+    ];
+    let mut writer = exif::experimental::Writer::new();
+    for f in &fields {
+        writer.push_field(f);
+    }
+    let mut tiff = Cursor::new(Vec::new());
+    writer.write(&mut tiff, false).unwrap();
+    let mut out = b"Exif\0\0".to_vec();
+    out.extend(tiff.into_inner());
+    out
+}
+
 /// JPEG segments as (marker, whole segment bytes) up to the start of scan; then the rest.
 fn jpeg_segments(bytes: &[u8]) -> (Vec<(u8, &[u8])>, &[u8]) {
     assert_eq!(&bytes[..2], &[0xFF, 0xD8], "not a JPEG");

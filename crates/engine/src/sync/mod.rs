@@ -68,8 +68,8 @@ pub struct Summary {
     /// Files that look like images but could not be identified, with why: backed up by their
     /// bytes all the same.
     pub unidentified: Vec<(PathBuf, String)>,
-    /// Files uploaded although the server holds their picture: its copy is worse (the reason
-    /// names the rule), or every copy was asked for.
+    /// Files this run uploaded although the server holds their picture: its copy is worse
+    /// (the reason names the rule), or every copy was asked for.
     pub beside: Vec<(PathBuf, String)>,
     pub failed: Vec<(PathBuf, String)>,
     /// Files left out because they are not media (documents, text), unless all files are

@@ -582,10 +582,8 @@ impl<'a> Run<'a> {
                 }
             }
             Verdict::Upload { why } => {
-                if let (Some(how), Some(e)) = (&why, self.entries.get_mut(&id)) {
-                    for p in &e.paths {
-                        self.summary.beside.push((p.clone(), how.reason()));
-                    }
+                // The latest answer stands (a copy asked about again may find none now).
+                if let Some(e) = self.entries.get_mut(&id) {
                     e.beside = why;
                 }
                 self.place(id, photo, upload_all_copies || forced);
@@ -705,6 +703,12 @@ impl<'a> Run<'a> {
                 for f in self.copies.failed(id) {
                     self.ask_later(f);
                 }
+            }
+        }
+        if let (Ok(Sent::Uploaded(_)), Some(how)) = (&result, &leader.beside) {
+            let reason = how.reason();
+            for p in &leader.paths {
+                self.summary.beside.push((p.clone(), reason.clone()));
             }
         }
         self.record_upload(leader.paths, result);
