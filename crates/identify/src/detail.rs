@@ -85,20 +85,20 @@ impl Detail {
     }
 
     pub fn compare(&self, other: &Detail) -> DetailDistance {
-        let diffs: Vec<i32> = self
-            .0
-            .iter()
-            .zip(other.0.iter())
-            .map(|(&a, &b)| i32::from(a) - i32::from(b))
-            .collect();
-        let mut sorted = diffs.clone();
-        sorted.sort_unstable();
+        let mut diffs = [0i16; CELLS];
+        // Differences run from -255 to 255: a histogram finds the median in one pass.
+        let mut histogram = [0u16; 511];
+        for ((d, &a), &b) in diffs.iter_mut().zip(self.0.iter()).zip(other.0.iter()) {
+            *d = i16::from(a) - i16::from(b);
+            histogram[(*d + 255) as usize] += 1;
+        }
         // Twice the median (the mean of the two middle values), so that compare(a, b) and
         // compare(b, a) agree.
-        let median2 = sorted[CELLS / 2 - 1] + sorted[CELLS / 2];
+        let median2 =
+            i32::from(nth(&histogram, CELLS / 2 - 1)) + i32::from(nth(&histogram, CELLS / 2));
         let worst2 = diffs
             .iter()
-            .map(|d| (2 * d - median2).unsigned_abs())
+            .map(|&d| (2 * i32::from(d) - median2).unsigned_abs())
             .max()
             .unwrap_or(0);
         DetailDistance {
@@ -106,6 +106,18 @@ impl Detail {
             worst: worst2.div_ceil(2),
         }
     }
+}
+
+/// The `n`th smallest difference (from 0) counted in `histogram`.
+fn nth(histogram: &[u16; 511], n: usize) -> i16 {
+    let mut seen = 0usize;
+    for (i, &count) in histogram.iter().enumerate() {
+        seen += usize::from(count);
+        if seen > n {
+            return i as i16 - 255;
+        }
+    }
+    255
 }
 
 /// For each of `GRID` cells from `start` to `end` (in pixels, of `len`): the pixels it covers,
