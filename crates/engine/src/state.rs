@@ -54,8 +54,9 @@ pub struct FileRecord {
     pub digest: Digest,
     pub identifier: Option<Identifier>,
     pub pixels: Option<u64>,
-    /// What verifies a same-picture candidate, and how good a copy this is (with `identifier`).
-    pub evidence: Option<Evidence>,
+    /// What verifies a same-picture candidate, and how good a copy this is (with `identifier`;
+    /// boxed, as it is large beside the rest of a record).
+    pub evidence: Option<Box<Evidence>>,
 }
 
 /// One entry of the sync list.
@@ -308,7 +309,8 @@ impl State {
                 let identifier = identifier_at(r, 3)?;
                 let evidence = r
                     .get::<_, Option<String>>(6)?
-                    .and_then(|t| t.parse::<Evidence>().ok());
+                    .and_then(|t| t.parse::<Evidence>().ok())
+                    .map(Box::new);
                 // An identified file of an earlier build (another identifier version, or no
                 // evidence) is read again, unless it is synced and nothing more is needed.
                 let unreadable = r.get::<_, Option<String>>(3)?.is_some()
@@ -343,7 +345,7 @@ impl State {
                     f.digest.to_string(),
                     f.identifier.map(|i| i.to_string()),
                     f.pixels.map(|p| p as i64),
-                    f.evidence.as_ref().map(Evidence::to_string)
+                    f.evidence.as_ref().map(|e| e.to_string())
                 ],
             )?;
             Ok(())

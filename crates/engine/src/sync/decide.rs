@@ -41,7 +41,7 @@ pub(crate) struct Photo {
 impl Photo {
     /// The picture of a file identified as an image; `None` for a file known by its bytes.
     pub fn of(rec: &FileRecord) -> Option<Photo> {
-        let evidence = rec.evidence.clone()?;
+        let evidence = rec.evidence.as_deref()?.clone();
         Some(Photo {
             identifier: rec.identifier?,
             grade: Grade {

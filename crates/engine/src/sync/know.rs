@@ -154,7 +154,7 @@ pub(crate) fn know(
                 digest: id.digest,
                 identifier: Some(id.identifier),
                 pixels: Some(id.pixels()),
-                evidence: Some(id.evidence),
+                evidence: Some(Box::new(id.evidence)),
             },
             None,
         ),
