@@ -27,8 +27,11 @@ export function detail(row) {
       const pct = up && up.total ? Math.floor((100 * up.sent) / up.total) : 0;
       return `${pct}% · ${bytes(up ? up.rate : 0)}/s · parts of ${bytes(up ? up.part_size : 0)}`;
     }
-    case 'queued':
-      return up ? `waiting to upload ${bytes(up.total)}` : 'waiting to upload';
+    case 'queued': {
+      const waiting = up ? `waiting to upload ${bytes(up.total)}` : 'waiting to upload';
+      // Going up beside a worse server copy of the picture: the rule that decided.
+      return row.matched ? `${waiting} · ${row.matched.reason}` : waiting;
+    }
     case 'on_server':
     case 'synced':
       return row.matched ? row.matched.reason : 'already backed up';
@@ -41,7 +44,8 @@ export function detail(row) {
     case 'identifying':
       return 'reading the picture';
     case 'uploaded':
-      return row.unidentified ? `backed up, not identified: ${row.unidentified}` : row.path;
+      if (row.unidentified) return `backed up, not identified: ${row.unidentified}`;
+      return row.matched ? row.matched.reason : row.path;
     default:
       return row.path;
   }
