@@ -46,6 +46,19 @@ async fn server_with(config: Config) -> Server {
     }
 }
 
+/// A server over a data folder made earlier (by a test's SQL or an older schema), whose users
+/// hold Alice's and Bob's tokens.
+fn reopened(dir: tempfile::TempDir) -> Server {
+    let state = AppState::embedded(dir.path(), Config::default()).unwrap();
+    Server {
+        app: router(state.clone()),
+        state,
+        _dir: dir,
+        alice: "psk_alice_token".into(),
+        bob: "psk_bob_token".into(),
+    }
+}
+
 async fn server() -> Server {
     server_with(Config::default()).await
 }
@@ -2113,19 +2126,12 @@ async fn a_database_of_schema_version_1_is_upgraded() {
             .replace("ABC_DIGEST", &digest(b"abc"));
         db.execute_batch(&sql).unwrap();
     }
-    let state = AppState::embedded(dir.path(), Config::default()).unwrap();
+    let s = reopened(dir);
     let version: i64 = rusqlite::Connection::open(&db_path)
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, 3);
-    let s = Server {
-        app: router(state.clone()),
-        state,
-        _dir: dir,
-        alice: "psk_alice_token".into(),
-        bob: "psk_bob_token".into(),
-    };
     let images = s.images(&s.alice).await;
     assert_eq!(images.len(), 1);
     assert_eq!(images[0]["name"], "a.jpg");
@@ -2182,14 +2188,7 @@ async fn images_of_schema_version_2_are_identified_again_before_they_match() {
         )
         .unwrap();
     }
-    let state = AppState::embedded(dir.path(), Config::default()).unwrap();
-    let s = Server {
-        app: router(state.clone()),
-        state,
-        _dir: dir,
-        alice: "psk_alice_token".into(),
-        bob: "psk_bob_token".into(),
-    };
+    let s = reopened(dir);
     let copy = photosync_testkit::make_copy(&garden, photosync_testkit::Copy::Reencode75);
     let copy = photosync_identify::identify_bytes(&copy, &Default::default()).unwrap();
     let query = serde_json::json!({"images": [

@@ -540,6 +540,15 @@ mod tests {
         class: u8,
     }
 
+    /// `id` waits for `leader` (a test `Shot`'s distance is always 1).
+    fn follow(id: usize, leader: usize) -> Placed<usize> {
+        Placed::Follow {
+            id,
+            leader,
+            distance: 1,
+        }
+    }
+
     fn shot(group: u8, pixels: u64) -> Shot {
         Shot {
             group,
@@ -579,19 +588,7 @@ mod tests {
         };
         assert_eq!(
             c.place(3, big_png),
-            [
-                Placed::Lead(3),
-                Placed::Follow {
-                    id: 1,
-                    leader: 3,
-                    distance: 1
-                },
-                Placed::Follow {
-                    id: 2,
-                    leader: 3,
-                    distance: 1
-                },
-            ]
+            [Placed::Lead(3), follow(1, 3), follow(2, 3),]
         );
     }
 
@@ -599,14 +596,7 @@ mod tests {
     fn a_smaller_copy_follows_a_larger_one_on_its_way() {
         let mut c = Copies::default();
         assert_eq!(c.place(1, shot(0, 100)), [Placed::Lead(1)]);
-        assert_eq!(
-            c.place(2, shot(0, 50)),
-            [Placed::Follow {
-                id: 2,
-                leader: 1,
-                distance: 1
-            }]
-        );
+        assert_eq!(c.place(2, shot(0, 50)), [follow(2, 1)]);
         // Another picture leads on its own.
         assert_eq!(c.place(3, shot(1, 10)), [Placed::Lead(3)]);
         assert_eq!(c.settled(1), [(2, 1)]);
@@ -621,19 +611,7 @@ mod tests {
         c.place(2, shot(0, 40));
         assert_eq!(
             c.place(3, shot(0, 100)),
-            [
-                Placed::Lead(3),
-                Placed::Follow {
-                    id: 1,
-                    leader: 3,
-                    distance: 1
-                },
-                Placed::Follow {
-                    id: 2,
-                    leader: 3,
-                    distance: 1
-                },
-            ]
+            [Placed::Lead(3), follow(1, 3), follow(2, 3),]
         );
         let mut c = Copies::default();
         c.place(1, shot(0, 50));
@@ -657,14 +635,7 @@ mod tests {
         assert_eq!(c.len(), 0);
         // Placed again in that order, the largest leads.
         assert_eq!(c.place(3, shot(0, 60)), [Placed::Lead(3)]);
-        assert_eq!(
-            c.place(2, shot(0, 20)),
-            [Placed::Follow {
-                id: 2,
-                leader: 3,
-                distance: 1
-            }]
-        );
+        assert_eq!(c.place(2, shot(0, 20)), [follow(2, 3)]);
         assert_eq!(c.abandoned(3), [2]);
         assert_eq!(c.len(), 0);
     }
