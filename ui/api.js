@@ -15,6 +15,8 @@ export const syncPaths = (paths) => invoke('sync_paths', { paths });
 export const forceUpload = (path) => invoke('force_upload', { path });
 export const retry = (path) => invoke('retry', { path });
 export const recheck = () => invoke('recheck');
+export const reveal = (id) => invoke('reveal', { id });
+export const openFile = (id) => invoke('open_file', { id });
 export const syncNow = () => invoke('sync_now');
 export const setPaused = (paused) => invoke('set_paused', { paused });
 export const getSettings = () => invoke('get_settings');

@@ -2,6 +2,8 @@
 // cost what a screenful does. Rows come from Rust one page at a time.
 import * as api from './api.js';
 import { STATUS_LABELS, detail } from './format.js';
+import { S } from './strings.js';
+import { showMenu } from './menu.js';
 
 export const ROW_HEIGHT = 64;
 const OVERSCAN = 6;
@@ -21,9 +23,12 @@ export class FileList {
     window.addEventListener('resize', () => this.refresh());
   }
 
-  // After a batch of changes: fetch again only if a row in view changed or files were added.
+  // After a batch of changes: fetch again if a row in view changed or files were added, and
+  // under a filter or a search after any change, since a row out of view may have just
+  // entered (or left) what is shown.
   changed(ids, all) {
-    if (all !== this.lastAll || ids.some((id) => this.shownIds.has(id))) {
+    const filtered = Boolean(this.filter.status || this.filter.search);
+    if (all !== this.lastAll || (filtered && ids.length > 0) || ids.some((id) => this.shownIds.has(id))) {
       this.lastAll = all;
       this.refresh();
     }
@@ -66,6 +71,7 @@ export class FileList {
       if (!el) {
         el = document.createElement('div');
         el.className = 'row';
+        el.addEventListener('contextmenu', (e) => { e.preventDefault(); rowMenu(e.clientX, e.clientY, el.row); });
         el.style.top = `${top}px`;
         this.spacer.appendChild(el);
         this.rendered.set(key, el);
@@ -78,8 +84,38 @@ export class FileList {
   }
 }
 
+// What can be done with one file: show it, open it, copy its path, and upload or retry it
+// where that applies.
+function rowMenu(x, y, row) {
+  if (!row) return;
+  const problem = (e) => window.dispatchEvent(new CustomEvent('problem', { detail: String(e) }));
+  const items = [
+    { id: 'reveal', label: S.showInFolder, action: () => api.reveal(row.id).catch(problem) },
+    { id: 'open', label: S.openFile, action: () => api.openFile(row.id).catch(problem) },
+    { id: 'copy', label: S.copyPath, action: () => copyText(row.path).catch(problem) },
+  ];
+  if (row.status === 'backed_up' && row.backed === 'same_picture') {
+    items.push({ id: 'force', label: S.uploadAnyway, action: () => api.forceUpload(row.path).catch(problem) });
+  }
+  if (row.status === 'failed') items.push({ id: 'retry', label: S.retry, action: () => api.retry(row.path).catch(problem) });
+  showMenu(x, y, items);
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && navigator.clipboard.writeText) {
+    try { await navigator.clipboard.writeText(text); return; } catch (_) { /* fall back below */ }
+  }
+  const area = Object.assign(document.createElement('textarea'), { value: text });
+  document.body.appendChild(area);
+  area.select();
+  const ok = document.execCommand('copy');
+  area.remove();
+  if (!ok) throw new Error(S.copyFailed);
+}
+
 function draw(el, row) {
-  const sig = JSON.stringify([row.id, row.status, row.reason, row.matched, row.upload, row.next_retry, row.dropped]);
+  el.row = row;
+  const sig = JSON.stringify([row.id, row.status, row.backed, row.reason, row.unidentified, row.matched, row.upload, row.next_retry, row.dropped]);
   if (el.dataset.sig === sig) return;
   el.dataset.sig = sig;
   el.dataset.status = row.status;
@@ -92,11 +128,13 @@ function draw(el, row) {
   img.alt = '';
   img.loading = 'lazy';
   img.src = api.thumbUrl(row);
-  img.addEventListener('error', () => img.replaceWith(Object.assign(document.createElement('div'), { className: 'noimg' })));
+  // No picture (a video, a document, an unreadable image): a file-type badge instead.
+  img.addEventListener('error', () => img.replaceWith(typeIcon(row.name)));
 
   const main = document.createElement('div');
   main.className = 'main';
-  const name = Object.assign(document.createElement('div'), { className: 'name', textContent: row.name, title: row.path });
+  const name = cutName(row.name);
+  name.title = row.path;
   const info = Object.assign(document.createElement('div'), { className: 'detail', textContent: detail(row) });
   info.title = info.textContent;
   main.append(name, info);
@@ -115,19 +153,45 @@ function draw(el, row) {
   });
   el.append(img, main, badge);
 
-  if (row.status === 'on_server' && row.matched && row.matched.kind === 'same_picture') {
-    el.appendChild(button('Upload anyway', 'force', () => api.forceUpload(row.path)));
+  if (row.status === 'backed_up' && row.backed === 'same_picture') {
+    el.appendChild(button(S.uploadAnyway, 'force', () => api.forceUpload(row.path)));
   }
   if (row.status === 'failed') {
-    el.appendChild(button('Retry', 'retry', () => api.retry(row.path)));
+    el.appendChild(button(S.retry, 'retry', () => api.retry(row.path)));
   }
 }
 
+function typeIcon(name) {
+  const dot = name.lastIndexOf('.');
+  const ext = dot > 0 ? name.slice(dot + 1, dot + 5).toUpperCase() : '?';
+  return Object.assign(document.createElement('div'), { className: 'noimg', textContent: ext, title: name });
+}
+
+// A name cut in the middle when it does not fit: its end (a burst's number, the extension)
+// tells files apart, so it always shows.
+function cutName(text) {
+  const el = document.createElement('div');
+  el.className = 'name';
+  const keep = Math.min(12, Math.floor(text.length / 2));
+  el.append(
+    Object.assign(document.createElement('span'), { className: 'head', textContent: text.slice(0, text.length - keep) }),
+    Object.assign(document.createElement('span'), { className: 'tail', textContent: text.slice(text.length - keep) }),
+  );
+  return el;
+}
+
+// Disabled while its command runs, then live again: a retry that ends in the same state
+// leaves the row as it was, and the button must still work.
 function button(text, action, onClick) {
   const b = document.createElement('button');
   b.type = 'button';
   b.textContent = text;
   b.dataset.action = action;
-  b.addEventListener('click', () => { b.disabled = true; onClick().catch((e) => { b.disabled = false; window.dispatchEvent(new CustomEvent('problem', { detail: String(e) })); }); });
+  b.addEventListener('click', () => {
+    b.disabled = true;
+    onClick()
+      .catch((e) => window.dispatchEvent(new CustomEvent('problem', { detail: String(e) })))
+      .finally(() => { b.disabled = false; });
+  });
   return b;
 }

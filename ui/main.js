@@ -2,141 +2,302 @@
 import * as api from './api.js';
 import { FileList } from './list.js';
 import { drawRate } from './chart.js';
-import { STATUS_LABELS, bytes } from './format.js';
+import { bytes } from './format.js';
+import { S } from './strings.js';
 
 const $ = (id) => document.getElementById(id);
 let current = null; // the last overview
 
-const fileList = new FileList($('list'), $('spacer'), (n) => { $('list-count').textContent = `${n} files`; });
+const fileList = new FileList($('list'), $('spacer'), (n) => { $('list-count').textContent = S.files(n); });
 
-function showProblem(text) {
-  const el = $('problem');
-  el.textContent = text;
-  el.classList.toggle('hidden', !text);
+// WebKit's own menu (Back, Forward, Reload) means nothing here; inputs keep theirs.
+document.addEventListener('contextmenu', (e) => {
+  if (!e.target.closest('input, textarea')) e.preventDefault();
+});
+
+// ---- Banners: over the bottom edge, each with a close button; details one click away.
+
+function showProblem(text, more) {
+  $('problem-text').textContent = text || '';
+  $('problem-detail').textContent = more || '';
+  $('problem-detail').classList.add('hidden');
+  $('problem-more').classList.toggle('hidden', !more);
+  $('problem').classList.toggle('hidden', !text);
 }
 window.addEventListener('problem', (e) => showProblem(e.detail));
+$('problem-more').addEventListener('click', () => $('problem-detail').classList.toggle('hidden'));
+
+let offlineDismissed = false;
+for (const b of document.querySelectorAll('[data-close]')) {
+  b.addEventListener('click', () => {
+    $(b.dataset.close).classList.add('hidden');
+    if (b.dataset.close === 'offline') offlineDismissed = true;
+  });
+}
+
+// ---- The overview: header, filters, what is live.
 
 function renderOverview(o) {
   current = o;
   $('status-line').textContent = o.status_line;
   const t = o.totals;
   // While the walk is under way the total is not known: say how many were found so far.
-  $('overall-count').textContent =
-    t.walking == null ? `${t.done} of ${t.all}` : `${t.done} · found ${t.walking} so far`;
-  $('overall-rate').textContent = `${bytes(t.rate)}/s`;
+  let count = t.walking == null ? S.doneOf(t.done, t.all) : S.foundSoFar(t.done, t.walking);
+  if (t.failed) count += ` · ${S.failedCount(t.failed)}`;
+  $('overall-count').textContent = count;
+  $('overall-rate').textContent = o.paused ? S.paused : S.perSecond(bytes(t.rate));
   $('overall-bar').style.width = t.all ? `${(100 * t.done) / t.all}%` : '0';
-  $('pause').textContent = o.paused ? 'Resume' : 'Pause';
-  $('offline').classList.toggle('hidden', !o.offline);
-  $('setup').classList.toggle('hidden', o.configured && !$('setup').dataset.forced);
-  drawRate($('rate-chart'), o.rate_series);
+  $('pause').textContent = o.paused ? S.resume : S.pause;
+  $('connection').textContent = o.configured ? S.connectedAs(o.user, o.server_url) : S.notConnected;
+  if (!o.offline) offlineDismissed = false;
+  $('offline').classList.toggle('hidden', !o.offline || offlineDismissed);
+  setLive(o.configured);
+  drawRate($('rate-chart'), o.rate_series, t.rate);
   renderFilters(t);
+}
+
+// Before a server is set, nothing but the first-run steps can be used.
+function setLive(configured) {
+  document.body.classList.toggle('unconfigured', !configured);
+  $('main').inert = !configured;
+  for (const id of ['pause', 'sync-now', 'open-settings']) $(id).disabled = !configured;
+  if (!configured && !$('setup').open) openSetup('first');
 }
 
 function renderFilters(t) {
   const ul = $('filters');
-  const items = [['', 'All', t.all], ...Object.keys(STATUS_LABELS).map((s) => [s, STATUS_LABELS[s], t.by_status[s] || 0])];
+  const active = fileList.filter.status || '';
+  const items = [['', S.all, t.all], ...Object.keys(S.status).map((s) => [s, S.status[s], t.by_status[s] || 0])];
+  const focused = document.activeElement && document.activeElement.closest('#filters') ? document.activeElement.dataset.status : null;
   ul.replaceChildren(...items.map(([s, label, n]) => {
     const li = document.createElement('li');
-    li.id = `filter-${s || 'all'}`;
-    li.dataset.status = s;
-    li.classList.toggle('active', (fileList.filter.status || '') === s);
-    li.append(Object.assign(document.createElement('span'), { textContent: label }),
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.id = `filter-${s || 'all'}`;
+    b.dataset.status = s;
+    b.setAttribute('aria-pressed', String(active === s));
+    b.classList.toggle('active', active === s);
+    b.append(Object.assign(document.createElement('span'), { textContent: label }),
       Object.assign(document.createElement('span'), { className: 'n', textContent: String(n) }));
-    li.addEventListener('click', () => { fileList.setFilter({ status: s || null }); renderFilters(t); });
+    b.addEventListener('click', () => { fileList.setFilter({ status: s || null }); renderFilters(t); $(b.id).focus(); });
+    li.appendChild(b);
     return li;
   }));
+  // Redrawn under the keyboard: the focus stays on the same filter.
+  if (focused != null) $(`filter-${focused || 'all'}`).focus();
+}
+
+// ---- Folders.
+
+// A path as a person reads it: the folder's own name always shows, its parents give way.
+function pathLabel(path) {
+  const cut = Math.max(path.lastIndexOf('/'), path.lastIndexOf('\\'));
+  const el = Object.assign(document.createElement('span'), { className: 'path', title: path });
+  el.append(
+    Object.assign(document.createElement('span'), { className: 'dir', textContent: path.slice(0, cut + 1) }),
+    Object.assign(document.createElement('span'), { className: 'leaf', textContent: path.slice(cut + 1) }),
+  );
+  return el;
 }
 
 async function renderFolders() {
   const list = await api.folders();
-  $('folders').replaceChildren(...list.map((f) => {
+  const items = (withCounts) => list.map((f) => {
     const li = document.createElement('li');
     li.dataset.path = f.path;
-    const path = Object.assign(document.createElement('span'), { className: 'path', textContent: f.path, title: f.path });
-    const count = Object.assign(document.createElement('span'), { className: 'count', textContent: `${f.done}/${f.files}` });
-    const rm = Object.assign(document.createElement('button'), { type: 'button', textContent: '×', title: 'Stop backing up this folder' });
-    rm.addEventListener('click', () => api.removeFolder(f.path).then(renderFolders).catch((e) => showProblem(String(e))));
-    li.append(path, count, rm);
+    li.appendChild(pathLabel(f.path));
+    if (withCounts) li.appendChild(Object.assign(document.createElement('span'), { className: 'count', textContent: `${f.done}/${f.files}` }));
+    const rm = Object.assign(document.createElement('button'), { type: 'button', textContent: '×', className: 'remove', title: S.stopBackingUp });
+    rm.setAttribute('aria-label', `${S.stopBackingUp}: ${f.path}`);
+    rm.addEventListener('click', () => confirmRemove(f.path));
+    li.appendChild(rm);
     return li;
-  }));
+  });
+  $('folders').replaceChildren(...items(true));
+  $('setup-folders').replaceChildren(...items(false));
+  if (!list.length) $('setup-folders').appendChild(Object.assign(document.createElement('li'), { className: 'empty', textContent: S.noFolders }));
 }
 
-async function addFolder(path) {
-  if (!path) return;
+function confirmRemove(path) {
+  const d = $('confirm-remove');
+  $('confirm-remove-title').textContent = S.removeFolder(path);
+  $('confirm-remove-note').textContent = S.removeFolderNote;
+  d.returnValue = '';
+  d.onclose = () => {
+    if (d.returnValue !== 'remove') return;
+    api.removeFolder(path).then(renderFolders).then(() => fileList.refresh()).catch((e) => showProblem(String(e)));
+  };
+  d.showModal();
+  $('confirm-remove-yes').focus();
+}
+
+async function addFolder(path, report) {
+  if (!path) return false;
   try {
     await api.addFolder(path);
-    showProblem('');
+    report('');
     await renderFolders();
     fileList.refresh();
+    return true;
   } catch (e) {
-    showProblem(String(e));
+    report(String(e));
+    return false;
   }
 }
 
-function connectionMessage(text, ok) {
+$('add-folder').addEventListener('click', async () => addFolder(await api.pickFolder(), showProblem));
+$('add-folder-path').addEventListener('click', async () => {
+  if (await addFolder($('folder-path').value.trim(), showProblem)) $('folder-path').value = '';
+});
+$('folder-path').addEventListener('keydown', (e) => { if (e.key === 'Enter') $('add-folder-path').click(); });
+$('search').addEventListener('input', (e) => fileList.setFilter({ search: e.target.value }));
+
+// ---- First run and "Change server…": address, token, folders, what happens next.
+
+let setupMode = null; // 'first' or 'change'
+
+function connectionMessage(text, ok, more) {
   const m = $('connection-message');
   m.textContent = text;
   m.className = `message ${ok ? 'ok' : 'error'}`;
+  $('connection-detail').textContent = more || '';
+  $('connection-detail').classList.add('hidden');
+  $('connection-more').classList.toggle('hidden', !more);
+}
+$('connection-more').addEventListener('click', () => $('connection-detail').classList.toggle('hidden'));
+
+function showStep(step) {
+  for (const f of document.querySelectorAll('#setup .step')) f.classList.toggle('hidden', f.dataset.step !== step);
+  for (const li of document.querySelectorAll('#setup .steps li')) {
+    if (li.dataset.step === step) li.setAttribute('aria-current', 'step'); else li.removeAttribute('aria-current');
+  }
+  $('setup').dataset.step = step;
+  const first = document.querySelector(`#step-${step} input, #step-${step} button.primary`);
+  if (first) first.focus();
 }
 
+function openSetup(mode) {
+  setupMode = mode;
+  const d = $('setup');
+  d.classList.toggle('changing', mode === 'change');
+  for (const b of document.querySelectorAll('.cancel-setup')) b.classList.toggle('hidden', mode !== 'change');
+  connectionMessage('', true);
+  if (current && current.server_url) $('server-url').value = current.server_url;
+  $('token').value = '';
+  if (!d.open) d.showModal();
+  showStep('address');
+}
+
+function closeSetup() {
+  setupMode = null;
+  if ($('setup').open) $('setup').close();
+}
+
+// Escape leaves "Change server…"; on the first run there is nowhere to go back to.
+$('setup').addEventListener('cancel', (e) => { if (setupMode !== 'change') e.preventDefault(); else setupMode = null; });
+for (const b of document.querySelectorAll('.cancel-setup')) b.addEventListener('click', closeSetup);
+for (const b of document.querySelectorAll('#setup .back')) b.addEventListener('click', () => showStep(b.dataset.to));
+
+// With no scheme typed, http:// is meant (the service does the same).
+function typedAddress() {
+  const v = $('server-url').value.trim();
+  return v && !v.includes('://') ? `http://${v}` : v;
+}
+
+$('step-address').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const url = typedAddress();
+  if (!url) { connectionMessage(S.addressNeeded, false); return; }
+  $('server-url').value = url;
+  connectionMessage('', true);
+  showStep('token');
+});
+
+$('token-show').addEventListener('click', () => {
+  const shown = $('token').type === 'text';
+  $('token').type = shown ? 'password' : 'text';
+  $('token-show').textContent = shown ? S.show : S.hide;
+  $('token-show').setAttribute('aria-pressed', String(!shown));
+});
+
 $('test-connection').addEventListener('click', async () => {
-  connectionMessage('Testing…', true);
-  const r = await api.testConnection($('server-url').value, $('token').value);
-  connectionMessage(r.ok ? 'Connected: this is a Photosync server and it accepts the token.' : r.message, r.ok);
-});
-$('connect').addEventListener('click', async () => {
-  try {
-    await api.configure($('server-url').value, $('token').value);
-    connectionMessage('Connected.', true);
-    delete $('setup').dataset.forced;
-    renderOverview(await api.overview());
-  } catch (e) {
-    connectionMessage(String(e), false);
-  }
+  connectionMessage(S.testing, true);
+  const r = await api.testConnection(typedAddress(), $('token').value);
+  connectionMessage(r.message, r.ok, r.detail);
 });
 
-// The click does what the button says, whatever overview arrives meanwhile.
-$('pause').addEventListener('click', () => api.setPaused($('pause').textContent !== 'Resume').then(refreshOverview));
-$('sync-now').addEventListener('click', () => api.syncNow().catch((e) => showProblem(String(e))));
-$('hide').addEventListener('click', () => window.__TAURI__.window.getCurrentWindow().hide());
-$('recheck').addEventListener('click', () => api.recheck().catch((e) => showProblem(String(e))));
-$('add-folder').addEventListener('click', async () => addFolder(await api.pickFolder()));
-$('add-folder-path').addEventListener('click', () => addFolder($('folder-path').value.trim()));
-$('search').addEventListener('input', (e) => fileList.setFilter({ search: e.target.value }));
+$('step-token').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  if (!$('token').value.trim()) { connectionMessage(S.tokenNeeded, false); return; }
+  connectionMessage(S.connecting, true);
+  const r = await api.configure(typedAddress(), $('token').value);
+  if (!r.ok) { connectionMessage(r.message, false, r.detail); return; }
+  connectionMessage(S.connected, true);
+  $('token').value = '';
+  await refreshOverview();
+  if (setupMode === 'change') { closeSetup(); return; }
+  await renderFolders();
+  showStep('folders');
+});
 
-$('open-settings').addEventListener('click', async () => {
-  const s = await api.getSettings();
+$('setup-add-folder').addEventListener('click', async () => addFolder(await api.pickFolder(), (m) => connectionMessage(m, !m)));
+$('setup-add-folder-path').addEventListener('click', async () => {
+  if (await addFolder($('setup-folder-path').value.trim(), (m) => connectionMessage(m, !m))) $('setup-folder-path').value = '';
+});
+$('setup-folder-path').addEventListener('keydown', (e) => {
+  // Enter in the path box adds the path; the form's own Enter goes on to the next step.
+  if (e.key === 'Enter' && e.target.value.trim()) { e.preventDefault(); $('setup-add-folder-path').click(); }
+});
+$('step-folders').addEventListener('submit', (e) => { e.preventDefault(); connectionMessage('', true); showStep('next'); });
+$('step-next').addEventListener('submit', (e) => { e.preventDefault(); closeSetup(); fileList.refresh(); });
+
+// ---- Settings: shows what was stored, including values clamped on the way.
+
+function fillSettings(s) {
+  $('token-store').textContent = S.tokenStore[s.token_store] || '';
   $('start-at-login').checked = s.start_at_login;
   $('bandwidth').value = Math.round(s.bandwidth_limit / 1000);
   $('concurrency').value = s.concurrency;
   $('same-picture').value = s.upload_all_copies ? 'upload' : 'skip';
   $('all-files').checked = s.all_files;
-  $('settings').classList.remove('hidden');
+}
+
+$('open-settings').addEventListener('click', async () => {
+  fillSettings(await api.getSettings());
+  $('settings-server').textContent = current ? S.connectedAs(current.user, current.server_url) : '';
+  $('settings-message').textContent = '';
+  $('settings').showModal();
 });
-$('close-settings').addEventListener('click', () => $('settings').classList.add('hidden'));
-$('change-server').addEventListener('click', () => {
-  $('settings').classList.add('hidden');
-  $('setup').dataset.forced = '1';
-  $('setup').classList.remove('hidden');
-  if (current) $('server-url').value = current.server_url;
-});
-$('save-settings').addEventListener('click', async () => {
+$('close-settings').addEventListener('click', () => $('settings').close());
+$('change-server').addEventListener('click', () => { $('settings').close(); openSetup('change'); });
+$('recheck').addEventListener('click', () => api.recheck().catch((e) => showProblem(String(e))));
+$('settings-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
   const s = await api.getSettings();
+  const typed = Number($('concurrency').value) || 3;
   s.start_at_login = $('start-at-login').checked;
   s.bandwidth_limit = Math.max(0, Number($('bandwidth').value) || 0) * 1000;
-  s.concurrency = Math.max(1, Number($('concurrency').value) || 3);
+  s.concurrency = Math.max(1, typed);
   s.upload_all_copies = $('same-picture').value === 'upload';
   s.all_files = $('all-files').checked;
   const m = $('settings-message');
   try {
-    await api.updateSettings(s);
-    m.textContent = 'Saved.';
+    const stored = await api.updateSettings(s);
+    fillSettings(stored);
+    m.textContent = stored.concurrency !== typed ? S.savedClamped(S.clampedTo(S.uploadsAtOnce, stored.concurrency)) : S.saved;
     m.className = 'message ok';
-  } catch (e) {
-    m.textContent = String(e);
+  } catch (err) {
+    m.textContent = String(err);
     m.className = 'message error';
   }
 });
+
+// ---- Header actions.
+
+// The click does what the button says, whatever overview arrives meanwhile.
+$('pause').addEventListener('click', () => api.setPaused($('pause').textContent !== S.resume).then(refreshOverview));
+$('sync-now').addEventListener('click', () => api.syncNow().catch((e) => showProblem(String(e))));
+$('hide').addEventListener('click', () => window.__TAURI__.window.getCurrentWindow().hide());
 
 // Drag and drop: the Rust side syncs what was dropped; here we only show that it is coming.
 api.listen('tauri://drag-enter', () => document.body.classList.add('dragging'));

@@ -38,8 +38,9 @@ pub struct AppState {
     quitting: AtomicBool,
 }
 
-/// Where the app keeps its files: `PHOTOSYNC_DESKTOP_DIR` if set (tests, portable use), else
-/// the platform's config, data and cache directories.
+/// Where the app keeps its files: `PHOTOSYNC_DESKTOP_DIR` if set (tests, portable use: the
+/// token stays in that folder's settings file), else the platform's config, data and cache
+/// directories, with the token in the system keyring where one runs.
 pub fn app_paths() -> Result<Paths, String> {
     if let Some(dir) = std::env::var_os("PHOTOSYNC_DESKTOP_DIR") {
         return Ok(Paths::under(&PathBuf::from(dir)));
@@ -50,29 +51,52 @@ pub fn app_paths() -> Result<Paths, String> {
         settings: dirs.config_dir().join("settings.json"),
         state: dirs.data_dir().join("state.db"),
         thumbnails: dirs.cache_dir().join("thumbnails"),
+        keyring: Some(photosync_service::Keyring::new("org.photosync.desktop")),
     })
 }
 
+/// A connection test or a connect, as the window shows it: plain words, and the network
+/// library's own account apart (one click away, not in the message).
 #[derive(Debug, Serialize)]
 pub struct ConnectionReport {
     pub ok: bool,
-    /// "ok", "unreachable", "bad_token" or "not_photosync".
+    /// "ok", "unreachable", "bad_token", "not_photosync" or "error".
     pub kind: &'static str,
     pub message: String,
+    pub detail: Option<String>,
 }
 
 impl From<Connection> for ConnectionReport {
     fn from(c: Connection) -> Self {
-        let kind = match &c {
-            Connection::Ok => "ok",
-            Connection::Unreachable(_) => "unreachable",
-            Connection::BadToken => "bad_token",
-            Connection::NotPhotosync(_) => "not_photosync",
+        let (kind, message, detail) = match c {
+            Connection::Ok => (
+                "ok",
+                "Connected: this is a Photosync server and it accepts the token.".to_owned(),
+                None,
+            ),
+            Connection::Unreachable(why) => (
+                "unreachable",
+                format!("Photosync cannot reach the server: {}.", why.plain),
+                why.detail,
+            ),
+            Connection::BadToken => (
+                "bad_token",
+                "The server refused the token. Check it, or make a new one with \
+                 photosync-server user add."
+                    .to_owned(),
+                None,
+            ),
+            Connection::NotPhotosync(why) => (
+                "not_photosync",
+                "Something answers at this address, but it is not a Photosync server.".to_owned(),
+                Some(why),
+            ),
         };
         ConnectionReport {
-            ok: c == Connection::Ok,
+            ok: kind == "ok",
             kind,
-            message: c.to_string(),
+            message,
+            detail,
         }
     }
 }
@@ -103,13 +127,23 @@ async fn test_connection(url: String, token: String) -> ConnectionReport {
     Service::test_connection(&url, &token).await.into()
 }
 
+/// Saves server and token if they pass the test; the report says how it went.
 #[tauri::command]
 async fn configure<R: Runtime>(
     app: tauri::AppHandle<R>,
     url: String,
     token: String,
-) -> Result<(), String> {
-    said(service(&app)?.configure(&url, &token).await)
+) -> Result<ConnectionReport, String> {
+    Ok(match service(&app)?.configure(&url, &token).await {
+        Ok(()) => Connection::Ok.into(),
+        Err(photosync_service::ServiceError::Connection(c)) => c.into(),
+        Err(e) => ConnectionReport {
+            ok: false,
+            kind: "error",
+            message: e.to_string(),
+            detail: None,
+        },
+    })
 }
 
 #[tauri::command]
@@ -146,6 +180,25 @@ async fn retry<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<()
     said(service(&app)?.retry(path).await)
 }
 
+/// A listed file's path: the window names files by row, so it can open nothing else.
+fn row_path<R: Runtime>(app: &tauri::AppHandle<R>, id: u64) -> Result<PathBuf, String> {
+    service(app)?
+        .row_path(id)
+        .ok_or_else(|| "that file is no longer listed".to_owned())
+}
+
+/// Shows the file in the system's file manager.
+#[tauri::command]
+fn reveal<R: Runtime>(app: tauri::AppHandle<R>, id: u64) -> Result<(), String> {
+    tauri_plugin_opener::reveal_item_in_dir(row_path(&app, id)?).map_err(|e| e.to_string())
+}
+
+/// Opens the file with the system's default app for it.
+#[tauri::command]
+fn open_file<R: Runtime>(app: tauri::AppHandle<R>, id: u64) -> Result<(), String> {
+    tauri_plugin_opener::open_path(row_path(&app, id)?, None::<&str>).map_err(|e| e.to_string())
+}
+
 #[tauri::command]
 async fn recheck<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
     said(service(&app)?.recheck().await)
@@ -170,11 +223,12 @@ fn get_settings<R: Runtime>(app: tauri::AppHandle<R>) -> Result<Settings, String
     Ok(s)
 }
 
+/// Stores the preferences; answers what was stored (clamped where out of range).
 #[tauri::command]
 async fn update_settings<R: Runtime>(
     app: tauri::AppHandle<R>,
     settings: Settings,
-) -> Result<(), String> {
+) -> Result<Settings, String> {
     set_autostart(&app, settings.start_at_login)?;
     said(service(&app)?.update_settings(settings).await)
 }
@@ -229,18 +283,32 @@ pub fn quit<R: Runtime>(app: &tauri::AppHandle<R>) {
     });
 }
 
+/// How often the window hears about the rate while it is decaying with no other change.
+pub const RATE_TICK: Duration = Duration::from_secs(1);
+
 /// Waits for board changes and sends them to the window and the tray, at most once per
-/// `BOARD_INTERVAL`.
+/// `BOARD_INTERVAL`. While bytes moved in the chart's window, the rate and the chart change
+/// with time alone: they are sent every `RATE_TICK` until both are back to 0.
 fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::Notify>) {
     tauri::async_runtime::spawn(async move {
+        let mut live = false;
         loop {
-            dirty.notified().await;
+            if live {
+                tokio::select! {
+                    () = dirty.notified() => {}
+                    () = tokio::time::sleep(RATE_TICK) => {}
+                }
+            } else {
+                dirty.notified().await;
+            }
             tokio::time::sleep(BOARD_INTERVAL).await;
             let Ok(service) = service(&app) else { continue };
             let update = BoardUpdate {
                 overview: service.overview(),
                 changed: service.take_changed().into_iter().map(|r| r.id).collect(),
             };
+            live = update.overview.totals.rate > 0.0
+                || update.overview.rate_series.iter().any(|v| *v > 0.0);
             tray::set_status(&app, &update.overview);
             if let Err(e) = app.emit("board", &update) {
                 tracing::debug!(error = %e, "board event not sent");
@@ -263,6 +331,8 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             sync_paths,
             force_upload,
             retry,
+            reveal,
+            open_file,
             recheck,
             sync_now,
             set_paused,

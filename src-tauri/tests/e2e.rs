@@ -120,15 +120,51 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     let (_x, display) = xvfb();
     let (_driver, c) = connect(APP, &display, &work.path().join("app")).await;
 
-    // First run: the connection form; a wrong token is told apart.
+    // First run: a dialog of steps, and nothing else live behind it.
     wait_js(
         &c,
-        "the first-run form",
-        "!document.getElementById('setup').classList.contains('hidden')",
+        "the first-run steps",
+        "document.getElementById('setup').open && document.getElementById('setup').dataset.step === 'address'",
     )
     .await;
-    fill(&c, "server-url", &server.url()).await;
+    assert_eq!(
+        js(&c, "return [document.getElementById('main').inert, document.getElementById('sync-now').disabled]").await,
+        json!([true, true]),
+        "the main window's controls wait for a server"
+    );
+    // Escape does not leave the first run: there is nothing behind it yet.
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{e00c}")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        js(&c, "return document.getElementById('setup').open").await,
+        json!(true)
+    );
+    // The address without a scheme, and Enter goes on.
+    let address = server.url().trim_start_matches("http://").to_owned();
+    fill(&c, "server-url", &format!("{address}\u{e007}")).await;
+    wait_js(
+        &c,
+        "the token step, the address with http:// in front",
+        &format!("document.getElementById('setup').dataset.step === 'token' && document.getElementById('server-url').value === '{}'", server.url()),
+    )
+    .await;
+    let first_run = screenshot(&c, "first-run").await;
+    // The token can be shown; a wrong one is told apart in plain words.
     fill(&c, "token", "psk_not_this_one").await;
+    assert_eq!(
+        js(&c, "return document.getElementById('token').type").await,
+        json!("password")
+    );
+    click(&c, "token-show").await;
+    assert_eq!(
+        js(&c, "return document.getElementById('token').type").await,
+        json!("text")
+    );
     click(&c, "test-connection").await;
     wait_js(
         &c,
@@ -136,35 +172,80 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         "document.getElementById('connection-message').textContent.includes('refused the token')",
     )
     .await;
-    let first_run = screenshot(&c, "first-run").await;
-    fill(&c, "token", &token).await;
-    click(&c, "test-connection").await;
+    fill(&c, "token", &format!("{token}\u{e007}")).await;
     wait_js(
         &c,
-        "the good connection message",
-        "document.getElementById('connection-message').textContent.startsWith('Connected')",
+        "the folders step",
+        "document.getElementById('setup').dataset.step === 'folders'",
     )
     .await;
-    click(&c, "connect").await;
+    // A relative path is refused with why; a full one is added (the native dialog is out of
+    // WebDriver's reach).
+    fill(&c, "setup-folder-path", "Pictures").await;
+    click(&c, "setup-add-folder-path").await;
     wait_js(
         &c,
-        "the form to close",
-        "document.getElementById('setup').classList.contains('hidden')",
+        "the relative path refused",
+        "document.getElementById('connection-message').textContent.includes('not a full path')",
     )
     .await;
-
-    // A folder, by a path (the native dialog is out of WebDriver's reach).
-    fill(&c, "folder-path", library.to_str().unwrap()).await;
-    click(&c, "add-folder-path").await;
+    fill(&c, "setup-folder-path", library.to_str().unwrap()).await;
+    click(&c, "setup-add-folder-path").await;
+    wait_js(
+        &c,
+        "the folder listed in the step",
+        "document.querySelectorAll('#setup-folders li[data-path]').length === 1",
+    )
+    .await;
+    click(&c, "folders-next").await;
+    wait_js(
+        &c,
+        "what happens next",
+        "document.getElementById('setup').dataset.step === 'next'",
+    )
+    .await;
+    let first_run_next = screenshot(&c, "first-run-next").await;
+    click(&c, "setup-done").await;
+    wait_js(
+        &c,
+        "the steps closed, the window live, the account shown",
+        "!document.getElementById('setup').open && !document.getElementById('main').inert && document.getElementById('connection').textContent.startsWith('me on http://')",
+    )
+    .await;
+    // Filters are buttons the keyboard reaches. One chosen before the sync fills in must
+    // not go stale: its rows appear as they enter it.
+    assert_eq!(
+        js(
+            &c,
+            "return document.getElementById('filter-backed_up').tagName"
+        )
+        .await,
+        json!("BUTTON")
+    );
+    c.find(Locator::Id("filter-backed_up"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     // A link to nothing holds nothing to back up: it is reported (skipped), not a failure.
     // The corrupt image is backed up by its bytes.
     // The text file is left out (skipped) with its reason.
     let (failed, skipped) = if root { (0, 2) } else { (1, 1) };
     wait_js(
         &c,
-        "every photo uploaded and the bad files failed or were skipped",
+        "the filtered list keeps up with the sidebar",
+        "document.querySelector('#filter-backed_up .n').textContent === '7' && \
+         document.querySelectorAll('.row[data-status=backed_up]').length === 7 && \
+         document.getElementById('list-count').textContent === '7 files'",
+    )
+    .await;
+    click(&c, "filter-all").await;
+    wait_js(
+        &c,
+        "every photo backed up and the bad files failed or were skipped",
         &format!(
-            "document.querySelectorAll('.row[data-status=uploaded]').length === 7 && \
+            "document.querySelectorAll('.row[data-status=backed_up]').length === 7 && \
              document.querySelectorAll('.row[data-status=failed]').length === {failed} && \
              document.querySelectorAll('.row[data-status=skipped]').length === {skipped}"
         ),
@@ -201,30 +282,71 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     assert_eq!(
         js(
             &c,
-            "return document.getElementById('filter-uploaded').textContent"
+            "return document.getElementById('filter-backed_up').textContent"
         )
         .await,
-        json!("Uploaded7")
+        json!("Backed up7")
     );
     assert_eq!(server.images().await, 7, "the server holds them");
+    // A failure is not done.
     wait_js(
         &c,
         "the folder's counts",
-        "document.querySelector('#folders li .count').textContent === '9/9'",
+        &format!(
+            "document.querySelector('#folders li .count').textContent === '{}/9'",
+            9 - failed
+        ),
     )
     .await;
     let thumbs = js(&c, "return [...document.querySelectorAll('.row img')].filter(i => i.complete && i.naturalWidth > 0).length").await;
     assert!(thumbs.as_u64().unwrap() >= 6, "thumbnails shown: {thumbs}");
     let main = screenshot(&c, "main").await;
+    // A row's own menu (not WebKit's Back/Forward/Reload), with what applies to it.
+    js(
+        &c,
+        "document.querySelector('.row[data-name=\"aqua.jpg\"]').dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true, clientX: 300, clientY: 200 })); return true;",
+    )
+    .await;
+    assert_eq!(
+        js(
+            &c,
+            "return [...document.querySelectorAll('.menu button')].map(b => b.dataset.action)"
+        )
+        .await,
+        json!(["reveal", "open", "copy"])
+    );
+    let menu = screenshot(&c, "row-menu").await;
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{e00c}")
+        .await
+        .unwrap();
+    wait_js(&c, "the menu closed", "!document.querySelector('.menu')").await;
+    let failed_menu = js(
+        &c,
+        "const r = document.querySelector('.row[data-status=failed]'); if (!r) return null; r.dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true, clientX: 300, clientY: 200 })); const a = [...document.querySelectorAll('.menu button')].map(b => b.dataset.action); document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape' })); return a;",
+    )
+    .await;
+    if !root {
+        assert_eq!(failed_menu, json!(["reveal", "open", "copy", "retry"]));
+    }
 
     // A renamed copy is recognised, with the reason.
+    // Under the "Backed up" filter: the row must appear when it enters it, although the
+    // number of files changed before that (when it was found).
+    click(&c, "filter-backed_up").await;
     copy_photo("aqua.jpg", &library.join("renamed-copy.jpg"));
     wait_js(
         &c,
-        "the renamed copy is known",
-        &format!("{} === 'synced'", row_status("renamed-copy.jpg")),
+        "the renamed copy is known, in the filtered list",
+        &format!(
+            "{} === 'backed_up' && document.getElementById('list-count').textContent === '8 files'",
+            row_status("renamed-copy.jpg")
+        ),
     )
     .await;
+    click(&c, "filter-all").await;
     let why = js(
         &c,
         "return document.querySelector('.row[data-name=\"renamed-copy.jpg\"] .detail').textContent",
@@ -265,7 +387,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     wait_js(
         &c,
         "uploaded after resume",
-        &format!("{} === 'uploaded'", row_status("while-paused.jpg")),
+        &format!("{} === 'backed_up'", row_status("while-paused.jpg")),
     )
     .await;
 
@@ -277,7 +399,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     wait_js(
         &c,
         "the dropped file on top, uploaded",
-        "(() => { const r = document.querySelector('.row[data-name=\"dropped.jpg\"]'); return r && r.style.top === '0px' && r.dataset.status === 'uploaded' && r.classList.contains('dropped'); })()",
+        "(() => { const r = document.querySelector('.row[data-name=\"dropped.jpg\"]'); return r && r.style.top === '0px' && r.dataset.status === 'backed_up' && r.classList.contains('dropped'); })()",
     )
     .await;
     let after_drop = screenshot(&c, "dropped").await;
@@ -302,12 +424,99 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     wait_js(
         &c,
         "the file from the outage uploaded",
-        &format!("{} === 'uploaded'", row_status("while-away.jpg")),
+        &format!("{} === 'backed_up'", row_status("while-away.jpg")),
     )
     .await;
     assert_eq!(server.images().await, 10);
 
-    for shot in [&first_run, &main, &after_drop, &offline] {
+    // "Change server…" can be left with Cancel and with Escape, changing nothing.
+    click(&c, "open-settings").await;
+    wait_js(
+        &c,
+        "settings open",
+        "document.getElementById('settings').open",
+    )
+    .await;
+    click(&c, "change-server").await;
+    wait_js(
+        &c,
+        "the address step",
+        "document.getElementById('setup').open",
+    )
+    .await;
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{e00c}")
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "Escape closed it",
+        "!document.getElementById('setup').open",
+    )
+    .await;
+    click(&c, "open-settings").await;
+    click(&c, "change-server").await;
+    wait_js(
+        &c,
+        "the address step again",
+        "document.getElementById('setup').open",
+    )
+    .await;
+    c.find(Locator::Css("#step-address .cancel-setup"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &c,
+        "Cancel closed it",
+        "!document.getElementById('setup').open",
+    )
+    .await;
+    assert!(js(
+        &c,
+        "return document.getElementById('connection').textContent"
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .ends_with(&server.url()));
+
+    // The window at the smallest width people use, and a large one: the header on one row.
+    let mut sized = Vec::new();
+    for (w, h) in [(800u32, 600u32), (1280, 800)] {
+        c.set_window_size(w, h).await.unwrap();
+        wait_js(
+            &c,
+            "the new size",
+            &format!("window.innerWidth <= {w} && window.innerWidth > {w} - 40"),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let header = js(&c, "const r = document.querySelector('header').getBoundingClientRect(); const h = document.getElementById('hide').getBoundingClientRect(); const p = document.getElementById('pause').getBoundingClientRect(); return [r.height, h.top === p.top, h.right <= window.innerWidth];").await;
+        assert_eq!(header[1], json!(true), "{w}: the header wraps: {header}");
+        assert_eq!(header[2], json!(true), "{w}: Hide is cut off: {header}");
+        assert!(
+            header[0].as_f64().unwrap() < 70.0,
+            "{w}: a tall header: {header}"
+        );
+        sized.push(screenshot(&c, &format!("main-{w}x{h}")).await);
+    }
+
+    for shot in [
+        &first_run,
+        &first_run_next,
+        &main,
+        &menu,
+        &after_drop,
+        &offline,
+    ]
+    .into_iter()
+    .chain(&sized)
+    {
         assert_not_blank(shot);
     }
     c.close().await.unwrap();

@@ -109,14 +109,36 @@ fn commands_events_and_tray_actions_drive_the_service() {
     )
     .unwrap();
     assert_eq!(r["kind"], "unreachable");
-    let e = invoke(
+    // Plain words; the library's account, with the address, is apart.
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains("nothing is listening") && !message.contains("127.0.0.1"),
+        "{r}"
+    );
+    assert!(r["detail"].as_str().unwrap().contains("127.0.0.1"), "{r}");
+    let r = invoke(
         &webview,
         "configure",
         json!({"url": url, "token": "psk_bad"}),
     )
-    .unwrap_err();
-    assert!(e.as_str().unwrap().contains("refused the token"), "{e}");
-    invoke(&webview, "configure", json!({"url": url, "token": token})).unwrap();
+    .unwrap();
+    assert_eq!(
+        (r["ok"].clone(), r["kind"].clone()),
+        (json!(false), json!("bad_token"))
+    );
+    assert!(
+        r["message"].as_str().unwrap().contains("refused the token"),
+        "{r}"
+    );
+    assert_eq!(
+        invoke(&webview, "overview", json!({})).unwrap()["configured"],
+        false
+    );
+    let r = invoke(&webview, "configure", json!({"url": url, "token": token})).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    wait_for("the account shown", || {
+        invoke(&webview, "overview", json!({})).unwrap()["user"] == "me"
+    });
     assert_eq!(
         invoke(&webview, "get_settings", json!({})).unwrap()["token"],
         "",
@@ -139,10 +161,12 @@ fn commands_events_and_tray_actions_drive_the_service() {
     )
     .unwrap_err();
     assert!(e.as_str().unwrap().contains("is not a folder"), "{e}");
+    let e = invoke(&webview, "add_folder", json!({"path": "Pictures"})).unwrap_err();
+    assert!(e.as_str().unwrap().contains("not a full path"), "{e}");
     invoke(&webview, "add_folder", json!({"path": photos})).unwrap();
     wait_for("uploaded", || {
         let o = invoke(&webview, "overview", json!({})).unwrap();
-        o["totals"]["by_status"]["uploaded"] == 4
+        o["totals"]["by_status"]["backed_up"] == 4
     });
     wait_for("the text file left out", || {
         let o = invoke(&webview, "overview", json!({})).unwrap();
@@ -168,7 +192,14 @@ fn commands_events_and_tray_actions_drive_the_service() {
             .lock()
             .unwrap()
             .iter()
-            .any(|u| u["overview"]["totals"]["by_status"]["uploaded"] == 4)
+            .any(|u| u["overview"]["totals"]["by_status"]["backed_up"] == 4)
+    });
+    // With nothing else happening, the rate decays to 0 and the window hears it.
+    wait_for("a board event with the rate back to 0", || {
+        updates.lock().unwrap().last().is_some_and(|u| {
+            u["overview"]["totals"]["rate"] == 0.0
+                && u["overview"]["totals"]["by_status"]["backed_up"] == 4
+        })
     });
     let seen: std::collections::BTreeSet<u64> = updates
         .lock()
@@ -191,8 +222,9 @@ fn commands_events_and_tray_actions_drive_the_service() {
             row["name"]
         );
     }
-    // Far fewer messages than engine events: they are batched.
-    assert!(updates.lock().unwrap().len() < 40);
+    // Far fewer messages than engine events: they are batched (one a second at most while
+    // only the rate changes).
+    assert!(updates.lock().unwrap().len() < 80);
 
     let page = invoke(
         &webview,
@@ -202,7 +234,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
     .unwrap();
     assert_eq!(page["total"], 1);
     let row = &page["rows"][0];
-    assert_eq!(row["status"], "uploaded", "{row}");
+    assert_eq!(row["status"], "backed_up", "{row}");
     assert!(
         row["unidentified"].as_str().unwrap().contains("jpeg"),
         "{row}"
@@ -235,7 +267,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
             json!({"query": {"offset": 0, "limit": 1}}),
         )
         .unwrap();
-        page["rows"][0]["name"] == "dropped.jpg" && page["rows"][0]["status"] == "uploaded"
+        page["rows"][0]["name"] == "dropped.jpg" && page["rows"][0]["status"] == "backed_up"
     });
 
     // A smaller copy of a picture the server has is left out, with why; forcing uploads it.
@@ -259,8 +291,9 @@ fn commands_events_and_tray_actions_drive_the_service() {
         page["rows"][0].clone()
     };
     wait_for("the copy is matched", || {
-        row_of("aqua-small")["status"] == "on_server"
+        row_of("aqua-small")["backed"] == "same_picture"
     });
+    assert_eq!(row_of("aqua-small")["status"], "backed_up");
     let row = row_of("aqua-small");
     assert_eq!(row["matched"]["kind"], "same_picture");
     assert_eq!(row["matched"]["name"], "aqua.jpg");
@@ -270,18 +303,26 @@ fn commands_events_and_tray_actions_drive_the_service() {
         .contains("at least as good"));
     invoke(&webview, "force_upload", json!({"path": small})).unwrap();
     wait_for("the forced copy is uploaded", || {
-        row_of("aqua-small")["status"] == "uploaded"
+        row_of("aqua-small")["backed"] == "uploaded"
     });
 
     // Settings are saved; a bad command argument is an error, not a crash.
     let mut s = invoke(&webview, "get_settings", json!({})).unwrap();
     s["bandwidth_limit"] = json!(500_000);
-    invoke(&webview, "update_settings", json!({"settings": s})).unwrap();
+    s["concurrency"] = json!(99);
+    let stored = invoke(&webview, "update_settings", json!({"settings": s})).unwrap();
+    // What was stored comes back, clamped, for the window to show.
+    assert_eq!(stored["concurrency"], 16, "{stored}");
+    assert_eq!(stored["token"], "", "never sent back");
+    let now = invoke(&webview, "get_settings", json!({})).unwrap();
     assert_eq!(
-        invoke(&webview, "get_settings", json!({})).unwrap()["bandwidth_limit"],
-        500_000
+        (now["bandwidth_limit"].clone(), now["concurrency"].clone()),
+        (json!(500_000), json!(16))
     );
     assert!(invoke(&webview, "add_folder", json!({"wrong": 1})).is_err());
+    // The window names files by row: it cannot open or reveal anything else.
+    let e = invoke(&webview, "open_file", json!({"id": 99_999})).unwrap_err();
+    assert!(e.as_str().unwrap().contains("no longer listed"), "{e}");
 
     // Removing the folder forgets its files in the window (the server keeps them).
     invoke(&webview, "remove_folder", json!({"path": photos})).unwrap();

@@ -18,43 +18,55 @@ use serde::Serialize;
 
 pub use rate::RateHistory;
 
-/// Where a file stands.
+/// Where a file stands. A file the server holds has one state, `BackedUp`, however that came
+/// to be ([`Backed`] says how).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Seen, not yet read.
     Found,
     Identifying,
-    /// The sync list already holds it.
-    Synced,
-    /// The server holds the same bytes or the same picture.
-    OnServer,
     Queued,
     Uploading,
-    Uploaded,
+    BackedUp,
+    /// Nothing to back up (not a photo or video, empty, gone).
     Skipped,
     Failed,
 }
 
+/// How a backed-up file came to be on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backed {
+    /// Uploaded while the app ran.
+    Uploaded,
+    /// The server already held these bytes.
+    SameBytes,
+    /// The server already held the same picture, at least as good.
+    SamePicture,
+    /// The sync list says an earlier run backed it up.
+    Earlier,
+}
+
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 7] = [
         Status::Found,
         Status::Identifying,
-        Status::Synced,
-        Status::OnServer,
         Status::Queued,
         Status::Uploading,
-        Status::Uploaded,
+        Status::BackedUp,
         Status::Skipped,
         Status::Failed,
     ];
 
     /// Nothing more will happen to the file in this round.
     pub fn is_settled(self) -> bool {
-        matches!(
-            self,
-            Status::Synced | Status::OnServer | Status::Uploaded | Status::Skipped | Status::Failed
-        )
+        matches!(self, Status::BackedUp | Status::Skipped | Status::Failed)
+    }
+
+    /// Settled for good: backed up, or nothing to back up. A failure is not done.
+    pub fn is_done(self) -> bool {
+        matches!(self, Status::BackedUp | Status::Skipped)
     }
 
     pub fn parse(s: &str) -> Option<Status> {
@@ -66,11 +78,9 @@ impl Status {
         match self {
             Status::Found => "found",
             Status::Identifying => "identifying",
-            Status::Synced => "synced",
-            Status::OnServer => "on_server",
             Status::Queued => "queued",
             Status::Uploading => "uploading",
-            Status::Uploaded => "uploaded",
+            Status::BackedUp => "backed_up",
             Status::Skipped => "skipped",
             Status::Failed => "failed",
         }
@@ -120,6 +130,8 @@ pub struct Row {
     pub path: PathBuf,
     pub name: String,
     pub status: Status,
+    /// How it was backed up, once it is.
+    pub backed: Option<Backed>,
     /// Why it was skipped or failed.
     pub reason: Option<String>,
     /// Why the file could not be identified as a picture: it is backed up by its bytes.
@@ -137,8 +149,10 @@ pub struct Row {
 pub struct Totals {
     pub all: usize,
     pub by_status: BTreeMap<Status, usize>,
-    /// Settled files out of `all`.
+    /// Files backed up or with nothing to back up, out of `all` (failures are not done).
     pub done: usize,
+    /// Files that failed (also in `by_status`).
+    pub failed: usize,
     /// Bytes per second over the last few seconds.
     pub rate: f64,
     /// Files found so far while a walk is still under way (the total is not known yet).
@@ -201,6 +215,7 @@ impl Board {
                     path: path.to_path_buf(),
                     name: name_of(path),
                     status: Status::Found,
+                    backed: None,
                     reason: None,
                     unidentified: None,
                     matched: None,
@@ -245,6 +260,11 @@ impl Board {
             row.upload = None;
             row.next_retry = None;
         };
+        let back_up = |row: &mut Row, how: Backed| {
+            settle(row, Status::BackedUp);
+            row.backed = Some(how);
+            row.reason = None;
+        };
         match event {
             Event::Discovered { .. } => {
                 // A rescan rediscovers settled files: keep what is known about them.
@@ -260,8 +280,7 @@ impl Board {
             Event::Unidentified { reason, .. } => row.unidentified = Some(reason.clone()),
             // A later rescan finds what this session uploaded or matched in the sync list: the
             // row keeps saying what happened to it.
-            Event::AlreadySynced { .. }
-                if matches!(row.status, Status::Uploaded | Status::OnServer) => {}
+            Event::AlreadySynced { .. } if row.status == Status::BackedUp => {}
             Event::AlreadySynced {
                 remote_id, same_as, ..
             } => {
@@ -271,24 +290,29 @@ impl Board {
                     name: name.clone().unwrap_or_default(),
                     kind: "same_bytes",
                     reason: match name {
-                        Some(n) if n != row.name => format!(
-                            "already backed up: same bytes as {n} (server image {remote_id})"
-                        ),
-                        _ => format!("already backed up (server image {remote_id})"),
+                        Some(n) if n != row.name => {
+                            format!("same bytes as {n} (server image {remote_id})")
+                        }
+                        _ => format!("server image {remote_id}"),
                     },
                 });
-                settle(row, Status::Synced);
-                row.reason = None;
+                back_up(row, Backed::Earlier);
             }
             Event::OnServer { how, .. } => {
                 row.matched = Some(Matched::of(how));
-                settle(row, Status::OnServer);
-                row.reason = None;
+                back_up(
+                    row,
+                    match how {
+                        OnServer::SameBytes { .. } => Backed::SameBytes,
+                        OnServer::SamePicture { .. } => Backed::SamePicture,
+                    },
+                );
             }
             Event::Queued { bytes, beside, .. } => {
                 // A worse server copy of the picture: shown beside the upload, with the rule.
                 row.matched = beside.as_ref().map(Matched::of);
                 row.status = Status::Queued;
+                row.backed = None;
                 row.reason = None;
                 row.upload = Some(Upload {
                     sent: 0,
@@ -296,6 +320,10 @@ impl Board {
                     rate: 0.0,
                     part_size: 0,
                 });
+            }
+            // Progress that arrives after the outcome (another pass's late report) does not
+            // take a backed-up row back to "Uploading".
+            Event::Uploading { .. } if matches!(row.status, Status::BackedUp | Status::Skipped) => {
             }
             Event::Uploading {
                 sent,
@@ -314,10 +342,7 @@ impl Board {
                     part_size: *part_size,
                 });
             }
-            Event::Uploaded { .. } => {
-                settle(row, Status::Uploaded);
-                row.reason = None;
-            }
+            Event::Uploaded { .. } => back_up(row, Backed::Uploaded),
             Event::Skipped {
                 reason, problem, ..
             } => {
@@ -330,6 +355,7 @@ impl Board {
                         Status::Skipped
                     },
                 );
+                row.backed = None;
                 row.reason = Some(reason.clone());
             }
             Event::Failed {
@@ -338,6 +364,7 @@ impl Board {
                 // A part that failed and will be retried keeps its upload progress.
                 let upload = row.upload.take();
                 settle(row, Status::Failed);
+                row.backed = None;
                 row.reason = Some(reason.clone());
                 row.next_retry = next_retry.map(epoch_secs);
                 if next_retry.is_some() {
@@ -401,20 +428,19 @@ impl Board {
         }
         for r in &self.rows {
             *t.by_status.entry(r.status).or_default() += 1;
-            if r.status.is_settled() {
-                t.done += 1;
-            }
+            t.done += usize::from(r.status.is_done());
+            t.failed += usize::from(r.status == Status::Failed);
         }
         t
     }
 
-    /// Files under `folder` and how many of them are settled.
+    /// Files under `folder` and how many of them are done.
     pub fn count_under(&self, folder: &Path) -> (usize, usize) {
         self.rows
             .iter()
             .filter(|r| r.path.starts_with(folder))
             .fold((0, 0), |(n, done), r| {
-                (n + 1, done + usize::from(r.status.is_settled()))
+                (n + 1, done + usize::from(r.status.is_done()))
             })
     }
 
@@ -453,10 +479,11 @@ impl Board {
     }
 
     /// The one line a tray menu shows, e.g. "Syncing 12 of 340 · 3.1 MB/s" or "Up to date".
+    /// A failure is never counted as done, and "Up to date" means every file is.
     pub fn status_line(&self, now: Instant, paused: bool, offline: bool) -> String {
         let t = self.totals(now);
-        let failed = t.by_status.get(&Status::Failed).copied().unwrap_or(0);
-        let busy = t.all - t.done;
+        let failed = t.failed;
+        let busy = t.all - t.done - failed;
         let mut line = if offline {
             "Offline · will retry".to_owned()
         } else if paused {
@@ -464,19 +491,16 @@ impl Board {
         } else if let Some(found) = t.walking {
             // The total is not known before the walk ends.
             format!(
-                "Syncing {} · found {found} so far · {}/s",
+                "Syncing {} · found {found} so far{}",
                 t.done,
-                human_bytes(t.rate)
+                rate_part(t.rate)
             )
         } else if busy > 0 {
-            format!(
-                "Syncing {} of {} · {}/s",
-                t.done,
-                t.all,
-                human_bytes(t.rate)
-            )
+            format!("Syncing {} of {}{}", t.done, t.all, rate_part(t.rate))
         } else if t.all == 0 {
             "No photos yet".to_owned()
+        } else if failed > 0 {
+            format!("Backed up {} of {}", t.done, t.all)
         } else {
             "Up to date".to_owned()
         };
@@ -484,6 +508,15 @@ impl Board {
             line.push_str(&format!(" · {failed} failed"));
         }
         line
+    }
+}
+
+/// " · 3.1 MB/s" while bytes move; nothing once the rate has decayed.
+fn rate_part(rate: f64) -> String {
+    if rate >= 1.0 {
+        format!(" · {}/s", human_bytes(rate))
+    } else {
+        String::new()
     }
 }
 

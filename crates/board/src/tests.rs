@@ -67,11 +67,163 @@ fn events_move_a_row_through_its_states_and_keep_the_reason() {
         now,
     );
     let row = &b.rows()[0];
-    assert_eq!((row.status, row.reason.clone()), (Status::Uploaded, None));
+    assert_eq!(
+        (row.status, row.backed, row.reason.clone()),
+        (Status::BackedUp, Some(Backed::Uploaded), None)
+    );
     assert_eq!(b.rows().len(), 1, "one row per path");
-    // A rescan rediscovers it; it stays uploaded.
+    // A rescan rediscovers it; it stays backed up.
     b.apply(&Event::Discovered { path: p("a.jpg") }, now);
-    assert_eq!(b.rows()[0].status, Status::Uploaded);
+    assert_eq!(b.rows()[0].status, Status::BackedUp);
+}
+
+/// A progress report that arrives after the outcome (the last part's, from another pass) does
+/// not leave the row at "Uploading 100%".
+#[test]
+fn late_progress_does_not_take_a_backed_up_row_back_to_uploading() {
+    let now = Instant::now();
+    let mut b = board_with(&[Event::Uploaded {
+        path: p("a.jpg"),
+        remote_id: 5,
+    }]);
+    b.apply(
+        &Event::Uploading {
+            path: p("a.jpg"),
+            sent: 1000,
+            total: 1000,
+            rate: 100.0,
+            part_size: 1000,
+        },
+        now,
+    );
+    assert_eq!(b.rows()[0].status, Status::BackedUp);
+    assert_eq!(b.rows()[0].upload, None);
+    // A new upload of the file (it changed) starts with Queued, and shows progress again.
+    b.apply(
+        &Event::Queued {
+            path: p("a.jpg"),
+            bytes: 2000,
+            beside: None,
+        },
+        now,
+    );
+    b.apply(
+        &Event::Uploading {
+            path: p("a.jpg"),
+            sent: 500,
+            total: 2000,
+            rate: 100.0,
+            part_size: 500,
+        },
+        now,
+    );
+    assert_eq!(
+        (b.rows()[0].status, b.rows()[0].backed),
+        (Status::Uploading, None)
+    );
+}
+
+/// Same bytes, same picture, an earlier run, an upload now: one state, and how in `backed`.
+#[test]
+fn every_way_of_being_on_the_server_is_one_backed_up_state() {
+    let b = board_with(&[
+        Event::Uploaded {
+            path: p("a.jpg"),
+            remote_id: 1,
+        },
+        Event::OnServer {
+            path: p("b.jpg"),
+            how: OnServer::SameBytes {
+                remote_id: 1,
+                name: "a.jpg".into(),
+            },
+        },
+        Event::AlreadySynced {
+            path: p("c.jpg"),
+            remote_id: 2,
+            same_as: None,
+        },
+    ]);
+    let hows: Vec<_> = b.rows().iter().map(|r| (r.status, r.backed)).collect();
+    assert_eq!(
+        hows,
+        [
+            (Status::BackedUp, Some(Backed::Uploaded)),
+            (Status::BackedUp, Some(Backed::SameBytes)),
+            (Status::BackedUp, Some(Backed::Earlier)),
+        ]
+    );
+    let t = b.totals(Instant::now());
+    assert_eq!((t.by_status[&Status::BackedUp], t.done), (3, 3));
+    assert_eq!(
+        serde_json::to_value(&b.rows()[2]).unwrap()["backed"],
+        "earlier"
+    );
+}
+
+/// A failure is not done, and retrying it does not move the count backwards.
+#[test]
+fn failures_are_not_counted_as_done() {
+    let now = Instant::now();
+    let mut b = board_with(&[
+        Event::Uploaded {
+            path: p("a.jpg"),
+            remote_id: 1,
+        },
+        Event::Failed {
+            path: p("b.jpg"),
+            reason: "the server is out of space".into(),
+            next_retry: None,
+        },
+    ]);
+    let t = b.totals(now);
+    assert_eq!((t.done, t.failed, t.all), (1, 1, 2));
+    assert_eq!(
+        b.status_line(now, false, false),
+        "Backed up 1 of 2 · 1 failed"
+    );
+    b.apply(
+        &Event::Queued {
+            path: p("b.jpg"),
+            bytes: 10,
+            beside: None,
+        },
+        now,
+    );
+    let t = b.totals(now);
+    assert_eq!(
+        (t.done, t.failed),
+        (1, 0),
+        "a retry takes nothing from done"
+    );
+    assert_eq!(b.status_line(now, false, false), "Syncing 1 of 2");
+    assert_eq!(b.count_under(Path::new("/photos")), (2, 1));
+}
+
+/// With nothing sent for five seconds the rate is 0, and the status line stops showing one.
+#[test]
+fn the_rate_decays_to_zero_on_its_own() {
+    let t0 = Instant::now();
+    let mut b = board_with(&[Event::Discovered { path: p("b.jpg") }]);
+    b.apply(
+        &Event::Uploading {
+            path: p("a.jpg"),
+            sent: 5_000_000,
+            total: 9_000_000,
+            rate: 0.0,
+            part_size: 1,
+        },
+        t0,
+    );
+    assert!(b.totals(t0).rate > 0.0);
+    assert!(b.status_line(t0, false, false).ends_with("MB/s"));
+    let later = t0 + Duration::from_secs(6);
+    assert_eq!(b.totals(later).rate, 0.0);
+    assert_eq!(b.status_line(later, false, false), "Syncing 0 of 2");
+    let series = b
+        .rate_history()
+        .series(later + Duration::from_secs(300), 60);
+    assert!(series.iter().all(|v| *v == 0.0), "the chart empties too");
 }
 
 #[test]
@@ -94,7 +246,8 @@ fn a_same_picture_match_shows_the_server_image_and_why() {
     );
     assert!(m.reason.contains("same picture as big.jpg"), "{}", m.reason);
     let json = serde_json::to_value(&b.rows()[0]).unwrap();
-    assert_eq!(json["status"], "on_server");
+    assert_eq!(json["status"], "backed_up");
+    assert_eq!(json["backed"], "same_picture");
 }
 
 #[test]
@@ -120,7 +273,7 @@ fn totals_filters_search_and_pages() {
     let mut b = board_with(&events);
     let t = b.totals(Instant::now());
     assert_eq!(t.all, 252);
-    assert_eq!(t.by_status[&Status::Uploaded], 125);
+    assert_eq!(t.by_status[&Status::BackedUp], 125);
     assert_eq!(t.by_status[&Status::Found], 125);
     assert_eq!(
         t.by_status[&Status::Skipped],
@@ -132,16 +285,17 @@ fn totals_filters_search_and_pages() {
         1,
         "a corrupt image is a failure"
     );
-    assert_eq!(t.done, 127);
+    assert_eq!(t.done, 126, "the failure is not done");
+    assert_eq!(t.failed, 1);
 
     let page = b.query(&Query {
-        status: Some("uploaded".into()),
+        status: Some("backed_up".into()),
         offset: 100,
         limit: 50,
         ..Query::default()
     });
     assert_eq!((page.total, page.rows.len()), (125, 25));
-    assert!(page.rows.iter().all(|r| r.status == Status::Uploaded));
+    assert!(page.rows.iter().all(|r| r.status == Status::BackedUp));
 
     let page = b.query(&Query {
         search: Some("img_000".into()),
@@ -250,7 +404,10 @@ fn the_status_line_says_what_is_happening() {
         },
         now,
     );
-    assert_eq!(b.status_line(now, false, false), "Up to date · 1 failed");
+    assert_eq!(
+        b.status_line(now, false, false),
+        "Backed up 2 of 3 · 1 failed"
+    );
 }
 
 #[test]
@@ -292,8 +449,8 @@ fn a_rescan_does_not_hide_what_this_session_did() {
             same_as: Some(p("a.jpg")),
         },
     ]);
-    assert_eq!(b.rows()[0].status, Status::Uploaded);
-    assert_eq!(b.rows()[1].status, Status::Synced);
+    assert_eq!(b.rows()[0].backed, Some(Backed::Uploaded));
+    assert_eq!(b.rows()[1].backed, Some(Backed::Earlier));
     let m = b.rows()[1].matched.as_ref().unwrap();
     assert!(m.reason.contains("same bytes as a.jpg"), "{}", m.reason);
 }

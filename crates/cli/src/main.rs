@@ -172,14 +172,14 @@ fn run_status(target: Target) -> ExitCode {
     };
     let connection = match photosync_engine::Client::new(options.server.clone()) {
         Ok(client) => runtime.block_on(client.check()),
-        Err(e) => Connection::Unreachable(e.to_string()),
+        Err(e) => Connection::Unreachable(photosync_engine::Unreachable::plain(e.to_string())),
     };
     let mut text = String::new();
     match &connection {
         Connection::Ok => {}
         Connection::Unreachable(why) => text.push_str(&format!(
             "the server could not be reached ({}); this is the local state only\n",
-            output::escape_text(why)
+            output::escape_text(&why.to_string())
         )),
         Connection::BadToken | Connection::NotPhotosync(_) => {
             tracing::error!("{}: {connection}", options.server.url);

@@ -133,7 +133,7 @@ fn network(e: reqwest::Error) -> ClientError {
 
 /// Why a server could not be reached, in the words a person would use, from the error's
 /// chain of causes (whose own words are kept at the end, for whoever needs the detail).
-fn unreachable_reason(chain: &str) -> String {
+fn unreachable_reason(chain: &str) -> Unreachable {
     let c = chain.to_ascii_lowercase();
     let plain = if c.contains("invalidcontenttype") || c.contains("corrupt message") {
         "it does not speak HTTPS at this address (try http://)"
@@ -148,9 +148,38 @@ fn unreachable_reason(chain: &str) -> String {
     } else if c.contains("connection reset") || c.contains("connection closed") {
         "it closed the connection"
     } else {
-        return chain.to_owned();
+        "the connection failed"
     };
-    format!("{plain} [{chain}]")
+    Unreachable {
+        plain: plain.to_owned(),
+        detail: Some(chain.to_owned()),
+    }
+}
+
+/// Why a server cannot be reached: in plain words, and the network library's own account
+/// (which names the address and the system's error) for whoever wants the details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    pub plain: String,
+    pub detail: Option<String>,
+}
+
+impl Unreachable {
+    pub fn plain(why: impl Into<String>) -> Unreachable {
+        Unreachable {
+            plain: why.into(),
+            detail: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.detail {
+            Some(d) => write!(f, "{} [{d}]", self.plain),
+            None => f.write_str(&self.plain),
+        }
+    }
 }
 
 /// A new upload's place on the server.
@@ -205,7 +234,7 @@ fn header_u64(r: &reqwest::Response, name: &str) -> Option<u64> {
 pub enum Connection {
     Ok,
     /// No answer at all (refused, timed out, no route, bad address).
-    Unreachable(String),
+    Unreachable(Unreachable),
     /// A Photosync server that refused the token.
     BadToken,
     /// Something answered, but not as a Photosync server does.
@@ -264,6 +293,23 @@ impl Client {
             401 | 403 if api_error.is_ok() => Connection::BadToken,
             _ => Connection::NotPhotosync(format!("HTTP {status} without a Photosync answer")),
         }
+    }
+
+    /// Whose token this is, and what the account holds.
+    pub async fn account(&self) -> Result<photosync_protocol::Account, ClientError> {
+        let r = self
+            .http
+            .get(self.url(path::ACCOUNT))
+            .bearer_auth(&self.server.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(network)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let bytes = r.bytes().await.map_err(network)?;
+        from_json(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Asks which of `queries` the server holds, in batches of at most 10,000.

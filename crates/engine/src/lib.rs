@@ -13,9 +13,9 @@ mod throttle;
 mod upload;
 mod watch;
 
-pub use client::{Client, ClientError, Connection, Created, ErrorKind, ServerConfig};
+pub use client::{Client, ClientError, Connection, Created, ErrorKind, ServerConfig, Unreachable};
 pub use photosync_events::{Event, EventSink, OnServer};
 pub use state::{MatchRecord, State};
-pub use sync::{Control, Engine, EngineError, Options, Stages, Summary};
+pub use sync::{Control, Engine, EngineError, Kinds, Options, Stages, Summary};
 pub use throttle::Throttle;
 pub use watch::WatchOptions;

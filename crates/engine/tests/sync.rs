@@ -491,6 +491,75 @@ async fn pause_holds_uploads_and_resume_finishes_them() {
     assert_eq!(server_images(&s).await, 1);
 }
 
+/// Pause stops at once: no part is acknowledged after it (the one in flight is abandoned, as
+/// after a cut), no new upload is created on the server, and resume finishes every file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_mid_upload_stops_at_once_and_creates_no_upload() {
+    use std::time::Duration;
+    let s = server().await;
+    let local = tempfile::tempdir().unwrap();
+    let lib = local.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    let names = [
+        "coffee.jpg",
+        "garden.jpg",
+        "wood.jpg",
+        "storm.jpg",
+        "grass.jpg",
+    ];
+    for n in names {
+        write(&lib, n, &photo(n));
+    }
+    // 64 kB/s for all: the photos take seconds, so the pause lands mid-part, with files
+    // still waiting for an upload slot (3 at once).
+    let (engine, log) = limited_engine(&s, local.path(), Some(64_000), 8);
+    let engine = Arc::new(engine);
+    let task = {
+        let (engine, lib) = (engine.clone(), lib.clone());
+        tokio::spawn(async move { engine.sync(&[lib]).await })
+    };
+    let acks = |log: &Log| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, Event::Uploading { .. }))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acks(&log) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no part acknowledged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.control().pause();
+    let at_pause = acks(&log);
+    let offsets = || async {
+        let mut all = Vec::new();
+        for id in s.state.store.upload_ids().await.unwrap() {
+            let u = s.state.store.upload(1, &id).await.unwrap().unwrap();
+            all.push((id, u.offset));
+        }
+        all.sort();
+        all
+    };
+    // The server may still take in what was on the wire; then nothing moves.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = offsets().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(offsets().await, held, "nothing sent while paused");
+    assert_eq!(acks(&log), at_pause, "no part acknowledged after the pause");
+    assert!(
+        held.len() <= 3,
+        "no upload created after the pause: {held:?}"
+    );
+    assert_eq!(server_images(&s).await, 0);
+
+    engine.control().resume();
+    let summary = task.await.unwrap();
+    assert_eq!(summary.uploaded, names.len(), "{summary:#?}");
+    assert!(summary.failed.is_empty());
+    assert_eq!(server_images(&s).await, names.len());
+}
+
 #[tokio::test]
 async fn a_same_picture_skip_is_recorded_with_its_reason_and_can_be_forced() {
     let s = server().await;
@@ -547,6 +616,71 @@ async fn a_same_picture_skip_is_recorded_with_its_reason_and_can_be_forced() {
     assert_eq!(server_images(&s).await, 2);
     assert!(engine.state().matches(&key).unwrap().is_empty());
     assert_eq!(engine.sync(&[second]).await.already_synced, 1);
+}
+
+/// A server away for a moment turns no backed-up file into a failure: a file left out for a
+/// same-picture match stays on the server as last checked; a file never backed up fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_away_does_not_fail_files_it_was_found_to_hold() {
+    use std::time::Duration;
+    let s = server().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(photosync_server::serve(
+        listener,
+        s.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    let here = TestServer {
+        url: format!("http://{addr}"),
+        token: s.token.clone(),
+        state: s.state.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let local = tempfile::tempdir().unwrap();
+    let folder = local.path().join("lib");
+    std::fs::create_dir(&folder).unwrap();
+    write(&folder, "bee.jpg", &photo("european-honey-bee.jpg"));
+    let (engine, _log) = engine(&here, local.path());
+    assert_eq!(engine.sync(std::slice::from_ref(&folder)).await.uploaded, 1);
+    write(
+        &folder,
+        "bee-small.jpg",
+        &make_copy(&photo("european-honey-bee.jpg"), Copy::HalfSize),
+    );
+    let summary = engine.sync(std::slice::from_ref(&folder)).await;
+    assert_eq!((summary.on_server, summary.already_synced), (1, 1));
+
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+    write(&folder, "new.jpg", &photo("coffee.jpg"));
+    let (engine, log) = engine_with(&here, local.path(), |o| o.max_attempts = 1);
+    let summary = engine.sync(std::slice::from_ref(&folder)).await;
+    let failed: Vec<_> = summary.failed.iter().map(|(p, _)| file_name(p)).collect();
+    assert_eq!(failed, ["new.jpg"], "{summary:#?}");
+    assert_eq!((summary.on_server, summary.already_synced), (1, 1));
+    let log = log.lock().unwrap();
+    assert!(
+        events_for(&log, "bee-small.jpg").iter().any(|e| matches!(
+            e,
+            Event::OnServer {
+                how: OnServer::SamePicture { .. },
+                ..
+            }
+        )),
+        "the copy is still shown on the server"
+    );
+    assert!(!events_for(&log, "bee-small.jpg")
+        .iter()
+        .any(|e| matches!(e, Event::Failed { .. })));
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

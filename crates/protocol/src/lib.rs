@@ -60,6 +60,7 @@ pub mod path {
     pub const UPLOADS: &str = "/files/";
     pub const DETECT: &str = "/api/v1/detect";
     pub const IMAGES: &str = "/api/v1/images";
+    pub const ACCOUNT: &str = "/api/v1/account";
 }
 
 /// Response header naming the stored image once an upload is complete (final PATCH, HEAD).
@@ -160,6 +161,17 @@ pub struct ImageList {
     /// Pass as `after` to get the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<i64>,
+}
+
+/// `GET /api/v1/account`: whose token this is, and what the account holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub user: String,
+    pub images: u64,
+    /// Bytes of the account's images.
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
 }
 
 /// Every error body: a stable machine-readable code and a message for people.

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use photosync_identify::{Identifier, ParseIdentifierError};
 use photosync_protocol::{
-    Candidate, DetectRequest, DetectResponse, DetectResult, Distance, ImageInfo, ImageList,
-    DETECT_MAX_BATCH,
+    Account, Candidate, DetectRequest, DetectResponse, DetectResult, Distance, ImageInfo,
+    ImageList, DETECT_MAX_BATCH,
 };
 use serde::Deserialize;
 
@@ -155,6 +155,25 @@ pub async fn list_images(
         .then(|| images.last().map(|i| i.id))
         .flatten();
     Ok(Json(ImageList { images, next }))
+}
+
+/// Whose token this is and what the account holds: what a client shows as "connected as".
+pub async fn account(
+    State(state): State<AppState>,
+    User(user): User,
+) -> Result<Json<Account>, ApiError> {
+    // Removed between the token check and here: the token no longer names anyone.
+    let summary = state
+        .store
+        .account(user)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(Account {
+        user: summary.name,
+        images: summary.images,
+        bytes: summary.bytes,
+        quota: summary.quota,
+    }))
 }
 
 fn image_id(raw: &str) -> Result<i64, ApiError> {

@@ -206,6 +206,65 @@ pub async fn spawn_local(state: AppState) -> std::io::Result<String> {
     Ok(url)
 }
 
+/// A server on a loopback port that can go away and come back on the same port: for tests
+/// of clients that lose their server mid-sync.
+#[derive(Debug)]
+pub struct LocalServer {
+    pub state: AppState,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl LocalServer {
+    /// Serves `state` on 127.0.0.1 with a port the system picks.
+    pub async fn start(state: AppState) -> std::io::Result<LocalServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut s = LocalServer {
+            state,
+            addr: listener.local_addr()?,
+            stop: None,
+            task: None,
+        };
+        s.serve(listener);
+        Ok(s)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.task = Some(tokio::spawn(serve(
+            listener,
+            self.state.clone(),
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(1),
+        )));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops listening and ends its connections (after a second's grace).
+    pub async fn go_away(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn come_back(&mut self) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.serve(listener);
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -231,6 +290,7 @@ pub fn router(state: AppState) -> Router {
             post(api::detect).layer(axum::extract::DefaultBodyLimit::max(api::DETECT_MAX_BODY)),
         )
         .route(path::IMAGES, get(api::list_images))
+        .route(path::ACCOUNT, get(api::account))
         .route("/api/v1/images/{id}", get(api::image_info))
         .route("/api/v1/images/{id}/content", get(api::download));
     let mut app = uploads

@@ -355,6 +355,21 @@ fn insert_upload_row(tx: &rusqlite::Transaction<'_>, u: &Upload) -> Result<()> {
     Ok(())
 }
 
+/// A user's name, creation time, image count and bytes, and quota; `user_summary` reads it.
+const USER_SUMMARY: &str =
+    "SELECT u.name, u.created_at, COUNT(i.id), COALESCE(SUM(i.bytes), 0), u.quota
+     FROM users u LEFT JOIN images i ON i.user_id = u.id";
+
+fn user_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserSummary> {
+    Ok(UserSummary {
+        name: r.get(0)?,
+        created_at: r.get(1)?,
+        images: r.get::<_, i64>(2)? as u64,
+        bytes: r.get::<_, i64>(3)? as u64,
+        quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(
@@ -421,20 +436,21 @@ impl Store for SqliteStore {
 
     async fn list_users(&self) -> Result<Vec<UserSummary>> {
         self.run(|c| {
-            let mut s = c.prepare(
-                "SELECT u.name, u.created_at, COUNT(i.id), COALESCE(SUM(i.bytes), 0), u.quota
-                 FROM users u LEFT JOIN images i ON i.user_id = u.id GROUP BY u.id ORDER BY u.name",
-            )?;
-            let rows = s.query_map([], |r| {
-                Ok(UserSummary {
-                    name: r.get(0)?,
-                    created_at: r.get(1)?,
-                    images: r.get::<_, i64>(2)? as u64,
-                    bytes: r.get::<_, i64>(3)? as u64,
-                    quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
-                })
-            })?;
+            let mut s = c.prepare(&format!("{USER_SUMMARY} GROUP BY u.id ORDER BY u.name"))?;
+            let rows = s.query_map([], user_summary)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn account(&self, user: UserId) -> Result<Option<UserSummary>> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                &format!("{USER_SUMMARY} WHERE u.id = ?1 GROUP BY u.id"),
+                [user],
+                user_summary,
+            )
+            .optional()?)
         })
         .await
     }

@@ -161,6 +161,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn remove_user(&self, name: &str) -> Result<Option<RemovedUser>>;
     async fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<()>;
     async fn list_users(&self) -> Result<Vec<UserSummary>>;
+    /// One user's summary, by id; None once the user is removed.
+    async fn account(&self, user: UserId) -> Result<Option<UserSummary>>;
     /// The user whose token hashes to `token_hash`, with the stored hash for a constant-time
     /// comparison.
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<(UserId, String)>>;

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use photosync_board::{Board, Page, Query, Row, Status, Totals};
 use photosync_engine::{
-    Client, Connection, Engine, EngineError, Event, Options, ServerConfig, Summary,
+    Client, Connection, Engine, EngineError, Event, Options, ServerConfig, Summary, Unreachable,
 };
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-pub use settings::Settings;
+pub use settings::{Keyring, Settings, TokenStore};
 
 /// Why the service could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,11 @@ pub enum ServiceError {
     Connection(Connection),
     #[error("{} is not a folder", .0.display())]
     NotAFolder(PathBuf),
+    #[error(
+        "\"{}\" is not a full path: give one from the top, like /home/you/Pictures or ~/Pictures",
+        .0.display()
+    )]
+    RelativePath(PathBuf),
     #[error("connect to a server first")]
     NotConnected,
     #[error("the sync engine is stopping")]
@@ -46,22 +51,25 @@ pub enum ServiceError {
     Thumbnail(String),
 }
 
-/// Where the service keeps its files.
+/// Where the service keeps its files, and its token.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub settings: PathBuf,
     /// The engine's SQLite state (sync list, file table, pending uploads).
     pub state: PathBuf,
     pub thumbnails: PathBuf,
+    /// The system keyring entry for the token; None keeps it in the settings file.
+    pub keyring: Option<Keyring>,
 }
 
 impl Paths {
-    /// Everything under one folder (tests, portable installs).
+    /// Everything under one folder, the token included (tests, portable installs).
     pub fn under(dir: &Path) -> Paths {
         Paths {
             settings: dir.join("settings.json"),
             state: dir.join("state.db"),
             thumbnails: dir.join("thumbnails"),
+            keyring: None,
         }
     }
 }
@@ -88,6 +96,9 @@ impl Hooks {
 /// A round with at least this many uploads is a "big sync" worth a notification.
 const BIG_SYNC: usize = 10;
 
+/// A server away this long gets a notification when it is back.
+const LONG_ABSENCE: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FolderInfo {
     pub path: PathBuf,
@@ -104,6 +115,8 @@ pub struct Overview {
     pub offline: bool,
     pub configured: bool,
     pub server_url: String,
+    /// The account the token belongs to, once the server has said.
+    pub user: Option<String>,
     /// Bytes per second over the last five minutes, oldest first (5 s steps).
     pub rate_series: Vec<f64>,
 }
@@ -159,6 +172,11 @@ struct Inner {
     leftover: Mutex<Vec<Run>>,
     /// Failures already notified.
     told_failed: Mutex<std::collections::HashSet<PathBuf>>,
+    /// Failures of finished rounds not told yet: told once a connection check finds the
+    /// server there (while it is away they are retried, not told).
+    untold: Mutex<Vec<(PathBuf, String)>>,
+    /// Whose token the settings hold, as the server last said (None until it has).
+    user: Mutex<Option<String>>,
     hooks: Hooks,
     rt: tokio::runtime::Handle,
     thumbs: photosync_thumbs::Thumbs,
@@ -183,7 +201,7 @@ impl Service {
         hooks: Hooks,
         rt: tokio::runtime::Handle,
     ) -> Result<Service, ServiceError> {
-        let settings = Settings::load(&paths.settings)?;
+        let settings = Settings::load(&paths.settings, paths.keyring.as_ref())?;
         Ok(Service {
             inner: Arc::new(Inner {
                 thumbs: photosync_thumbs::Thumbs::new(paths.thumbnails.clone()),
@@ -196,6 +214,8 @@ impl Service {
                 polling: AtomicBool::new(false),
                 leftover: Mutex::default(),
                 told_failed: Mutex::default(),
+                untold: Mutex::default(),
+                user: Mutex::default(),
                 bandwidth: Arc::default(),
                 hooks,
                 rt,
@@ -207,26 +227,27 @@ impl Service {
         lock(&self.inner.settings).clone()
     }
 
-    fn save(&self, settings: Settings) -> Result<(), ServiceError> {
-        settings.save(&self.inner.paths.settings)?;
+    fn save(&self, mut settings: Settings) -> Result<(), ServiceError> {
+        settings.token_store = settings.save(
+            &self.inner.paths.settings,
+            self.inner.paths.keyring.as_ref(),
+        )?;
         *lock(&self.inner.settings) = settings;
         Ok(())
     }
 
     /// Checks a server address and token without saving them.
     pub async fn test_connection(url: &str, token: &str) -> Connection {
-        let url = url.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Connection::Unreachable(
-                "the address must start with http:// or https://".into(),
-            );
-        }
+        let url = match server_address(url) {
+            Ok(url) => url,
+            Err(why) => return Connection::Unreachable(Unreachable::plain(why)),
+        };
         match Client::new(ServerConfig {
-            url: url.to_owned(),
+            url,
             token: token.trim().to_owned(),
         }) {
             Ok(c) => c.check().await,
-            Err(e) => Connection::Unreachable(e.to_string()),
+            Err(e) => Connection::Unreachable(Unreachable::plain(e.to_string())),
         }
     }
 
@@ -237,17 +258,18 @@ impl Service {
             other => return Err(ServiceError::Connection(other)),
         }
         let mut s = self.settings();
-        s.server_url = url.trim().trim_end_matches('/').to_owned();
+        s.server_url = server_address(url).map_err(|why| {
+            ServiceError::Connection(Connection::Unreachable(Unreachable::plain(why)))
+        })?;
         s.token = token.trim().to_owned();
         self.save(s)?;
+        *lock(&self.inner.user) = None;
+        self.inner.offline.store(false, Ordering::SeqCst);
         self.restart().await
     }
 
     pub async fn add_folder(&self, path: &Path) -> Result<(), ServiceError> {
-        let path = std::path::absolute(path).map_err(|source| ServiceError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let path = folder_path(path)?;
         if !path.is_dir() {
             return Err(ServiceError::NotAFolder(path));
         }
@@ -283,8 +305,9 @@ impl Service {
             .collect()
     }
 
-    /// Preferences other than the server and the folders.
-    pub async fn update_settings(&self, new: Settings) -> Result<(), ServiceError> {
+    /// Preferences other than the server and the folders. Returns what was stored (values
+    /// out of range are clamped), without the token, so a window shows the truth.
+    pub async fn update_settings(&self, new: Settings) -> Result<Settings, ServiceError> {
         let mut s = self.settings();
         let restart = s.concurrency != new.concurrency
             || s.upload_all_copies != new.upload_all_copies
@@ -301,7 +324,9 @@ impl Service {
         if restart {
             self.restart().await?;
         }
-        Ok(())
+        let mut stored = self.settings();
+        stored.token = String::new();
+        Ok(stored)
     }
 
     fn options(&self, s: &Settings) -> Options {
@@ -339,8 +364,13 @@ impl Service {
                         ),
                     );
                 }
+                let failed = matches!(e, Event::Failed { .. });
                 lock(&inner.board).apply(&e, Instant::now());
                 (inner.hooks.changed)();
+                if failed {
+                    // Is the server away? Told within seconds, not when the round ends.
+                    Service { inner }.check_online();
+                }
             }
         })
     }
@@ -356,6 +386,7 @@ impl Service {
             return Ok(());
         }
         let engine = Arc::new(Engine::new(self.options(&s), self.sink())?);
+        self.learn_user(&engine);
         if self.is_paused() {
             engine.control().pause();
         }
@@ -390,6 +421,20 @@ impl Service {
             runner,
         });
         Ok(())
+    }
+
+    /// Asks the server whose token this is, for the window's "connected as".
+    fn learn_user(&self, engine: &Arc<Engine>) {
+        let (me, engine) = (self.clone(), engine.clone());
+        self.inner.rt.spawn(async move {
+            match engine.client().account().await {
+                Ok(account) => {
+                    *lock(&me.inner.user) = Some(account.user);
+                    (me.inner.hooks.changed)();
+                }
+                Err(e) => tracing::debug!(error = %e, "account not known yet"),
+            }
+        });
     }
 
     /// The one owner of runs besides watch mode: takes them in order, one at a time. Sync runs
@@ -534,29 +579,11 @@ impl Service {
         if summary.uploaded >= BIG_SYNC {
             notify(
                 "Backup finished".into(),
-                format!("{} photos uploaded", summary.uploaded),
+                format!("{} backed up", counted(&summary.uploaded_kinds)),
             );
         }
         if !summary.failed.is_empty() {
-            // Each failure is told once, not at every retry.
-            let new: Vec<&(PathBuf, String)> = {
-                let mut told = lock(&self.inner.told_failed);
-                summary
-                    .failed
-                    .iter()
-                    .filter(|(p, _)| told.insert(p.clone()))
-                    .collect()
-            };
-            if let Some((path, why)) = new.first() {
-                let name = path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into(),
-                );
-                notify(
-                    format!("{} files could not be backed up", new.len()),
-                    format!("{name}: {why}"),
-                );
-            }
+            lock(&self.inner.untold).extend(summary.failed.iter().cloned());
             self.check_online();
         } else if summary.uploaded + summary.on_server + summary.already_synced > 0
             && self.inner.offline.swap(false, Ordering::SeqCst)
@@ -565,8 +592,34 @@ impl Service {
         }
     }
 
-    /// Files failed: is the server away? If so, poll until it is back (only while away: no
-    /// polling when all is well), then retry the failed files at once.
+    /// Failures of finished rounds, each told once. Only called with the server there: a
+    /// file that failed because the server was away is retried, not reported.
+    fn tell_failures(&self) {
+        let untold = std::mem::take(&mut *lock(&self.inner.untold));
+        let new: Vec<(PathBuf, String)> = {
+            let mut told = lock(&self.inner.told_failed);
+            untold
+                .into_iter()
+                .filter(|(p, _)| told.insert(p.clone()))
+                .collect()
+        };
+        let Some((path, why)) = new.first() else {
+            return;
+        };
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let title = match new.len() {
+            1 => "1 file could not be backed up".to_owned(),
+            n => format!("{n} files could not be backed up"),
+        };
+        (self.inner.hooks.notify)(title, format!("{name}: {why}"));
+    }
+
+    /// Files failed: is the server away? If so, say so, and poll until it is back (only
+    /// while away: no polling when all is well), then retry the failed files at once. If it
+    /// is there, the failures of finished rounds are real, and told.
     fn check_online(&self) {
         if self.inner.polling.swap(true, Ordering::SeqCst) {
             return;
@@ -575,29 +628,57 @@ impl Service {
         self.inner.rt.spawn(async move {
             let s = me.settings();
             let mut delay = Duration::from_secs(1);
-            // Failed files are retried here only if the server was away: a file that fails
-            // with the server there (unreadable, refused) waits for watch mode's own retries.
-            let mut was_away = false;
+            let mut away_since = None;
             loop {
                 let found = Self::test_connection(&s.server_url, &s.token).await;
                 let away = matches!(found, Connection::Unreachable(_));
-                was_away |= away;
                 if me.inner.offline.swap(away, Ordering::SeqCst) != away {
                     tracing::info!(away, "server connection changed");
                     (me.inner.hooks.changed)();
+                    if away {
+                        (me.inner.hooks.notify)(
+                            "Photosync cannot reach the server".into(),
+                            "Backups go on by themselves when it is back.".into(),
+                        );
+                    }
                 }
                 if !away {
                     break;
                 }
+                away_since.get_or_insert_with(Instant::now);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
                 if me.inner.running.lock().await.is_none() {
                     break;
                 }
             }
+            // Cleared before the untold failures are read: a round that ends now either finds
+            // the flag down and checks again, or put its failures where this reads them.
             me.inner.polling.store(false, Ordering::SeqCst);
-            if !was_away {
+            let Some(since) = away_since else {
+                me.tell_failures();
                 return;
+            };
+            lock(&me.inner.untold).clear();
+            if me.is_offline() {
+                return; // stopped while away
+            }
+            let engine = me
+                .inner
+                .running
+                .lock()
+                .await
+                .as_ref()
+                .map(|r| r.engine.clone());
+            let unknown = lock(&me.inner.user).is_none();
+            if let (Some(engine), true) = (engine, unknown) {
+                me.learn_user(&engine);
+            }
+            if since.elapsed() >= LONG_ABSENCE {
+                (me.inner.hooks.notify)(
+                    "Photosync is connected again".into(),
+                    "The server is back; backups carry on.".into(),
+                );
             }
             let failed: Vec<PathBuf> = lock(&me.inner.board)
                 .rows()
@@ -634,6 +715,7 @@ impl Service {
             offline,
             configured: s.is_configured(),
             server_url: s.server_url,
+            user: lock(&self.inner.user).clone(),
             rate_series: board.rate_history().series(now, 60),
         }
     }
@@ -642,16 +724,18 @@ impl Service {
         lock(&self.inner.board).query(q)
     }
 
+    /// The path of a listed file, by its row id.
+    pub fn row_path(&self, id: u64) -> Option<PathBuf> {
+        lock(&self.inner.board).row(id).map(|r| r.path.clone())
+    }
+
     pub fn take_changed(&self) -> Vec<Row> {
         lock(&self.inner.board).take_changed()
     }
 
     /// A row's thumbnail (JPEG), made from the picture and cached.
     pub async fn thumbnail(&self, id: u64) -> Result<Vec<u8>, ServiceError> {
-        let path = lock(&self.inner.board)
-            .row(id)
-            .map(|r| r.path.clone())
-            .ok_or(ServiceError::NoSuchFile)?;
+        let path = self.row_path(id).ok_or(ServiceError::NoSuchFile)?;
         let thumbs = self.inner.thumbs.clone();
         tokio::task::spawn_blocking(move || thumbs.get(&path))
             .await
@@ -680,6 +764,70 @@ impl Service {
             }
         }
         self.save(s)
+    }
+}
+
+/// The address a person typed, as the client uses it: trimmed, without a trailing slash, and
+/// `http://` in front when no scheme was typed.
+pub fn server_address(typed: &str) -> Result<String, String> {
+    let url = typed.trim().trim_end_matches('/');
+    if url.is_empty() {
+        return Err("enter the server's address, like 192.168.1.10:8080".into());
+    }
+    match url.split_once("://") {
+        None => Ok(format!("http://{url}")),
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(url.to_owned()),
+        Some(_) => Err("the address must start with http:// or https://".into()),
+    }
+}
+
+/// A folder path as typed: `~` is the home folder; a relative path is refused (relative to
+/// what? the app's own working folder is no place a person chose).
+pub fn folder_path(typed: &Path) -> Result<PathBuf, ServiceError> {
+    let home = || {
+        #[allow(deprecated)] // fine on every platform the app runs on
+        std::env::home_dir()
+    };
+    let expanded = match typed.strip_prefix("~") {
+        Ok(rest) => home()
+            .map(|h| h.join(rest))
+            .ok_or_else(|| ServiceError::RelativePath(typed.to_path_buf()))?,
+        Err(_) => typed.to_path_buf(),
+    };
+    if !expanded.is_absolute() {
+        return Err(ServiceError::RelativePath(typed.to_path_buf()));
+    }
+    Ok(expanded)
+}
+
+/// "12 photos and 3 videos", "1 photo", "4 files": what a notification counts.
+pub fn counted(k: &photosync_engine::Kinds) -> String {
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut parts = Vec::new();
+    if k.photos > 0 {
+        parts.push(plural(k.photos, "photo", "photos"));
+    }
+    if k.videos > 0 {
+        parts.push(plural(k.videos, "video", "videos"));
+    }
+    if k.others > 0 || parts.is_empty() {
+        parts.push(if parts.is_empty() {
+            plural(k.others, "file", "files")
+        } else {
+            plural(k.others, "other file", "other files")
+        });
+    }
+    let last = parts.pop().unwrap_or_default();
+    if parts.is_empty() {
+        last
+    } else {
+        format!("{} and {last}", parts.join(", "))
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the person chose: server, token, folders and preferences, in a JSON file only its
-//! owner can read (it holds the token).
+//! owner can read. The token goes to the system keyring (Secret Service, Keychain, Credential
+//! Manager) where one runs; where none does, it stays in that file, and the file says which.
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +8,58 @@ use serde::{Deserialize, Serialize};
 
 use crate::ServiceError;
 
+/// Where the token is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStore {
+    /// In the settings file (owner-only): no keyring could take it.
+    #[default]
+    File,
+    /// In the system keyring; the file holds no token.
+    Keyring,
+}
+
+/// The token's entry in the system keyring.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    service: String,
+}
+
+impl Keyring {
+    /// The entry named `service` (one per app install: the app's identifier).
+    pub fn new(service: impl Into<String>) -> Keyring {
+        Keyring {
+            service: service.into(),
+        }
+    }
+
+    fn entry(&self) -> keyring::Result<keyring::Entry> {
+        keyring::Entry::new(&self.service, "token")
+    }
+
+    pub fn get(&self) -> keyring::Result<String> {
+        self.entry()?.get_password()
+    }
+
+    pub fn set(&self, token: &str) -> keyring::Result<()> {
+        self.entry()?.set_password(token)
+    }
+
+    fn delete(&self) {
+        match self.entry().and_then(|e| e.delete_credential()) {
+            Ok(()) | Err(keyring::Error::NoEntry) => {}
+            Err(e) => tracing::debug!(error = %e, "no token removed from the keyring"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub server_url: String,
     pub token: String,
+    /// Where the token is kept (read from the file; set by `save`).
+    pub token_store: TokenStore,
     pub folders: Vec<PathBuf>,
     /// Uploads at once.
     pub concurrency: usize,
@@ -29,6 +77,7 @@ impl Default for Settings {
         Settings {
             server_url: String::new(),
             token: String::new(),
+            token_store: TokenStore::File,
             folders: Vec::new(),
             concurrency: 3,
             bandwidth_limit: 0,
@@ -44,13 +93,28 @@ impl Settings {
         !self.server_url.is_empty() && !self.token.is_empty()
     }
 
-    /// The saved settings, or the defaults when there are none yet.
-    pub fn load(path: &Path) -> Result<Settings, ServiceError> {
+    /// The saved settings, or the defaults when there are none yet. A token kept in the
+    /// keyring is read from it; if the keyring cannot give it now, the token is empty and the
+    /// window asks for it again.
+    pub fn load(path: &Path, keyring: Option<&Keyring>) -> Result<Settings, ServiceError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ServiceError::Settings {
-                path: path.to_path_buf(),
-                reason: source.to_string(),
-            }),
+            Ok(bytes) => {
+                let mut s: Settings =
+                    serde_json::from_slice(&bytes).map_err(|source| ServiceError::Settings {
+                        path: path.to_path_buf(),
+                        reason: source.to_string(),
+                    })?;
+                if s.token_store == TokenStore::Keyring {
+                    match keyring.map(Keyring::get) {
+                        Some(Ok(token)) => s.token = token,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "the token is not in the keyring")
+                        }
+                        None => tracing::warn!("the token is in a keyring this build does not use"),
+                    }
+                }
+                Ok(s)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
             Err(source) => Err(ServiceError::Io {
                 path: path.to_path_buf(),
@@ -59,8 +123,33 @@ impl Settings {
         }
     }
 
-    /// Writes atomically, readable by the owner only (it holds the token).
-    pub fn save(&self, path: &Path) -> Result<(), ServiceError> {
+    /// Puts the token in the keyring if there is one that takes it, else in the file; then
+    /// writes the file. Returns where the token went.
+    pub fn save(&self, path: &Path, keyring: Option<&Keyring>) -> Result<TokenStore, ServiceError> {
+        let mut on_disk = self.clone();
+        on_disk.token_store = TokenStore::File;
+        if let Some(k) = keyring {
+            if self.token.is_empty() {
+                k.delete();
+            } else {
+                match k.set(&self.token) {
+                    Ok(()) => {
+                        on_disk.token.clear();
+                        on_disk.token_store = TokenStore::Keyring;
+                    }
+                    Err(e) => tracing::info!(
+                        error = %e,
+                        "no system keyring takes the token: it stays in the owner-only settings file"
+                    ),
+                }
+            }
+        }
+        on_disk.write(path)?;
+        Ok(on_disk.token_store)
+    }
+
+    /// Writes atomically, readable by the owner only (it may hold the token).
+    fn write(&self, path: &Path) -> Result<(), ServiceError> {
         use std::io::Write;
         let fail = |source: std::io::Error| ServiceError::Io {
             path: path.to_path_buf(),

@@ -88,7 +88,7 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
     service.add_folder(&photos).await.unwrap();
     wait_until("the folder is synced", || {
         let t = service.overview().totals;
-        t.by_status[&Status::Uploaded] == 5
+        t.by_status[&Status::BackedUp] == 5
             && t.by_status[&Status::Failed] == 1
             && t.by_status[&Status::Skipped] == 1
     })
@@ -107,13 +107,21 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
     assert_eq!(told(&notices), 1);
     // The second round tries huge.mov again; once it has failed again, every row is settled.
     wait_until("the second round settled", || {
-        let folders = service.folders();
-        (folders[0].files, folders[0].done) == (7, 7)
+        let t = service.overview().totals;
+        (t.all, t.done, t.failed) == (7, 6, 1)
     })
     .await;
-    assert_eq!(service.overview().status_line, "Up to date · 1 failed");
+    assert_eq!(
+        (service.folders()[0].files, service.folders()[0].done),
+        (7, 6),
+        "a failure is not done"
+    );
+    assert_eq!(
+        service.overview().status_line,
+        "Backed up 6 of 7 · 1 failed"
+    );
     let uploaded = service.query(&Query {
-        status: Some("uploaded".into()),
+        status: Some("backed_up".into()),
         ..Query::default()
     });
     let broken = uploaded
@@ -177,8 +185,9 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
     .await;
     let page = service.query(&Query::default());
     let renamed = page.rows.iter().find(|r| r.name == "renamed.jpg").unwrap();
-    // Its bytes are in the sync list already: synced, and the reason names the other file.
-    assert_eq!(renamed.status, Status::Synced);
+    // Its bytes are in the sync list already: backed up, and the reason names the other file.
+    assert_eq!(renamed.status, Status::BackedUp);
+    assert_eq!(renamed.backed, Some(photosync_board::Backed::Earlier));
     let m = renamed.matched.as_ref().unwrap();
     assert_eq!((m.kind, m.name.as_str()), ("same_bytes", "aqua.jpg"));
     assert!(m.reason.contains("same bytes as aqua.jpg"), "{}", m.reason);
@@ -236,7 +245,7 @@ async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
     std::fs::write(photos.join(b), photosync_testkit::frame(b)).unwrap();
     service.add_folder(&photos).await.unwrap();
     wait_until("all four are uploaded", || {
-        service.overview().totals.by_status[&Status::Uploaded] == 4
+        service.overview().totals.by_status[&Status::BackedUp] == 4
     })
     .await;
     let images = state.store.list_images(1, 0, 10).await.unwrap();
@@ -244,8 +253,135 @@ async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
     let raw = images.iter().find(|i| i.name == "IMG_0001.DNG").unwrap();
     assert_eq!((raw.width, raw.height), (Some(800), Some(500)));
     let rows = service.query(&Query {
-        status: Some("uploaded".into()),
+        status: Some("backed_up".into()),
         ..Query::default()
     });
     assert_eq!(rows.rows.len(), 4);
+}
+
+type Notices = Arc<Mutex<Vec<(String, String)>>>;
+
+fn told(notices: &Notices, title: &str) -> usize {
+    notices
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t.contains(title))
+        .count()
+}
+
+/// The server goes away mid-sync: offline is shown within seconds, not when the round ends;
+/// "Sync now" while it is away turns no backed-up file into a failure and tells no failure;
+/// once it is back, every file is backed up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_server_is_shown_at_once_and_fails_nothing_already_backed_up() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let token = "psk_service_test".to_owned();
+    let state = AppState::embedded_with_user(server_dir.path(), "me", &token)
+        .await
+        .unwrap();
+    let mut server = photosync_server::LocalServer::start(state).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let notices: Notices = Arc::default();
+    let hooks = Hooks {
+        changed: Arc::new(|| {}),
+        notify: {
+            let n = notices.clone();
+            Arc::new(move |t, b| n.lock().unwrap().push((t, b)))
+        },
+    };
+    let service = Service::new(
+        Paths::under(home.path()),
+        hooks,
+        tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    // No scheme typed: http:// is meant.
+    let typed = server.url().trim_start_matches("http://").to_owned();
+    service.configure(&typed, &token).await.unwrap();
+    assert_eq!(service.settings().server_url, server.url());
+    wait_until("the account is known", || {
+        service.overview().user.as_deref() == Some("me")
+    })
+    .await;
+
+    let photos = home.path().join("Pictures");
+    std::fs::create_dir(&photos).unwrap();
+    let read = |n: &str| std::fs::read(photosync_testkit::photos_dir().join(n)).unwrap();
+    std::fs::write(photos.join("aqua.jpg"), read("aqua.jpg")).unwrap();
+    std::fs::write(photos.join("dune.jpg"), read("dune.jpg")).unwrap();
+    // The same picture, smaller: on the server as aqua.jpg, by a match (not the sync list).
+    std::fs::write(
+        photos.join("aqua-small.jpg"),
+        photosync_testkit::make_copy(&read("aqua.jpg"), photosync_testkit::Copy::HalfSize),
+    )
+    .unwrap();
+    service.add_folder(&photos).await.unwrap();
+    let backed_up = |n: usize| {
+        let t = service.overview().totals;
+        t.by_status[&Status::BackedUp] == n && t.all == n
+    };
+    wait_until("three backed up", || backed_up(3)).await;
+
+    // Slow uploads, then the server goes away in the middle of one.
+    let mut s = service.settings();
+    s.bandwidth_limit = 20_000;
+    service.update_settings(s).await.unwrap();
+    for n in ["coffee.jpg", "garden.jpg"] {
+        std::fs::write(photos.join(n), read(n)).unwrap();
+    }
+    wait_until("an upload under way", || {
+        service.overview().totals.by_status[&Status::Uploading] > 0
+    })
+    .await;
+    server.go_away().await;
+    let gone = std::time::Instant::now();
+    wait_until("offline shown", || service.overview().offline).await;
+    let took = gone.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "offline shown {took:?} after the server went away"
+    );
+    assert_eq!(told(&notices, "cannot reach the server"), 1);
+
+    // "Sync now" while it is away.
+    service.restart().await.unwrap();
+    wait_until("the new round has met the outage", || {
+        let rows = service.query(&Query::default()).rows;
+        rows.iter()
+            .filter(|r| r.name == "coffee.jpg" || r.name == "garden.jpg")
+            .all(|r| r.status == Status::Failed)
+    })
+    .await;
+    let rows = service.query(&Query::default()).rows;
+    for name in ["aqua.jpg", "dune.jpg", "aqua-small.jpg"] {
+        let row = rows.iter().find(|r| r.name == name).unwrap();
+        assert_eq!(row.status, Status::BackedUp, "{row:?}");
+    }
+    assert_eq!(
+        told(&notices, "could not be backed up"),
+        0,
+        "a server away is no failure to tell: {:?}",
+        notices.lock().unwrap()
+    );
+
+    server.come_back().await.unwrap();
+    wait_until("all five backed up", || backed_up(5)).await;
+    wait_until("online again", || !service.overview().offline).await;
+    assert_eq!(told(&notices, "could not be backed up"), 0);
+    assert_eq!(
+        told(&notices, "connected again"),
+        0,
+        "a short absence is not worth a notification"
+    );
+    assert_eq!(
+        server
+            .state
+            .store
+            .list_images(1, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
 }

@@ -82,12 +82,7 @@ pub fn xvfb() -> (Proc, String) {
 }
 
 /// The server in this process, stoppable and restartable on the same address.
-pub struct TestServer {
-    pub state: photosync_server::AppState,
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
+pub struct TestServer(photosync_server::LocalServer);
 
 impl TestServer {
     pub async fn start(dir: &Path) -> (TestServer, String) {
@@ -95,51 +90,25 @@ impl TestServer {
         let state = photosync_server::AppState::embedded_with_user(dir, "me", &token)
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut s = TestServer {
-            state,
-            addr,
-            stop: None,
-            task: None,
-        };
-        s.serve(listener);
-        (s, token)
-    }
-
-    pub fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.stop = Some(tx);
-        self.task = Some(tokio::spawn(photosync_server::serve(
-            listener,
-            self.state.clone(),
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(1),
-        )));
+        let server = photosync_server::LocalServer::start(state).await.unwrap();
+        (TestServer(server), token)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.0.url()
     }
 
     pub async fn go_away(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.0.go_away().await;
     }
 
     pub async fn come_back(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener);
+        self.0.come_back().await.unwrap();
     }
 
     pub async fn images(&self) -> usize {
-        self.state
+        self.0
+            .state
             .store
             .list_images(1, 0, u32::MAX)
             .await

@@ -6,7 +6,7 @@ mod know;
 mod run;
 mod scan;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,6 +61,9 @@ impl Options {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
     pub uploaded: usize,
+    /// What the uploaded files were, by their names: so a message counts photos and videos,
+    /// not every file as a photo.
+    pub uploaded_kinds: Kinds,
     pub already_synced: usize,
     /// Held by the server already: same bytes, or the same picture at least as large.
     pub on_server: usize,
@@ -112,10 +115,38 @@ impl Stages {
     }
 }
 
+/// Files counted by what they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kinds {
+    /// Photos and RAW files.
+    pub photos: usize,
+    pub videos: usize,
+    /// Sidecars and any other file.
+    pub others: usize,
+}
+
+impl Kinds {
+    pub fn count(&mut self, path: &Path) {
+        use photosync_identify::media::{kind_by_name, FileKind};
+        match kind_by_name(path) {
+            FileKind::Photo | FileKind::Raw => self.photos += 1,
+            FileKind::Video => self.videos += 1,
+            FileKind::Sidecar | FileKind::Other => self.others += 1,
+        }
+    }
+
+    fn absorb(&mut self, later: Kinds) {
+        self.photos += later.photos;
+        self.videos += later.videos;
+        self.others += later.others;
+    }
+}
+
 impl Summary {
     /// Adds a later round's outcome to this one.
     pub fn absorb(&mut self, later: Summary) {
         self.uploaded += later.uploaded;
+        self.uploaded_kinds.absorb(later.uploaded_kinds);
         self.already_synced += later.already_synced;
         self.on_server += later.on_server;
         self.skipped.extend(later.skipped);

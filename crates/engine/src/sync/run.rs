@@ -514,10 +514,48 @@ impl<'a> Run<'a> {
                     answers.len(),
                     ids.len()
                 );
-                self.fail_all(ids, &why);
+                self.unanswered(ids, &why);
             }
-            Err(e) => self.fail_all(ids, &format!("cannot ask the server: {e}")),
+            Err(e) => self.unanswered(ids, &format!("cannot ask the server: {e}")),
         }
+    }
+
+    /// The server could not be asked. A file it was found to hold before (a same-picture
+    /// match on record, for these very bytes) stays backed up as then: a server away for a
+    /// moment turns no backed-up file into a failure. The others fail, to be retried.
+    fn unanswered(&mut self, ids: Vec<Id>, why: &str) {
+        let known: HashMap<PathBuf, MatchRecord> =
+            match self.engine.state.matches(&self.ctx.server_key) {
+                Ok(all) => all.into_iter().map(|m| (m.path.clone(), m)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "matches not read");
+                    HashMap::new()
+                }
+            };
+        let mut failed = Vec::new();
+        for id in ids {
+            let held = self.entries.get(&id).and_then(|e| {
+                if self.engine.forced(&e.paths) {
+                    return None;
+                }
+                let first = known.get(&e.paths[0])?;
+                let all_held = e.paths.iter().all(|p| {
+                    known
+                        .get(p)
+                        .is_some_and(|m| m.digest == e.rec.digest && m.remote_id == first.remote_id)
+                });
+                all_held.then(|| OnServer::from(first))
+            });
+            match held {
+                Some(how) => {
+                    if let Some(e) = self.remove(id) {
+                        self.on_server(e.paths, &how);
+                    }
+                }
+                None => failed.push(id),
+            }
+        }
+        self.fail_all(failed, why);
     }
 
     /// One detection request, asked again after a pause when the network or the server
@@ -819,6 +857,7 @@ impl<'a> Run<'a> {
                     tracing::warn!(error = %e, "sync list not updated");
                 }
                 for p in paths {
+                    self.summary.uploaded_kinds.count(&p);
                     self.emit(Event::Uploaded { path: p, remote_id });
                     self.summary.uploaded += 1;
                 }
