@@ -337,6 +337,7 @@ async fn missing_or_wrong_tokens_get_401_and_nothing_else() {
             (Method::PATCH, loc.as_str()),
             (Method::DELETE, loc.as_str()),
             (Method::GET, "/api/v1/images"),
+            (Method::GET, "/api/v1/account"),
             (Method::POST, "/api/v1/detect"),
         ] {
             let mut b = Request::builder()
@@ -414,6 +415,39 @@ async fn users_never_see_each_other() {
             .await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
+    // Each token names its own account, with its own counts.
+    let account = |token: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .send(
+                    s.req(Method::GET, "/api/v1/account", &token)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::OK);
+            body_json(r).await
+        }
+    };
+    let alice = account(s.alice.clone()).await;
+    assert_eq!(
+        (
+            alice["user"].clone(),
+            alice["images"].clone(),
+            alice["bytes"].clone()
+        ),
+        (
+            serde_json::json!("alice"),
+            serde_json::json!(1),
+            serde_json::json!(bytes.len())
+        )
+    );
+    let bob = account(s.bob.clone()).await;
+    assert_eq!(
+        (bob["user"].clone(), bob["images"].clone()),
+        (serde_json::json!("bob"), serde_json::json!(0))
+    );
     // Bob uploading the same photo gets his own record.
     assert_eq!(
         s.upload(&s.bob, "mine.jpg", &bytes).await.status(),

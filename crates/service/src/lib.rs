@@ -770,14 +770,15 @@ impl Service {
 /// The address a person typed, as the client uses it: trimmed, without a trailing slash, and
 /// `http://` in front when no scheme was typed.
 pub fn server_address(typed: &str) -> Result<String, String> {
-    let url = typed.trim().trim_end_matches('/');
-    if url.is_empty() {
+    let typed = typed.trim();
+    let (scheme, rest) = typed.split_once("://").unwrap_or(("http", typed));
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
         return Err("enter the server's address, like 192.168.1.10:8080".into());
     }
-    match url.split_once("://") {
-        None => Ok(format!("http://{url}")),
-        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(url.to_owned()),
-        Some(_) => Err("the address must start with http:// or https://".into()),
+    match scheme {
+        "http" | "https" => Ok(format!("{scheme}://{rest}")),
+        _ => Err("the address must start with http:// or https://".into()),
     }
 }
 

@@ -28,13 +28,34 @@ impl Drop for Child {
     }
 }
 
-/// A private D-Bus session bus with a real Secret Service (gnome-keyring) on it, unlocked,
-/// its files under `home`. Returns the bus address.
-fn secret_service(home: &Path) -> (Child, Child, String) {
-    use std::io::{BufRead, Write};
+/// A private D-Bus session bus that starts nothing by itself (no service activation, so no
+/// keyring of the machine's comes up on its own). Returns the bus and its address.
+fn private_bus(dir: &Path) -> (Child, String) {
+    use std::io::BufRead;
     use std::process::{Command, Stdio};
+    let config = dir.join("bus.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+            dir.display()
+        ),
+    )
+    .unwrap();
     let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address=1"])
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--nofork", "--print-address=1"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("dbus-daemon (scripts/setup installs it)");
@@ -42,11 +63,17 @@ fn secret_service(home: &Path) -> (Child, Child, String) {
     std::io::BufReader::new(bus.stdout.take().unwrap())
         .read_line(&mut address)
         .unwrap();
-    let bus = Child(bus);
-    let address = address.trim().to_owned();
+    (Child(bus), address.trim().to_owned())
+}
+
+/// A real Secret Service (gnome-keyring) on the bus at `address`, its login keyring created
+/// and unlocked, its files under `home`.
+fn secret_service(address: &str, home: &Path) -> Child {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
     let mut keyring = Command::new("gnome-keyring-daemon")
         .args(["--foreground", "--components=secrets", "--unlock"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("DBUS_SESSION_BUS_ADDRESS", address)
         .env("HOME", home)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_RUNTIME_DIR", home)
@@ -59,32 +86,33 @@ fn secret_service(home: &Path) -> (Child, Child, String) {
     let mut stdin = keyring.stdin.take().unwrap();
     stdin.write_all(b"test-password").unwrap();
     drop(stdin);
-    (bus, Child(keyring), address)
+    Child(keyring)
 }
 
-/// The token goes to the system keyring and the settings file says so, holding no token;
-/// where no keyring answers, the token stays in the owner-only file, which says that.
+/// Where no keyring answers, the token stays in the owner-only file, which says so; once a
+/// keyring runs, the token moves there at the next save and the file holds none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_goes_to_the_system_keyring_or_stays_in_the_file() {
     use photosync_service::{Keyring, TokenStore};
     let server_dir = tempfile::tempdir().unwrap();
     let (url, token) = server(server_dir.path()).await;
     let home = tempfile::tempdir().unwrap();
-    let paths = |keyring: &str| Paths {
-        keyring: Some(Keyring::new(keyring)),
+    let paths = || Paths {
+        keyring: Some(Keyring::new("photosync-test")),
         ..Paths::under(home.path())
     };
     let on_disk = || -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(home.path().join("settings.json")).unwrap()).unwrap()
     };
     let rt = tokio::runtime::Handle::current;
+    let bus_dir = tempfile::tempdir().unwrap();
+    let (_bus, address) = private_bus(bus_dir.path());
+    // Set once, before any connection: libdbus keeps the first address it reads. This test
+    // binary holds this one test, so the variable is ours alone.
+    std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &address);
 
-    // No Secret Service on this bus address: the file keeps the token.
-    std::env::set_var(
-        "DBUS_SESSION_BUS_ADDRESS",
-        format!("unix:path={}", home.path().join("no-bus").display()),
-    );
-    let service = Service::new(paths("photosync-test"), Hooks::none(), rt()).unwrap();
+    // A bus, but no Secret Service on it: the file keeps the token.
+    let service = Service::new(paths(), Hooks::none(), rt()).unwrap();
     service.configure(&url, &token).await.unwrap();
     assert_eq!(service.settings().token_store, TokenStore::File);
     assert_eq!(
@@ -93,21 +121,20 @@ async fn the_token_goes_to_the_system_keyring_or_stays_in_the_file() {
     );
     service.stop().await;
 
-    // A real keyring on a private bus: the token moves there at the next save.
+    // A real keyring comes up: the token moves there at the next save.
     let keyring_home = tempfile::tempdir().unwrap();
-    let (_bus, _daemon, address) = secret_service(keyring_home.path());
-    std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &address);
+    let _daemon = secret_service(&address, keyring_home.path());
     let keyring = Keyring::new("photosync-test");
     // The daemon takes a moment to own its name on the bus.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while keyring.set("probe").is_err() {
+    while let Err(e) = keyring.set("probe") {
         assert!(
             std::time::Instant::now() < deadline,
-            "no Secret Service came up"
+            "no Secret Service came up: {e}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let service = Service::new(paths("photosync-test"), Hooks::none(), rt()).unwrap();
+    let service = Service::new(paths(), Hooks::none(), rt()).unwrap();
     assert_eq!(
         service.settings().token,
         token,
@@ -123,8 +150,7 @@ async fn the_token_goes_to_the_system_keyring_or_stays_in_the_file() {
     assert_eq!(keyring.get().unwrap(), token);
     service.stop().await;
     // A new start reads it back from the keyring.
-    let again = Service::new(paths("photosync-test"), Hooks::none(), rt()).unwrap();
+    let again = Service::new(paths(), Hooks::none(), rt()).unwrap();
     assert_eq!(again.settings().token, token);
     assert!(again.settings().is_configured());
-    std::env::remove_var("DBUS_SESSION_BUS_ADDRESS");
 }

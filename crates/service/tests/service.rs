@@ -323,12 +323,13 @@ async fn a_lost_server_is_shown_at_once_and_fails_nothing_already_backed_up() {
     };
     wait_until("three backed up", || backed_up(3)).await;
 
-    // Slow uploads, then the server goes away in the middle of one.
+    // Slow uploads of files large enough to take several parts, then the server goes away in
+    // the middle of one.
     let mut s = service.settings();
     s.bandwidth_limit = 20_000;
     service.update_settings(s).await.unwrap();
-    for n in ["coffee.jpg", "garden.jpg"] {
-        std::fs::write(photos.join(n), read(n)).unwrap();
+    for (i, n) in ["clip-1.mov", "clip-2.mov"].into_iter().enumerate() {
+        std::fs::write(photos.join(n), photosync_testkit::noise(300_000, i as u64)).unwrap();
     }
     wait_until("an upload under way", || {
         service.overview().totals.by_status[&Status::Uploading] > 0
@@ -349,7 +350,7 @@ async fn a_lost_server_is_shown_at_once_and_fails_nothing_already_backed_up() {
     wait_until("the new round has met the outage", || {
         let rows = service.query(&Query::default()).rows;
         rows.iter()
-            .filter(|r| r.name == "coffee.jpg" || r.name == "garden.jpg")
+            .filter(|r| r.name.starts_with("clip-"))
             .all(|r| r.status == Status::Failed)
     })
     .await;
