@@ -14,7 +14,7 @@ use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
 mod common;
-use common::{connect, invoke, js, wait_js, xvfb, TestServer};
+use common::{connect, connect_with, invoke, js, wait_js, xvfb, TestServer};
 
 const APP: &str = env!("CARGO_BIN_EXE_photosync-desktop");
 
@@ -506,6 +506,30 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         sized.push(screenshot(&c, &format!("main-{w}x{h}")).await);
     }
 
+    c.close().await.unwrap();
+    drop(_driver);
+
+    // Dark mode follows the system's (here GTK's) preference.
+    let (_driver, c) = connect_with(
+        APP,
+        &display,
+        &work.path().join("app"),
+        &[("GTK_THEME", "Adwaita:dark")],
+    )
+    .await;
+    wait_js(
+        &c,
+        "the library listed again",
+        "document.querySelectorAll('.row[data-status=backed_up]').length >= 8",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "return [matchMedia('(prefers-color-scheme: dark)').matches, getComputedStyle(document.body).backgroundColor]").await,
+        json!([true, "rgb(20, 24, 31)"])
+    );
+    let dark = screenshot(&c, "main-dark").await;
+    c.close().await.unwrap();
+
     for shot in [
         &first_run,
         &first_run_next,
@@ -513,11 +537,11 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         &menu,
         &after_drop,
         &offline,
+        &dark,
     ]
     .into_iter()
     .chain(&sized)
     {
         assert_not_blank(shot);
     }
-    c.close().await.unwrap();
 }

@@ -158,9 +158,20 @@ pub async fn wait_js(c: &Client, what: &str, condition: &str) {
 /// Starts tauri-driver on `display` and a WebDriver session, which launches the app with its
 /// files under `app_dir`.
 pub async fn connect(app: &str, display: &str, app_dir: &Path) -> (Proc, Client) {
+    connect_with(app, display, app_dir, &[]).await
+}
+
+/// `connect`, with more variables in the app's environment.
+pub async fn connect_with(
+    app: &str,
+    display: &str,
+    app_dir: &Path,
+    env: &[(&str, &str)],
+) -> (Proc, Client) {
     let (port, native) = (free_port(), free_port());
     let driver = Proc(
         Command::new(tool("tauri-driver"))
+            .envs(env.iter().copied())
             .args([
                 "--port",
                 &port.to_string(),
