@@ -16,6 +16,7 @@ export const forceUpload = (path) => invoke('force_upload', { path });
 export const retry = (path) => invoke('retry', { path });
 export const recheck = () => invoke('recheck');
 export const reveal = (id) => invoke('reveal', { id });
+export const activity = () => invoke('activity');
 export const openFile = (id) => invoke('open_file', { id });
 export const syncNow = () => invoke('sync_now');
 export const setPaused = (paused) => invoke('set_paused', { paused });

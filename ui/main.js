@@ -79,7 +79,7 @@ function renderFilters(t) {
     b.classList.toggle('active', active === s);
     b.append(Object.assign(document.createElement('span'), { textContent: label }),
       Object.assign(document.createElement('span'), { className: 'n', textContent: String(n) }));
-    b.addEventListener('click', () => { fileList.setFilter({ status: s || null }); renderFilters(t); $(b.id).focus(); });
+    b.addEventListener('click', () => { showActivity(false); fileList.setFilter({ status: s || null }); renderFilters(t); $(b.id).focus(); });
     li.appendChild(b);
     return li;
   }));
@@ -292,6 +292,54 @@ $('settings-form').addEventListener('submit', async (e) => {
   }
 });
 
+// ---- Activity: what was uploaded, found, skipped or failed, by day.
+
+function dayLabel(date) {
+  const start = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  const days = Math.round((start(new Date()) - start(date)) / 86400000);
+  if (days === 0) return S.today;
+  if (days === 1) return S.yesterday;
+  return date.toLocaleDateString(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
+}
+
+async function renderActivity() {
+  const entries = await api.activity();
+  const list = $('activity-list');
+  const out = [];
+  let day = null;
+  for (const e of entries) {
+    const when = new Date(e.at * 1000);
+    const label = dayLabel(when);
+    if (label !== day) {
+      day = label;
+      out.push(Object.assign(document.createElement('h3'), { textContent: label }));
+    }
+    const row = document.createElement('div');
+    row.className = `entry ${e.what}`;
+    const name = e.path.split(/[\\/]/).pop();
+    row.append(
+      Object.assign(document.createElement('time'), { textContent: when.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' }), dateTime: when.toISOString() }),
+      Object.assign(document.createElement('span'), { className: `badge ${e.what === 'uploaded' || e.what === 'on_server' ? 'backed_up' : e.what}`, textContent: S.happened[e.what] }),
+      Object.assign(document.createElement('span'), { className: 'name', textContent: name, title: e.path }),
+      Object.assign(document.createElement('span'), { className: 'why', textContent: e.detail || '' }),
+    );
+    out.push(row);
+  }
+  if (!out.length) out.push(Object.assign(document.createElement('p'), { className: 'empty', textContent: S.noActivity }));
+  list.replaceChildren(...out);
+}
+
+let activityDue = false;
+function showActivity(on) {
+  $('activity').classList.toggle('hidden', !on);
+  document.querySelector('.files').classList.toggle('hidden', on);
+  $('show-activity').setAttribute('aria-pressed', String(on));
+  if (on) renderActivity().then(() => $('activity-list').focus());
+  else fileList.refresh();
+}
+$('show-activity').addEventListener('click', () => showActivity($('activity').classList.contains('hidden')));
+$('close-activity').addEventListener('click', () => showActivity(false));
+
 // ---- Header actions.
 
 // The click does what the button says, whatever overview arrives meanwhile.
@@ -315,6 +363,10 @@ api.listen('board', (update) => {
   if (!foldersDue) {
     foldersDue = true;
     setTimeout(() => { foldersDue = false; renderFolders(); }, 1000);
+  }
+  if (update.changed.length && !activityDue && !$('activity').classList.contains('hidden')) {
+    activityDue = true;
+    setTimeout(() => { activityDue = false; renderActivity(); }, 2000);
   }
 });
 api.listen('problem', (text) => showProblem(String(text)));

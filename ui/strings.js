@@ -69,6 +69,15 @@ export const S = {
   removeFolder: (path) => `Stop backing up ${path}?`,
   removeFolderNote: 'The copies already on the server are kept. Files in this folder are no longer backed up.',
   stopBackingUp: 'Stop backing up this folder',
+  happened: {
+    uploaded: 'Uploaded',
+    on_server: 'Already on the server',
+    skipped: 'Skipped',
+    failed: 'Failed',
+  },
+  today: 'Today',
+  yesterday: 'Yesterday',
+  noActivity: 'Nothing happened in the last 7 days.',
   tokenStore: {
     keyring: 'The token is kept in the system keyring.',
     file: 'The token is kept in a settings file only you can read (no system keyring answered).',

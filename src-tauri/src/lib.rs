@@ -52,6 +52,7 @@ pub fn app_paths() -> Result<Paths, String> {
         state: dirs.data_dir().join("state.db"),
         thumbnails: dirs.cache_dir().join("thumbnails"),
         keyring: Some(photosync_service::Keyring::new("org.photosync.desktop")),
+        activity: dirs.data_dir().join("activity.jsonl"),
     })
 }
 
@@ -178,6 +179,14 @@ async fn force_upload<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Re
 #[tauri::command]
 async fn retry<R: Runtime>(app: tauri::AppHandle<R>, path: PathBuf) -> Result<(), String> {
     said(service(&app)?.retry(path).await)
+}
+
+/// What happened to files over the last days, newest first (at most 1,000).
+#[tauri::command]
+fn activity<R: Runtime>(
+    app: tauri::AppHandle<R>,
+) -> Result<Vec<photosync_service::activity::Entry>, String> {
+    Ok(service(&app)?.activity(1000))
 }
 
 /// A listed file's path: the window names files by row, so it can open nothing else.
@@ -333,6 +342,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             retry,
             reveal,
             open_file,
+            activity,
             recheck,
             sync_now,
             set_paused,

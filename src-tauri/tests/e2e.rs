@@ -301,6 +301,16 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     let thumbs = js(&c, "return [...document.querySelectorAll('.row img')].filter(i => i.complete && i.naturalWidth > 0).length").await;
     assert!(thumbs.as_u64().unwrap() >= 6, "thumbnails shown: {thumbs}");
     let main = screenshot(&c, "main").await;
+    // The activity of the last days, by day.
+    click(&c, "show-activity").await;
+    wait_js(
+        &c,
+        "the activity view",
+        "document.querySelectorAll('#activity-list .entry.uploaded').length === 7 && document.querySelector('#activity-list h3').textContent === 'Today'",
+    )
+    .await;
+    let activity = screenshot(&c, "activity").await;
+    click(&c, "close-activity").await;
     // A row's own menu (not WebKit's Back/Forward/Reload), with what applies to it.
     js(
         &c,
@@ -534,6 +544,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         &first_run,
         &first_run_next,
         &main,
+        &activity,
         &menu,
         &after_drop,
         &offline,

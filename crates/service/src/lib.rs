@@ -3,6 +3,7 @@
 //! the server goes away and comes back, and folds every engine event into the status board.
 //! Shells (the Tauri app) call these methods and render the board; no sync logic lives there.
 
+pub mod activity;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ pub struct Paths {
     pub thumbnails: PathBuf,
     /// The system keyring entry for the token; None keeps it in the settings file.
     pub keyring: Option<Keyring>,
+    /// The activity log of the last days (JSON lines).
+    pub activity: PathBuf,
 }
 
 impl Paths {
@@ -70,6 +73,7 @@ impl Paths {
             state: dir.join("state.db"),
             thumbnails: dir.join("thumbnails"),
             keyring: None,
+            activity: dir.join("activity.jsonl"),
         }
     }
 }
@@ -177,6 +181,8 @@ struct Inner {
     untold: Mutex<Vec<(PathBuf, String)>>,
     /// Whose token the settings hold, as the server last said (None until it has).
     user: Mutex<Option<String>>,
+    /// What happened to files over the last days.
+    activity: Mutex<activity::Activity>,
     hooks: Hooks,
     rt: tokio::runtime::Handle,
     thumbs: photosync_thumbs::Thumbs,
@@ -202,6 +208,7 @@ impl Service {
         rt: tokio::runtime::Handle,
     ) -> Result<Service, ServiceError> {
         let settings = Settings::load(&paths.settings, paths.keyring.as_ref())?;
+        let activity = activity::Activity::open(&paths.activity, activity::now_secs());
         Ok(Service {
             inner: Arc::new(Inner {
                 thumbs: photosync_thumbs::Thumbs::new(paths.thumbnails.clone()),
@@ -216,6 +223,7 @@ impl Service {
                 told_failed: Mutex::default(),
                 untold: Mutex::default(),
                 user: Mutex::default(),
+                activity: Mutex::new(activity),
                 bandwidth: Arc::default(),
                 hooks,
                 rt,
@@ -366,6 +374,9 @@ impl Service {
                 }
                 let failed = matches!(e, Event::Failed { .. });
                 lock(&inner.board).apply(&e, Instant::now());
+                if let Some(entry) = activity_of(&e) {
+                    lock(&inner.activity).add(entry);
+                }
                 (inner.hooks.changed)();
                 if failed {
                     // Is the server away? Told within seconds, not when the round ends.
@@ -724,6 +735,12 @@ impl Service {
         lock(&self.inner.board).query(q)
     }
 
+    /// What happened to files over the last days, newest first.
+    pub fn activity(&self, limit: usize) -> Vec<activity::Entry> {
+        let since = activity::now_secs().saturating_sub(activity::KEEP.as_secs());
+        lock(&self.inner.activity).recent(since, limit)
+    }
+
     /// The path of a listed file, by its row id.
     pub fn row_path(&self, id: u64) -> Option<PathBuf> {
         lock(&self.inner.board).row(id).map(|r| r.path.clone())
@@ -765,6 +782,34 @@ impl Service {
         }
         self.save(s)
     }
+}
+
+/// The activity entry an event makes: uploads, matches, skips and failures (the log leaves out
+/// repeats).
+fn activity_of(e: &Event) -> Option<activity::Entry> {
+    use activity::Happened;
+    let (what, detail) = match e {
+        Event::Uploaded { .. } => (Happened::Uploaded, None),
+        Event::OnServer { how, .. } => (Happened::OnServer, Some(how.reason())),
+        Event::Skipped {
+            reason, problem, ..
+        } => (
+            if *problem {
+                Happened::Failed
+            } else {
+                Happened::Skipped
+            },
+            Some(reason.clone()),
+        ),
+        Event::Failed { reason, .. } => (Happened::Failed, Some(reason.clone())),
+        _ => return None,
+    };
+    Some(activity::Entry {
+        at: activity::now_secs(),
+        path: e.path().to_path_buf(),
+        what,
+        detail,
+    })
 }
 
 /// The address a person typed, as the client uses it: trimmed, without a trailing slash, and

@@ -120,6 +120,22 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
         service.overview().status_line,
         "Backed up 6 of 7 · 1 failed"
     );
+    // The activity of the last days: each upload, the skip, and the failure once although it
+    // failed in both rounds.
+    use photosync_service::activity::Happened;
+    let activity = service.activity(100);
+    let count = |what: Happened| activity.iter().filter(|e| e.what == what).count();
+    assert_eq!(count(Happened::Uploaded), 5, "{activity:#?}");
+    assert_eq!(count(Happened::Failed), 1, "{activity:#?}");
+    assert_eq!(count(Happened::Skipped), 1, "{activity:#?}");
+    let huge = activity
+        .iter()
+        .find(|e| e.what == Happened::Failed)
+        .unwrap();
+    assert!(
+        huge.path.ends_with("huge.mov") && huge.detail.is_some(),
+        "{huge:?}"
+    );
     let uploaded = service.query(&Query {
         status: Some("backed_up".into()),
         ..Query::default()
@@ -204,6 +220,11 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
     )
     .unwrap();
     assert_eq!(again.settings().folders, vec![photos.clone()]);
+    assert_eq!(
+        again.activity(100).len(),
+        service.activity(100).len(),
+        "the activity is kept across restarts"
+    );
     assert!(notices.lock().unwrap().iter().all(|(t, _)| !t.is_empty()));
 }
 
