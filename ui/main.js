@@ -18,6 +18,8 @@ document.addEventListener('contextmenu', (e) => {
 // ---- Banners: over the bottom edge, each with a close button; details one click away.
 
 function showProblem(text, more) {
+  // During the first-run steps the dialog covers the window: the message goes there.
+  if ($('setup').open && text) { connectionMessage(text, false, more); return; }
   $('problem-text').textContent = text || '';
   $('problem-detail').textContent = more || '';
   $('problem-detail').classList.add('hidden');
@@ -64,27 +66,39 @@ function setLive(configured) {
   if (!configured && !$('setup').open) openSetup('first');
 }
 
-function renderFilters(t) {
-  const ul = $('filters');
-  const active = fileList.filter.status || '';
-  const items = [['', S.all, t.all], ...Object.keys(S.status).map((s) => [s, S.status[s], t.by_status[s] || 0])];
-  const focused = document.activeElement && document.activeElement.closest('#filters') ? document.activeElement.dataset.status : null;
-  ul.replaceChildren(...items.map(([s, label, n]) => {
+// The filter buttons are made once; updates change their counts and which is pressed, so a
+// button is never replaced under the pointer or the keyboard focus.
+function makeFilters() {
+  const statuses = ['', ...Object.keys(S.status)];
+  $('filters').replaceChildren(...statuses.map((s) => {
     const li = document.createElement('li');
     const b = document.createElement('button');
     b.type = 'button';
     b.id = `filter-${s || 'all'}`;
     b.dataset.status = s;
-    b.setAttribute('aria-pressed', String(active === s));
-    b.classList.toggle('active', active === s);
-    b.append(Object.assign(document.createElement('span'), { textContent: label }),
-      Object.assign(document.createElement('span'), { className: 'n', textContent: String(n) }));
-    b.addEventListener('click', () => { showActivity(false); fileList.setFilter({ status: s || null }); renderFilters(t); $(b.id).focus(); });
+    b.append(Object.assign(document.createElement('span'), { textContent: s ? S.status[s] : S.all }),
+      Object.assign(document.createElement('span'), { className: 'n', textContent: '0' }));
+    b.addEventListener('click', () => {
+      showActivity(false);
+      fileList.setFilter({ status: s || null });
+      if (current) renderFilters(current.totals);
+    });
     li.appendChild(b);
     return li;
   }));
-  // Redrawn under the keyboard: the focus stays on the same filter.
-  if (focused != null) $(`filter-${focused || 'all'}`).focus();
+}
+makeFilters();
+
+function renderFilters(t) {
+  const active = fileList.filter.status || '';
+  for (const b of $('filters').querySelectorAll('button')) {
+    const s = b.dataset.status;
+    const n = String(s ? t.by_status[s] || 0 : t.all);
+    const count = b.querySelector('.n');
+    if (count.textContent !== n) count.textContent = n;
+    b.setAttribute('aria-pressed', String(active === s));
+    b.classList.toggle('active', active === s);
+  }
 }
 
 // ---- Folders.
@@ -193,8 +207,12 @@ function closeSetup() {
   if ($('setup').open) $('setup').close();
 }
 
-// Escape leaves "Change server…"; on the first run there is nowhere to go back to.
+// Escape leaves "Change server…"; on the first run there is nowhere to go back to. Should the
+// dialog close anyway (a browser engine that lets a second Escape through), it opens again.
 $('setup').addEventListener('cancel', (e) => { if (setupMode !== 'change') e.preventDefault(); else setupMode = null; });
+$('setup').addEventListener('close', () => {
+  if (current && !current.configured) setTimeout(() => openSetup('first'), 0);
+});
 for (const b of document.querySelectorAll('.cancel-setup')) b.addEventListener('click', closeSetup);
 for (const b of document.querySelectorAll('#setup .back')) b.addEventListener('click', () => showStep(b.dataset.to));
 

@@ -296,11 +296,12 @@ pub fn quit<R: Runtime>(app: &tauri::AppHandle<R>) {
 pub const RATE_TICK: Duration = Duration::from_secs(1);
 
 /// Waits for board changes and sends them to the window and the tray, at most once per
-/// `BOARD_INTERVAL`. While bytes moved in the chart's window, the rate and the chart change
-/// with time alone: they are sent every `RATE_TICK` until both are back to 0.
+/// `BOARD_INTERVAL`. While bytes moved in the chart's window (the last 5 minutes), the rate
+/// and the chart change with time alone: they are sent every `RATE_TICK` until both are 0.
 fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::Notify>) {
     tauri::async_runtime::spawn(async move {
-        let mut live = false;
+        // The first round goes at once: the tray shows the state from the start.
+        let mut live = true;
         loop {
             if live {
                 tokio::select! {

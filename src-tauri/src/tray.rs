@@ -29,7 +29,8 @@ pub enum TrayState {
 impl TrayState {
     pub fn of(o: &Overview) -> TrayState {
         let t = &o.totals;
-        if o.offline {
+        // Not connected yet: nothing is backed up, as when the server is away.
+        if o.offline || !o.configured {
             TrayState::Offline
         } else if t.failed > 0 {
             TrayState::Error

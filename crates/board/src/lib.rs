@@ -247,12 +247,13 @@ impl Board {
             return;
         }
         if let Event::Uploading { sent, .. } = event {
-            let before = self
-                .index
-                .get(path.as_path())
-                .and_then(|&i| self.rows[i].upload.as_ref())
-                .map_or(0, |u| u.sent);
-            self.rate.add(now, sent.saturating_sub(before));
+            let row = self.index.get(path.as_path()).map(|&i| &self.rows[i]);
+            // Late progress of a backed-up row moved no new bytes (and is ignored below).
+            let late = row.is_some_and(|r| matches!(r.status, Status::BackedUp | Status::Skipped));
+            if !late {
+                let before = row.and_then(|r| r.upload.as_ref()).map_or(0, |u| u.sent);
+                self.rate.add(now, sent.saturating_sub(before));
+            }
         }
         let row = self.row_mut(path);
         let settle = |row: &mut Row, status: Status| {

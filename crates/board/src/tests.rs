@@ -98,6 +98,7 @@ fn late_progress_does_not_take_a_backed_up_row_back_to_uploading() {
     );
     assert_eq!(b.rows()[0].status, Status::BackedUp);
     assert_eq!(b.rows()[0].upload, None);
+    assert_eq!(b.totals(now).rate, 0.0, "no bytes moved");
     // A new upload of the file (it changed) starts with Queued, and shows progress again.
     b.apply(
         &Event::Queued {

@@ -291,6 +291,11 @@ impl Client {
         match status {
             200 if list.is_ok() => Connection::Ok,
             401 | 403 if api_error.is_ok() => Connection::BadToken,
+            // A proxy in front answers for a server that is away.
+            502..=504 => Connection::Unreachable(Unreachable {
+                plain: "the proxy in front of it cannot reach it".into(),
+                detail: Some(format!("HTTP {status} from the address")),
+            }),
             _ => Connection::NotPhotosync(format!("HTTP {status} without a Photosync answer")),
         }
     }

@@ -1,7 +1,8 @@
 //! What happened to files over the last days: uploaded, found on the server, skipped, failed,
-//! with times. One JSON line per entry, appended as it happens; entries older than `KEEP` are
-//! dropped when the log is opened. It is a record for people, not state: a lost line loses no
-//! photo, so lines are not synced one by one.
+//! with times. One JSON line per entry, appended as it happens, in an owner-only file (it
+//! lists the person's files); entries older than `KEEP` are dropped when the log is opened and
+//! once a day while it runs. It is a record for people, not state: a lost line loses no photo,
+//! so lines are not synced one by one.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -27,7 +28,8 @@ pub enum Happened {
 pub struct Entry {
     /// Seconds since the Unix epoch.
     pub at: u64,
-    pub path: PathBuf,
+    /// The file's path as a person reads it (a name that is not Unicode is shown lossily).
+    pub path: String,
     pub what: Happened,
     /// Why (skipped, failed) or how (the server image it matched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,9 +42,24 @@ pub struct Activity {
     /// The entries kept, oldest first.
     entries: Vec<Entry>,
     /// Each path's newest entry, by its place in `entries`.
-    latest: std::collections::HashMap<PathBuf, usize>,
+    latest: std::collections::HashMap<String, usize>,
     file: Option<std::fs::File>,
 }
+
+impl Entry {
+    /// What happened to `path` just now.
+    pub fn now(path: &Path, what: Happened, detail: Option<&str>) -> Entry {
+        Entry {
+            at: now_secs(),
+            path: path.to_string_lossy().into_owned(),
+            what,
+            detail: detail.map(str::to_owned),
+        }
+    }
+}
+
+/// At most this many entries are kept, however busy the week.
+pub const MAX_ENTRIES: usize = 100_000;
 
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -54,31 +71,40 @@ impl Activity {
     /// Reads the log at `path` (none yet is an empty log), keeps the last `KEEP`, and writes
     /// back what is kept. A line that does not parse (a write cut short) is left out.
     pub fn open(path: &Path, now: u64) -> Activity {
-        let since = now.saturating_sub(KEEP.as_secs());
         let entries: Vec<Entry> = match std::fs::File::open(path) {
+            // By bytes: a damaged line is skipped, not the end of the log.
             Ok(f) => std::io::BufReader::new(f)
-                .lines()
+                .split(b'\n')
                 .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<Entry>(&l).ok())
-                .filter(|e| e.at >= since)
+                .filter_map(|l| serde_json::from_slice::<Entry>(&l).ok())
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let latest = entries
+        let mut a = Activity {
+            path: path.to_path_buf(),
+            entries,
+            latest: Default::default(),
+            file: None,
+        };
+        a.prune(now);
+        a
+    }
+
+    /// Drops what is older than `KEEP` (and beyond `MAX_ENTRIES`), and writes the rest anew.
+    fn prune(&mut self, now: u64) {
+        let since = now.saturating_sub(KEEP.as_secs());
+        self.entries.retain(|e| e.at >= since);
+        let over = self.entries.len().saturating_sub(MAX_ENTRIES);
+        self.entries.drain(..over);
+        self.latest = self
+            .entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.path.clone(), i))
             .collect();
-        let mut a = Activity {
-            path: path.to_path_buf(),
-            entries,
-            latest,
-            file: None,
-        };
-        if let Err(e) = a.rewrite() {
-            tracing::warn!(error = %e, path = %path.display(), "activity log not written");
+        if let Err(e) = self.rewrite() {
+            tracing::warn!(error = %e, path = %self.path.display(), "activity log not written");
         }
-        a
     }
 
     fn rewrite(&mut self) -> std::io::Result<()> {
@@ -86,8 +112,13 @@ impl Activity {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
         {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            let file = crate::settings::owner_only()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
+            let mut f = std::io::BufWriter::new(file);
             for e in &self.entries {
                 writeln!(f, "{}", serde_json::to_string(e).unwrap_or_default())?;
             }
@@ -101,6 +132,15 @@ impl Activity {
     /// Adds `entry`, unless it only repeats the path's newest entry (a rescan meeting the
     /// same match, a retry failing for the same reason). An upload is always news.
     pub fn add(&mut self, entry: Entry) {
+        // Once a day's worth past the window (or past the cap), the old part goes.
+        let day = 24 * 3600;
+        let stale = self
+            .entries
+            .first()
+            .is_some_and(|e| e.at + KEEP.as_secs() + day < entry.at);
+        if stale || self.entries.len() >= MAX_ENTRIES + MAX_ENTRIES / 10 {
+            self.prune(entry.at);
+        }
         let repeat = self.latest.get(&entry.path).is_some_and(|&i| {
             let last = &self.entries[i];
             entry.what != Happened::Uploaded
@@ -139,7 +179,7 @@ mod tests {
     fn entry(at: u64, name: &str, what: Happened) -> Entry {
         Entry {
             at,
-            path: PathBuf::from("/p").join(name),
+            path: format!("/p/{name}"),
             what,
             detail: None,
         }
@@ -171,7 +211,7 @@ mod tests {
         let names: Vec<_> = a
             .recent(0, 10)
             .iter()
-            .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+            .map(|e| e.path.trim_start_matches("/p/").to_owned())
             .collect();
         assert_eq!(names, ["b.jpg", "a.jpg"]);
         assert_eq!(a.recent(now - 7, 10).len(), 1, "since a time");
@@ -187,5 +227,27 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 4, "{text}");
         assert!(!text.contains("old.jpg"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "it lists the person's files");
+        }
+    }
+
+    /// A log left running past the window drops its old part by itself.
+    #[test]
+    fn a_running_log_prunes_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("activity.jsonl");
+        let start = 1_000_000_000;
+        let mut a = Activity::open(&path, start);
+        a.add(entry(start, "first.jpg", Happened::Uploaded));
+        let later = start + KEEP.as_secs() + 2 * 24 * 3600;
+        a.add(entry(later, "later.jpg", Happened::Uploaded));
+        assert_eq!(a.recent(0, 10).len(), 1);
+        assert!(!std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("first.jpg"));
     }
 }

@@ -594,11 +594,21 @@ impl Service {
             );
         }
         if !summary.failed.is_empty() {
+            {
+                let mut activity = lock(&self.inner.activity);
+                for (path, why) in &summary.failed {
+                    activity.add(activity::Entry::now(
+                        path,
+                        activity::Happened::Failed,
+                        Some(why),
+                    ));
+                }
+            }
             lock(&self.inner.untold).extend(summary.failed.iter().cloned());
             self.check_online();
-        } else if summary.uploaded + summary.on_server + summary.already_synced > 0
-            && self.inner.offline.swap(false, Ordering::SeqCst)
-        {
+        } else if summary.uploaded > 0 && self.inner.offline.swap(false, Ordering::SeqCst) {
+            // Only an upload proves the server answers: matches and the sync list may come
+            // from what was known before (a server away fails no file it was found to hold).
             (self.inner.hooks.changed)();
         }
     }
@@ -607,6 +617,20 @@ impl Service {
     /// file that failed because the server was away is retried, not reported.
     fn tell_failures(&self) {
         let untold = std::mem::take(&mut *lock(&self.inner.untold));
+        // A file retried and backed up since (the server came back meanwhile) is no failure.
+        let untold: Vec<(PathBuf, String)> = {
+            let board = lock(&self.inner.board);
+            let still_failed: std::collections::HashSet<&Path> = board
+                .rows()
+                .iter()
+                .filter(|r| r.status == Status::Failed)
+                .map(|r| r.path.as_path())
+                .collect();
+            untold
+                .into_iter()
+                .filter(|(p, _)| still_failed.contains(p.as_path()))
+                .collect()
+        };
         let new: Vec<(PathBuf, String)> = {
             let mut told = lock(&self.inner.told_failed);
             untold
@@ -637,10 +661,11 @@ impl Service {
         }
         let me = self.clone();
         self.inner.rt.spawn(async move {
-            let s = me.settings();
             let mut delay = Duration::from_secs(1);
             let mut away_since = None;
             loop {
+                // Read anew each time: the server may have been changed meanwhile.
+                let s = me.settings();
                 let found = Self::test_connection(&s.server_url, &s.token).await;
                 let away = matches!(found, Connection::Unreachable(_));
                 if me.inner.offline.swap(away, Ordering::SeqCst) != away {
@@ -761,13 +786,15 @@ impl Service {
     }
 
     /// Applies server, token and folders given from outside (environment, first-run scripts).
+    /// Saves only when something changed.
     pub fn preset(
         &self,
         url: Option<String>,
         token: Option<String>,
         folders: Vec<PathBuf>,
     ) -> Result<(), ServiceError> {
-        let mut s = self.settings();
+        let before = self.settings();
+        let mut s = before.clone();
         if let Some(u) = url.filter(|u| !u.is_empty()) {
             s.server_url = u;
         }
@@ -780,12 +807,17 @@ impl Service {
                 s.folders.push(f);
             }
         }
+        // Written once at the first start, so the files exist; after that, only on change.
+        if s == before && self.inner.paths.settings.exists() {
+            return Ok(());
+        }
         self.save(s)
     }
 }
 
-/// The activity entry an event makes: uploads, matches, skips and failures (the log leaves out
-/// repeats).
+/// The activity entry an event makes: uploads, matches and skips (the log leaves out
+/// repeats). Failures are taken from each round's summary, not from events: a part that
+/// failed and was sent again within its upload is no failure of the file.
 fn activity_of(e: &Event) -> Option<activity::Entry> {
     use activity::Happened;
     let (what, detail) = match e {
@@ -801,15 +833,9 @@ fn activity_of(e: &Event) -> Option<activity::Entry> {
             },
             Some(reason.clone()),
         ),
-        Event::Failed { reason, .. } => (Happened::Failed, Some(reason.clone())),
         _ => return None,
     };
-    Some(activity::Entry {
-        at: activity::now_secs(),
-        path: e.path().to_path_buf(),
-        what,
-        detail,
-    })
+    Some(activity::Entry::now(e.path(), what, detail.as_deref()))
 }
 
 /// The address a person typed, as the client uses it: trimmed, without a trailing slash, and

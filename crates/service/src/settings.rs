@@ -125,26 +125,50 @@ impl Settings {
 
     /// Puts the token in the keyring if there is one that takes it, else in the file; then
     /// writes the file. Returns where the token went.
+    ///
+    /// - A token said to be in the keyring that could not be read (no token in memory) stays
+    ///   where it is: a keyring that is late at login must not cost the token.
+    /// - If the file cannot be written, the keyring gets its earlier token back, so file and
+    ///   keyring never pair a server with another server's token.
     pub fn save(&self, path: &Path, keyring: Option<&Keyring>) -> Result<TokenStore, ServiceError> {
         let mut on_disk = self.clone();
         on_disk.token_store = TokenStore::File;
-        if let Some(k) = keyring {
-            if self.token.is_empty() {
-                k.delete();
-            } else {
-                match k.set(&self.token) {
-                    Ok(()) => {
-                        on_disk.token.clear();
-                        on_disk.token_store = TokenStore::Keyring;
+        let Some(k) = keyring else {
+            on_disk.write(path)?;
+            return Ok(TokenStore::File);
+        };
+        if self.token.is_empty() {
+            // Not read at start (or never set): nothing to move; the file keeps saying where.
+            on_disk.token_store = self.token_store;
+            on_disk.write(path)?;
+            return Ok(self.token_store);
+        }
+        let before = k.get().ok();
+        match k.set(&self.token) {
+            Ok(()) => {
+                on_disk.token.clear();
+                on_disk.token_store = TokenStore::Keyring;
+            }
+            Err(e) => tracing::info!(
+                error = %e,
+                "no system keyring takes the token: it stays in the owner-only settings file"
+            ),
+        }
+        if let Err(e) = on_disk.write(path) {
+            if on_disk.token_store == TokenStore::Keyring {
+                match before {
+                    Some(old) => {
+                        let _ = k.set(&old);
                     }
-                    Err(e) => tracing::info!(
-                        error = %e,
-                        "no system keyring takes the token: it stays in the owner-only settings file"
-                    ),
+                    None => k.delete(),
                 }
             }
+            return Err(e);
         }
-        on_disk.write(path)?;
+        if on_disk.token_store == TokenStore::File {
+            // A token left in the keyring by an earlier save is not this one.
+            k.delete();
+        }
         Ok(on_disk.token_store)
     }
 
@@ -176,9 +200,9 @@ impl Settings {
     }
 }
 
-/// Options that create a file only its owner can read. Elsewhere than Unix the file gets the
+/// Options that create a file only its owner can read (the settings, the activity log). Elsewhere than Unix the file gets the
 /// folder's permissions: the user's own data directory.
-fn owner_only() -> std::fs::OpenOptions {
+pub(crate) fn owner_only() -> std::fs::OpenOptions {
     #[allow(unused_mut)]
     let mut options = std::fs::OpenOptions::new();
     #[cfg(unix)]

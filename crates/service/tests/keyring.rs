@@ -153,4 +153,26 @@ async fn the_token_goes_to_the_system_keyring_or_stays_in_the_file() {
     let again = Service::new(paths(), Hooks::none(), rt()).unwrap();
     assert_eq!(again.settings().token, token);
     assert!(again.settings().is_configured());
+    drop(again);
+
+    // A keyring that is not up yet at a start (login is slow): the token is not known this
+    // time, but it is not lost, and the file still says where it is.
+    drop(_daemon);
+    let late = Service::new(paths(), Hooks::none(), rt()).unwrap();
+    assert!(!late.settings().is_configured());
+    late.preset(None, None, vec![home.path().to_path_buf()])
+        .unwrap();
+    assert_eq!(on_disk()["token_store"], "keyring", "{}", on_disk());
+    assert_eq!(on_disk()["token"], "");
+    drop(late);
+    let _daemon = secret_service(&address, keyring_home.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let back = loop {
+        let s = Service::new(paths(), Hooks::none(), rt()).unwrap();
+        if s.settings().is_configured() || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(back.settings().token, token, "the keyring gives it back");
 }
