@@ -74,6 +74,13 @@ fn assert_not_blank(path: &Path) {
     );
 }
 
+/// JavaScript that opens the context menu of the element `element` evaluates to.
+fn right_click(element: &str) -> String {
+    format!(
+        "{element}.dispatchEvent(new MouseEvent('contextmenu', {{ bubbles: true, cancelable: true, clientX: 300, clientY: 200 }}));"
+    )
+}
+
 fn copy_photo(name: &str, to: &Path) {
     std::fs::copy(photosync_testkit::photos_dir().join(name), to).unwrap();
 }
@@ -314,7 +321,10 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     // A row's own menu (not WebKit's Back/Forward/Reload), with what applies to it.
     js(
         &c,
-        "document.querySelector('.row[data-name=\"aqua.jpg\"]').dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true, clientX: 300, clientY: 200 })); return true;",
+        &format!(
+            "{} return true;",
+            right_click("document.querySelector('.row[data-name=\"aqua.jpg\"]')")
+        ),
     )
     .await;
     assert_eq!(
@@ -335,7 +345,10 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     wait_js(&c, "the menu closed", "!document.querySelector('.menu')").await;
     let failed_menu = js(
         &c,
-        "const r = document.querySelector('.row[data-status=failed]'); if (!r) return null; r.dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true, clientX: 300, clientY: 200 })); const a = [...document.querySelectorAll('.menu button')].map(b => b.dataset.action); document.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape' })); return a;",
+        &format!(
+            "const r = document.querySelector('.row[data-status=failed]'); if (!r) return null; {} const a = [...document.querySelectorAll('.menu button')].map(b => b.dataset.action); document.dispatchEvent(new KeyboardEvent('keydown', {{ key: 'Escape' }})); return a;",
+            right_click("r")
+        ),
     )
     .await;
     if !root {

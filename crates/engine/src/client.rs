@@ -182,6 +182,18 @@ impl std::fmt::Display for Unreachable {
     }
 }
 
+/// Sends `request` and reads its JSON answer; a refusal becomes the server's error.
+async fn answer<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, ClientError> {
+    let r = request.send().await.map_err(network)?;
+    if !r.status().is_success() {
+        return Err(error_of(r).await);
+    }
+    let bytes = r.bytes().await.map_err(network)?;
+    from_json(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
 /// A new upload's place on the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
@@ -302,19 +314,13 @@ impl Client {
 
     /// Whose token this is, and what the account holds.
     pub async fn account(&self) -> Result<photosync_protocol::Account, ClientError> {
-        let r = self
-            .http
-            .get(self.url(path::ACCOUNT))
-            .bearer_auth(&self.server.token)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(network)?;
-        if !r.status().is_success() {
-            return Err(error_of(r).await);
-        }
-        let bytes = r.bytes().await.map_err(network)?;
-        from_json(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+        answer(
+            self.http
+                .get(self.url(path::ACCOUNT))
+                .bearer_auth(&self.server.token)
+                .timeout(Duration::from_secs(10)),
+        )
+        .await
     }
 
     /// Asks which of `queries` the server holds, in batches of at most 10,000.
@@ -324,21 +330,14 @@ impl Client {
             let body = to_json(&DetectRequest {
                 images: batch.to_vec(),
             });
-            let r = self
-                .http
-                .post(self.url(path::DETECT))
-                .bearer_auth(&self.server.token)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .map_err(network)?;
-            if !r.status().is_success() {
-                return Err(error_of(r).await);
-            }
-            let bytes = r.bytes().await.map_err(network)?;
-            let resp: DetectResponse =
-                from_json(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let resp: DetectResponse = answer(
+                self.http
+                    .post(self.url(path::DETECT))
+                    .bearer_auth(&self.server.token)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await?;
             if resp.results.len() != batch.len() {
                 return Err(ClientError::Protocol(format!(
                     "{} answers for {} questions",

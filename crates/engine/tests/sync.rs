@@ -623,21 +623,13 @@ async fn a_same_picture_skip_is_recorded_with_its_reason_and_can_be_forced() {
 /// same-picture match stays on the server as last checked; a file never backed up fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_away_does_not_fail_files_it_was_found_to_hold() {
-    use std::time::Duration;
     let s = server().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(photosync_server::serve(
-        listener,
-        s.state.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(1),
-    ));
+    // The same account on a port that can go away.
+    let mut stoppable = photosync_server::LocalServer::start(s.state.clone())
+        .await
+        .unwrap();
     let here = TestServer {
-        url: format!("http://{addr}"),
+        url: stoppable.url(),
         token: s.token.clone(),
         state: s.state.clone(),
         _dir: tempfile::tempdir().unwrap(),
@@ -656,8 +648,7 @@ async fn a_server_away_does_not_fail_files_it_was_found_to_hold() {
     let summary = engine.sync(std::slice::from_ref(&folder)).await;
     assert_eq!((summary.on_server, summary.already_synced), (1, 1));
 
-    let _ = stop.send(());
-    serving.await.unwrap().unwrap();
+    stoppable.go_away().await;
     write(&folder, "new.jpg", &photo("coffee.jpg"));
     let (engine, log) = engine_with(&here, local.path(), |o| o.max_attempts = 1);
     let summary = engine.sync(std::slice::from_ref(&folder)).await;

@@ -23,6 +23,23 @@ async fn server(dir: &Path) -> (String, String, AppState) {
     (url, token, state)
 }
 
+type Notices = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A service with its files under `home` that records the notifications it sends.
+fn noting_service(home: &Path) -> (Service, Notices) {
+    let notices: Notices = Arc::default();
+    let hooks = Hooks {
+        changed: Arc::new(|| {}),
+        notify: {
+            let n = notices.clone();
+            Arc::new(move |t, b| n.lock().unwrap().push((t, b)))
+        },
+    };
+    let service =
+        Service::new(Paths::under(home), hooks, tokio::runtime::Handle::current()).unwrap();
+    (service, notices)
+}
+
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !f() {
@@ -36,20 +53,7 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
     let server_dir = tempfile::tempdir().unwrap();
     let (url, token, state) = server(server_dir.path()).await;
     let home = tempfile::tempdir().unwrap();
-    let notices: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let hooks = Hooks {
-        changed: Arc::new(|| {}),
-        notify: {
-            let n = notices.clone();
-            Arc::new(move |t, b| n.lock().unwrap().push((t, b)))
-        },
-    };
-    let service = Service::new(
-        Paths::under(home.path()),
-        hooks,
-        tokio::runtime::Handle::current(),
-    )
-    .unwrap();
+    let (service, notices) = noting_service(home.path());
     assert_eq!(service.overview().status_line, "Not connected to a server");
 
     // A wrong token and a wrong address are refused with what went wrong, and not saved.
@@ -280,8 +284,6 @@ async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
     assert_eq!(rows.rows.len(), 4);
 }
 
-type Notices = Arc<Mutex<Vec<(String, String)>>>;
-
 fn told(notices: &Notices, title: &str) -> usize {
     notices
         .lock()
@@ -303,20 +305,7 @@ async fn a_lost_server_is_shown_at_once_and_fails_nothing_already_backed_up() {
         .unwrap();
     let mut server = photosync_server::LocalServer::start(state).await.unwrap();
     let home = tempfile::tempdir().unwrap();
-    let notices: Notices = Arc::default();
-    let hooks = Hooks {
-        changed: Arc::new(|| {}),
-        notify: {
-            let n = notices.clone();
-            Arc::new(move |t, b| n.lock().unwrap().push((t, b)))
-        },
-    };
-    let service = Service::new(
-        Paths::under(home.path()),
-        hooks,
-        tokio::runtime::Handle::current(),
-    )
-    .unwrap();
+    let (service, notices) = noting_service(home.path());
     // No scheme typed: http:// is meant.
     let typed = server.url().trim_start_matches("http://").to_owned();
     service.configure(&typed, &token).await.unwrap();
