@@ -26,7 +26,5 @@ export const updateSettings = (settings) => invoke('update_settings', { settings
 // The folder dialog is native; tests use addFolder with a path instead.
 export const pickFolder = () => tauri.dialog.open({ directory: true, multiple: false });
 
-// Thumbnails come from the app's thumb: protocol (http://thumb.localhost on Windows).
-export const thumbUrl = (row) =>
-  (navigator.userAgent.includes('Windows') ? 'http://thumb.localhost/' : 'thumb://localhost/') +
-  row.id + '?n=' + encodeURIComponent(row.name);
+// A row's thumbnail: JPEG bytes in an ArrayBuffer.
+export const thumbnail = (id) => invoke('thumbnail', { id });

@@ -382,7 +382,7 @@ api.listen('board', (update) => {
     foldersDue = true;
     setTimeout(() => { foldersDue = false; renderFolders(); }, 1000);
   }
-  if (update.changed.length && !activityDue && !$('activity').classList.contains('hidden')) {
+  if ((update.changed === null || update.changed.length) && !activityDue && !$('activity').classList.contains('hidden')) {
     activityDue = true;
     setTimeout(() => { activityDue = false; renderActivity(); }, 2000);
   }

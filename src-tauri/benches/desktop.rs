@@ -53,6 +53,49 @@ fn pss_mb(pids: &[u32]) -> f64 {
         / 1024.0
 }
 
+/// Where one process's memory is: PSS in MB by kind of mapping (anonymous, the libc heap,
+/// shared memory, files), largest first.
+fn pss_by_kind(pid: u32) -> Vec<(String, f64)> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut kinds: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    let mut kind = String::new();
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: "start-end perms offset dev inode [path]".
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            kind = match path {
+                "" => "anonymous".to_owned(),
+                p if p.starts_with('[') => p.to_owned(),
+                p if p.starts_with("/memfd:") || p.starts_with("/dev/shm") => "shared memory".to_owned(),
+                p if p.starts_with("/dev/") => p.to_owned(),
+                _ => "files".to_owned(),
+            };
+        } else if let Some(v) = line.strip_prefix("Pss:") {
+            let kb = v.split_whitespace().next().and_then(|k| k.parse::<f64>().ok());
+            *kinds.entry(kind.clone()).or_default() += kb.unwrap_or(0.0) / 1024.0;
+        }
+    }
+    let mut out: Vec<(String, f64)> = kinds.into_iter().filter(|(_, mb)| *mb >= 1.0).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+/// One line per process: its PSS, and where it is.
+fn memory_lines(root: u32) -> String {
+    tree(root)
+        .into_iter()
+        .map(|p| {
+            let kinds: Vec<String> = pss_by_kind(p)
+                .iter()
+                .map(|(k, mb)| format!("{k} {mb:.0}"))
+                .collect();
+            format!("    {} {:.0} MB ({})", comm(p), pss_mb(&[p]), kinds.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -152,6 +195,7 @@ async fn main() {
     let pid = app_pid(&app_dir);
     let empty_mb = pss_mb(&tree(pid));
     println!("memory, empty window: {empty_mb:.0} MB (PSS of the app and its WebKit processes)");
+    println!("{}", memory_lines(pid));
 
     // Frame times: rAF intervals recorded in the page, idle first as the baseline.
     js(
@@ -223,16 +267,13 @@ async fn main() {
     println!(
         "memory with {FILES} images listed: {listed_mb:.0} MB (empty: {empty_mb:.0} MB; target: under {TARGET_MB} MB)"
     );
+    println!("{}", memory_lines(pid));
 
     // Idle once synced: window open, then closed to the tray.
     tokio::time::sleep(Duration::from_secs(3)).await;
     js(&c, "window.location.reload(); return true;").await; // drop the bench's own rAF/scroll loops
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let per: Vec<String> = tree(pid)
-        .into_iter()
-        .map(|p| format!("{} {:.0} MB", comm(p), pss_mb(&[p])))
-        .collect();
-    println!("  after reloading the window: {}", per.join(", "));
+    println!("  after reloading the window:\n{}", memory_lines(pid));
     for label in ["synced, window open", "synced, window hidden to the tray"] {
         if label.contains("tray") {
             js(&c, "document.getElementById('hide').click(); return true;").await;

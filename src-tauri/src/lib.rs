@@ -23,12 +23,17 @@ use tauri::{Emitter, Manager, Runtime};
 /// How often at most the window hears about changes.
 pub const BOARD_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Past this many changed rows in one update, the window hears "many" instead of each id.
+pub const MAX_CHANGED_IDS: usize = 256;
+
 /// The payload of the `board` event: the totals, and which rows changed (ids only: the window
 /// fetches the rows it shows, so 10,000 changes do not cross the bridge as 10,000 rows).
+/// `None` means more than `MAX_CHANGED_IDS`: the window fetches what it shows again. Every
+/// event's text is kept by the page's script engine for a while, so large ones cost memory.
 #[derive(Debug, Clone, Serialize)]
 pub struct BoardUpdate {
     pub overview: Overview,
-    pub changed: Vec<u64>,
+    pub changed: Option<Vec<u64>>,
 }
 
 /// Managed state: the service, and whether Quit was chosen.
@@ -208,6 +213,19 @@ fn open_file<R: Runtime>(app: tauri::AppHandle<R>, id: u64) -> Result<(), String
     tauri_plugin_opener::open_path(row_path(&app, id)?, None::<&str>).map_err(|e| e.to_string())
 }
 
+/// A row's thumbnail, JPEG bytes made from the picture (cached on disk). The window decodes
+/// it into a canvas and frees the bitmap, so scrolling through 10,000 rows keeps only the
+/// rows in view decoded; `<img>` elements left every decoded picture in WebKit's caches.
+#[tauri::command]
+async fn thumbnail<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    id: u64,
+) -> Result<tauri::ipc::Response, String> {
+    Ok(tauri::ipc::Response::new(said(
+        service(&app)?.thumbnail(id).await,
+    )?))
+}
+
 #[tauri::command]
 async fn recheck<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
     said(service(&app)?.recheck().await)
@@ -315,7 +333,8 @@ fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::N
             let Ok(service) = service(&app) else { continue };
             let update = BoardUpdate {
                 overview: service.overview(),
-                changed: service.take_changed().into_iter().map(|r| r.id).collect(),
+                changed: Some(service.take_changed())
+                    .filter(|ids| ids.len() <= MAX_CHANGED_IDS),
             };
             live = update.overview.totals.rate > 0.0
                 || update.overview.rate_series.iter().any(|v| *v > 0.0);
@@ -343,6 +362,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             retry,
             reveal,
             open_file,
+            thumbnail,
             activity,
             recheck,
             sync_now,
@@ -350,36 +370,6 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             get_settings,
             update_settings
         ])
-        // Thumbnails made in Rust: thumb://localhost/<row id>
-        .register_asynchronous_uri_scheme_protocol("thumb", |ctx, request, responder| {
-            let app = ctx.app_handle().clone();
-            let id = request
-                .uri()
-                .path()
-                .trim_start_matches('/')
-                .parse::<u64>()
-                .ok();
-            tauri::async_runtime::spawn(async move {
-                let found = match (service(&app), id) {
-                    (Ok(s), Some(id)) => s.thumbnail(id).await.map_err(|e| e.to_string()),
-                    _ => Err("no such thumbnail".to_owned()),
-                };
-                let response = match found {
-                    Ok(jpeg) => tauri::http::Response::builder()
-                        .header("content-type", "image/jpeg")
-                        .header("cache-control", "max-age=3600")
-                        .body(jpeg),
-                    Err(e) => tauri::http::Response::builder()
-                        .status(404)
-                        .header("content-type", "text/plain")
-                        .body(e.into_bytes()),
-                };
-                match response {
-                    Ok(r) => responder.respond(r),
-                    Err(e) => tracing::warn!(error = %e, "thumbnail response"),
-                }
-            });
-        })
         .on_window_event(|window, event| match event {
             // Closing the window keeps syncing in the tray.
             tauri::WindowEvent::CloseRequested { api, .. } => {

@@ -305,7 +305,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         ),
     )
     .await;
-    let thumbs = js(&c, "return [...document.querySelectorAll('.row img')].filter(i => i.complete && i.naturalWidth > 0).length").await;
+    let thumbs = js(&c, "return [...document.querySelectorAll('.row canvas.thumb[data-drawn]')].length").await;
     assert!(thumbs.as_u64().unwrap() >= 6, "thumbnails shown: {thumbs}");
     let main = screenshot(&c, "main").await;
     // The activity of the last days, by day.

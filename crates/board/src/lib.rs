@@ -2,7 +2,7 @@
 //! events. A desktop shell renders it; nothing here knows about windows or IPC.
 //!
 //! - Rows keep the order files were first seen, and each has a stable `id` for thumbnails.
-//! - `take_changed` hands out the rows changed since the last call, so a shell can send
+//! - `take_changed` hands out the ids of the rows changed since the last call, so a shell can send
 //!   batches at its own pace instead of one message per event.
 //! - `query` filters by state and name and returns one page, so a list of 10,000 can be
 //!   rendered a screenful at a time.
@@ -403,10 +403,10 @@ impl Board {
         }
     }
 
-    /// Rows changed since the last call.
-    pub fn take_changed(&mut self) -> Vec<Row> {
+    /// Ids of the rows changed since the last call.
+    pub fn take_changed(&mut self) -> Vec<u64> {
         let changed = std::mem::take(&mut self.changed);
-        changed.into_iter().map(|i| self.rows[i].clone()).collect()
+        changed.into_iter().map(|i| self.rows[i].id).collect()
     }
 
     pub fn row(&self, id: u64) -> Option<&Row> {

@@ -333,7 +333,7 @@ fn changed_rows_are_handed_out_once() {
     b.apply(&Event::Identifying { path: p("b.jpg") }, Instant::now());
     let changed = b.take_changed();
     assert_eq!(changed.len(), 1);
-    assert_eq!(changed[0].name, "b.jpg");
+    assert_eq!(b.row(changed[0]).unwrap().name, "b.jpg");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use photosync_board::{Board, Page, Query, Row, Status, Totals};
+use photosync_board::{Board, Page, Query, Status, Totals};
 use photosync_engine::{
     Client, Connection, Engine, EngineError, Event, Options, ServerConfig, Summary, Unreachable,
 };
@@ -771,7 +771,7 @@ impl Service {
         lock(&self.inner.board).row(id).map(|r| r.path.clone())
     }
 
-    pub fn take_changed(&self) -> Vec<Row> {
+    pub fn take_changed(&self) -> Vec<u64> {
         lock(&self.inner.board).take_changed()
     }
 
