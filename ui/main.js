@@ -8,6 +8,21 @@ import { S } from './strings.js';
 const $ = (id) => document.getElementById(id);
 let current = null; // the last overview
 
+// The page's own words come from strings.js, like every other word the window shows.
+function fillPage() {
+  for (const el of document.querySelectorAll('[data-s]')) {
+    // `text` in backticks is a command: shown as code, never as markup.
+    el.replaceChildren(...S.page[el.dataset.s].split('`').map((part, i) =>
+      (i % 2 ? Object.assign(document.createElement('code'), { textContent: part }) : part)));
+  }
+  const attrs = { sPlaceholder: 'placeholder', sTitle: 'title', sLabel: 'aria-label' };
+  for (const [data, attr] of Object.entries(attrs)) {
+    const name = data.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    for (const el of document.querySelectorAll(`[data-${name}]`)) el.setAttribute(attr, S.page[el.dataset[data]]);
+  }
+}
+fillPage();
+
 const fileList = new FileList($('list'), $('spacer'), (n) => { $('list-count').textContent = S.files(n); });
 
 // WebKit's own menu (Back, Forward, Reload) means nothing here; inputs keep theirs.
@@ -282,7 +297,7 @@ function fillSettings(s) {
 
 $('open-settings').addEventListener('click', async () => {
   fillSettings(await api.getSettings());
-  $('settings-server').textContent = current ? S.connectedAs(current.user, current.server_url) : '';
+  $('settings-server').textContent = current ? S.connectedTo(S.connectedAs(current.user, current.server_url)) : '';
   $('settings-message').textContent = '';
   $('settings').showModal();
 });
