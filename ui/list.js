@@ -63,25 +63,28 @@ export class FileList {
     this.spacer.style.height = `${page.total * ROW_HEIGHT}px`;
     this.onCount(page.total);
     this.shownIds = new Set(page.rows.map((r) => r.id));
-    const tops = page.rows.map((_, i) => (first + i) * ROW_HEIGHT);
-    // Rows scrolled out of view are reused for the rows scrolled in, with their canvases:
-    // scrolling makes no garbage for the page to collect.
-    const wanted = new Set(tops);
-    const spare = [];
-    for (const [top, el] of this.rendered) {
-      if (!wanted.has(top)) { spare.push(el); this.rendered.delete(top); }
-    }
+    // A file already shown keeps its element (moved if rows shifted), picture and all; the
+    // elements of files scrolled out of view are reused for those scrolled in, with their
+    // canvases: scrolling makes no garbage for the page to collect.
+    const byId = new Map([...this.rendered.values()].map((el) => [el.row.id, el]));
+    const next = new Map();
+    const placeLater = [];
     page.rows.forEach((row, i) => {
-      const top = tops[i];
-      let el = this.rendered.get(top);
-      if (!el) {
-        el = spare.pop() || this.newRow();
-        el.style.top = `${top}px`;
-        this.rendered.set(top, el);
-      }
-      draw(el, row);
+      const top = (first + i) * ROW_HEIGHT;
+      const el = byId.get(row.id);
+      if (el) { byId.delete(row.id); this.place(next, el, top, row); } else placeLater.push([row, top]);
     });
+    const spare = [...byId.values()];
+    for (const [row, top] of placeLater) this.place(next, spare.pop() || this.newRow(), top, row);
     spare.forEach((el) => el.remove());
+    this.rendered = next;
+  }
+
+  place(rendered, el, top, row) {
+    const y = `${top}px`;
+    if (el.style.top !== y) el.style.top = y;
+    rendered.set(top, el);
+    draw(el, row);
   }
 
   newRow() {
@@ -171,8 +174,13 @@ const THUMB_SIDE = 52; // CSS pixels, as .row .thumb in style.css
 // freed once drawn, so only the rows in view hold decoded pixels: <img> elements kept every
 // picture scrolled past in WebKit's caches (hundreds of MB at 10,000 rows).
 function thumbnail(el, row) {
-  if (el.thumbId === row.id) return el.thumb;
+  // Asked again only for another file, or when a file without a picture so far changed (it
+  // may have been still being written).
+  if (el.thumbId === row.id && !(el.thumbFailed && el.thumbStatus !== row.status)) return el.thumb;
   el.thumbId = row.id;
+  el.thumbStatus = row.status;
+  el.thumbFailed = false;
+  const ticket = (el.thumbTicket = (el.thumbTicket || 0) + 1);
   if (!el.canvas) {
     el.canvas = Object.assign(document.createElement('canvas'), { className: 'thumb' });
     el.canvas.width = el.canvas.height = Math.round(THUMB_SIDE * (window.devicePixelRatio || 1));
@@ -183,9 +191,10 @@ function thumbnail(el, row) {
   ctx.clearRect(0, 0, side, side);
   delete canvas.dataset.drawn;
   el.thumb = canvas;
-  const current = () => el.thumbId === row.id;
+  const current = () => el.thumbTicket === ticket;
   api.thumbnail(row.id)
-    .then((bytes) => createImageBitmap(new Blob([bytes], { type: 'image/jpeg' })))
+    // An ArrayBuffer, or an array of numbers where the bridge sends JSON.
+    .then((bytes) => createImageBitmap(new Blob([new Uint8Array(bytes)], { type: 'image/jpeg' })))
     .then((bitmap) => {
       if (current()) {
         const scale = Math.min(side / bitmap.width, side / bitmap.height);
@@ -199,6 +208,7 @@ function thumbnail(el, row) {
     // No picture (a video, a document, an unreadable image): a file-type badge instead.
     .catch(() => {
       if (!current()) return;
+      el.thumbFailed = true;
       el.thumb = typeIcon(row.name);
       canvas.replaceWith(el.thumb);
     });

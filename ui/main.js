@@ -10,15 +10,16 @@ let current = null; // the last overview
 
 // The page's own words come from strings.js, like every other word the window shows.
 function fillPage() {
+  const word = (key) => S.page[key] ?? S[key];
   for (const el of document.querySelectorAll('[data-s]')) {
     // `text` in backticks is a command: shown as code, never as markup.
-    el.replaceChildren(...S.page[el.dataset.s].split('`').map((part, i) =>
+    el.replaceChildren(...word(el.dataset.s).split('`').map((part, i) =>
       (i % 2 ? Object.assign(document.createElement('code'), { textContent: part }) : part)));
   }
   const attrs = { sPlaceholder: 'placeholder', sTitle: 'title', sLabel: 'aria-label' };
   for (const [data, attr] of Object.entries(attrs)) {
     const name = data.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    for (const el of document.querySelectorAll(`[data-${name}]`)) el.setAttribute(attr, S.page[el.dataset[data]]);
+    for (const el of document.querySelectorAll(`[data-${name}]`)) el.setAttribute(attr, word(el.dataset[data]));
   }
 }
 fillPage();
@@ -403,5 +404,12 @@ api.listen('board', (update) => {
   }
 });
 api.listen('problem', (text) => showProblem(String(text)));
+// A notification was clicked: the window opens on the files it was about.
+api.listen('show-files', (status) => {
+  if (!status) return;
+  $('search').value = '';
+  fileList.setFilter({ search: '' });
+  $(`filter-${status}`).click();
+});
 
 refreshOverview().then(() => { renderFolders(); fileList.refresh(); });

@@ -67,12 +67,17 @@ fn pss_by_kind(pid: u32) -> Vec<(String, f64)> {
             kind = match path {
                 "" => "anonymous".to_owned(),
                 p if p.starts_with('[') => p.to_owned(),
-                p if p.starts_with("/memfd:") || p.starts_with("/dev/shm") => "shared memory".to_owned(),
+                p if p.starts_with("/memfd:") || p.starts_with("/dev/shm") => {
+                    "shared memory".to_owned()
+                }
                 p if p.starts_with("/dev/") => p.to_owned(),
                 _ => "files".to_owned(),
             };
         } else if let Some(v) = line.strip_prefix("Pss:") {
-            let kb = v.split_whitespace().next().and_then(|k| k.parse::<f64>().ok());
+            let kb = v
+                .split_whitespace()
+                .next()
+                .and_then(|k| k.parse::<f64>().ok());
             *kinds.entry(kind.clone()).or_default() += kb.unwrap_or(0.0) / 1024.0;
         }
     }
@@ -90,7 +95,12 @@ fn memory_lines(root: u32) -> String {
                 .iter()
                 .map(|(k, mb)| format!("{k} {mb:.0}"))
                 .collect();
-            format!("    {} {:.0} MB ({})", comm(p), pss_mb(&[p]), kinds.join(", "))
+            format!(
+                "    {} {:.0} MB ({})",
+                comm(p),
+                pss_mb(&[p]),
+                kinds.join(", ")
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")

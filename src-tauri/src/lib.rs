@@ -5,7 +5,8 @@
 //!   tests; desktop-only plugins (single instance, autostart, notifications, dialog) and the
 //!   tray are added by `main.rs`.
 //! - Board changes reach the window as one `board` event per 250 ms at most, carrying the ids of
-//!   the changed rows and the totals, and only when something changed: no polling.
+//!   the changed rows (or "many" past 256) and the totals, and only when something changed: no
+//!   polling.
 
 pub mod tray;
 
@@ -14,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use photosync_board::{Page, Query};
+use photosync_board::{Page, Query, Status};
 use photosync_engine::Connection;
-use photosync_service::{FolderInfo, Hooks, Overview, Paths, Service, Settings};
+use photosync_service::{FolderInfo, Hooks, Notice, Overview, Paths, Service, Settings};
 use serde::Serialize;
 use tauri::{Emitter, Manager, Runtime};
 
@@ -273,8 +274,9 @@ fn set_autostart<R: Runtime>(app: &tauri::AppHandle<R>, on: bool) -> Result<(), 
     result.map_err(|e| format!("start at login: {e}"))
 }
 
-/// Sends one notification, if the notification plugin is there.
-fn notify<R: Runtime>(app: &tauri::AppHandle<R>, title: &str, body: &str) {
+/// Sends one notification, if the notification plugin is there (not on the mock runtime). It
+/// carries the status its click shows (see `listen_for_clicks`).
+fn notify<R: Runtime>(app: &tauri::AppHandle<R>, notice: &Notice) {
     use tauri_plugin_notification::NotificationExt;
     if app
         .try_state::<tauri_plugin_notification::Notification<R>>()
@@ -282,8 +284,49 @@ fn notify<R: Runtime>(app: &tauri::AppHandle<R>, title: &str, body: &str) {
     {
         return;
     }
-    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+    let shown = app
+        .notification()
+        .builder()
+        .title(&notice.title)
+        .body(&notice.body)
+        .extra(SHOWS, notice.shows)
+        .show();
+    if let Err(e) = shown {
         tracing::debug!(error = %e, "notification not shown");
+    }
+}
+
+/// The key of a notification's extra data that names the files its click shows.
+const SHOWS: &str = "shows";
+
+/// A click on one of our notifications opens the window on the files it was about.
+fn listen_for_clicks<R: Runtime>(app: &tauri::AppHandle<R>) {
+    use tauri_plugin_notification::NotificationExt;
+    if app
+        .try_state::<tauri_plugin_notification::Notification<R>>()
+        .is_none()
+    {
+        return;
+    }
+    let handle = app.clone();
+    let _ = app.notification().on_action(move |done| {
+        if done.action_id() != "tap" {
+            return;
+        }
+        let shows = done
+            .notification()
+            .and_then(|n| n.extra().get(SHOWS))
+            .and_then(|v| serde_json::from_value::<Option<Status>>(v.clone()).ok())
+            .flatten();
+        show_files(&handle, shows);
+    });
+}
+
+/// Opens the window on the files with this status (`None`: as it was).
+pub fn show_files<R: Runtime>(app: &tauri::AppHandle<R>, shows: Option<Status>) {
+    show_main(app);
+    if let Err(e) = app.emit("show-files", shows) {
+        tracing::debug!(error = %e, "show-files not sent");
     }
 }
 
@@ -333,8 +376,7 @@ fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::N
             let Ok(service) = service(&app) else { continue };
             let update = BoardUpdate {
                 overview: service.overview(),
-                changed: Some(service.take_changed())
-                    .filter(|ids| ids.len() <= MAX_CHANGED_IDS),
+                changed: Some(service.take_changed()).filter(|ids| ids.len() <= MAX_CHANGED_IDS),
             };
             live = update.overview.totals.rate > 0.0
                 || update.overview.rate_series.iter().any(|v| *v > 0.0);
@@ -346,7 +388,7 @@ fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::N
     });
 }
 
-/// The whole app on any runtime: state, commands, the `thumb://` protocol, window behaviour.
+/// The whole app on any runtime: state, commands, notification clicks, window behaviour.
 pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     builder
         .invoke_handler(tauri::generate_handler![
@@ -404,7 +446,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
                 },
                 notify: {
                     let handle = handle.clone();
-                    Arc::new(move |title, body| notify(&handle, &title, &body))
+                    Arc::new(move |notice| notify(&handle, &notice))
                 },
             };
             let paths = app_paths()?;
@@ -424,6 +466,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
                 quitting: AtomicBool::new(false),
             });
             forward_board(handle.clone(), dirty);
+            listen_for_clicks(&handle);
             tauri::async_runtime::spawn(async move {
                 if let Err(e) = service.start().await {
                     tracing::warn!(error = %e, "sync not started");

@@ -305,8 +305,13 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         ),
     )
     .await;
-    let thumbs = js(&c, "return [...document.querySelectorAll('.row canvas.thumb[data-drawn]')].length").await;
-    assert!(thumbs.as_u64().unwrap() >= 6, "thumbnails shown: {thumbs}");
+    // Thumbnails are drawn as their bytes arrive.
+    wait_js(
+        &c,
+        "six thumbnails drawn",
+        "document.querySelectorAll('.row canvas.thumb[data-drawn]').length >= 6",
+    )
+    .await;
     let main = screenshot(&c, "main").await;
     // The activity of the last days, by day.
     click(&c, "show-activity").await;
@@ -354,6 +359,20 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     if !root {
         assert_eq!(failed_menu, json!(["reveal", "open", "copy", "retry"]));
     }
+
+    // A notification's click sends "show-files": the window shows those files.
+    js(
+        &c,
+        "window.__TAURI__.event.emit('show-files', 'skipped'); return true;",
+    )
+    .await;
+    let files = if skipped == 1 { "1 file" } else { "2 files" };
+    wait_js(
+        &c,
+        "the list on the notice's files",
+        &format!("document.getElementById('filter-skipped').getAttribute('aria-pressed') === 'true' && document.getElementById('list-count').textContent === '{files}'"),
+    )
+    .await;
 
     // A renamed copy is recognised, with the reason.
     // Under the "Backed up" filter: the row must appear when it enters it, although the

@@ -240,6 +240,26 @@ fn commands_events_and_tray_actions_drive_the_service() {
         "{row}"
     );
 
+    // A notification's click opens the window on its files: the window hears which.
+    let shown: Arc<Mutex<Vec<Value>>> = Arc::default();
+    {
+        let shown = shown.clone();
+        app.listen_any("show-files", move |e| {
+            shown
+                .lock()
+                .unwrap()
+                .push(serde_json::from_str(e.payload()).unwrap());
+        });
+    }
+    photosync_desktop::show_files(app.handle(), Some(photosync_board::Status::Failed));
+    photosync_desktop::show_files(app.handle(), None);
+    wait_for("both clicks heard", || shown.lock().unwrap().len() == 2);
+    let heard = shown.lock().unwrap().clone();
+    assert!(
+        heard.contains(&json!("failed")) && heard.contains(&Value::Null),
+        "{heard:?}"
+    );
+
     // Tray actions: pause and resume reach the service.
     photosync_desktop::tray::on_menu(app.handle(), "pause");
     wait_for("paused", || {

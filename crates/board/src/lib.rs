@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use photosync_events::{Event, OnServer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use rate::RateHistory;
 
 /// Where a file stands. A file the server holds has one state, `BackedUp`, however that came
 /// to be ([`Backed`] says how).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Seen, not yet read.

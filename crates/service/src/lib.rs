@@ -84,15 +84,34 @@ impl Paths {
 pub struct Hooks {
     /// The board changed (called often; the shell batches).
     pub changed: Arc<dyn Fn() + Send + Sync>,
-    /// Something a person should hear about even with the window closed: (title, body).
-    pub notify: Arc<dyn Fn(String, String) + Send + Sync>,
+    /// Something a person should hear about even with the window closed.
+    pub notify: Arc<dyn Fn(Notice) + Send + Sync>,
+}
+
+/// A notification: its words, and which files a click on it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub title: String,
+    pub body: String,
+    /// The list's filter a click opens the window on; `None` opens the window as it was.
+    pub shows: Option<Status>,
+}
+
+impl Notice {
+    fn new(title: impl Into<String>, body: impl Into<String>, shows: Option<Status>) -> Notice {
+        Notice {
+            title: title.into(),
+            body: body.into(),
+            shows,
+        }
+    }
 }
 
 impl Hooks {
     pub fn none() -> Hooks {
         Hooks {
             changed: Arc::new(|| {}),
-            notify: Arc::new(|_, _| {}),
+            notify: Arc::new(|_| {}),
         }
     }
 }
@@ -364,13 +383,14 @@ impl Service {
                     present: false,
                 } = &e
                 {
-                    (inner.hooks.notify)(
-                        "A watched folder is gone".into(),
+                    (inner.hooks.notify)(Notice::new(
+                        "A watched folder is gone",
                         format!(
                             "{} is not there (unplugged or deleted); it is backed up again when it comes back",
                             path.display()
                         ),
-                    );
+                        None,
+                    ));
                 }
                 let failed = matches!(e, Event::Failed { .. });
                 lock(&inner.board).apply(&e, Instant::now());
@@ -414,7 +434,11 @@ impl Service {
                 .await;
             if let Err(why) = result {
                 tracing::warn!(error = %why, "watching stopped");
-                (me.inner.hooks.notify)("Photosync cannot watch a folder".into(), why.to_string());
+                (me.inner.hooks.notify)(Notice::new(
+                    "Photosync cannot watch a folder",
+                    why.to_string(),
+                    None,
+                ));
             }
         });
         let (runs, queue) = tokio::sync::mpsc::unbounded_channel();
@@ -585,13 +609,18 @@ impl Service {
     fn after_round(&self, summary: &Summary) {
         let notify = &self.inner.hooks.notify;
         if let Some(why) = &summary.aborted {
-            notify("Photosync could not finish a sync".into(), why.clone());
+            notify(Notice::new(
+                "Photosync could not finish a sync",
+                why.clone(),
+                None,
+            ));
         }
         if summary.uploaded >= BIG_SYNC {
-            notify(
-                "Backup finished".into(),
+            notify(Notice::new(
+                "Backup finished",
                 format!("{} backed up", counted(&summary.uploaded_kinds)),
-            );
+                Some(Status::BackedUp),
+            ));
         }
         if !summary.failed.is_empty() {
             {
@@ -649,7 +678,11 @@ impl Service {
             1 => "1 file could not be backed up".to_owned(),
             n => format!("{n} files could not be backed up"),
         };
-        (self.inner.hooks.notify)(title, format!("{name}: {why}"));
+        (self.inner.hooks.notify)(Notice::new(
+            title,
+            format!("{name}: {why}"),
+            Some(Status::Failed),
+        ));
     }
 
     /// Files failed: is the server away? If so, say so, and poll until it is back (only
@@ -672,10 +705,11 @@ impl Service {
                     tracing::info!(away, "server connection changed");
                     (me.inner.hooks.changed)();
                     if away {
-                        (me.inner.hooks.notify)(
-                            "Photosync cannot reach the server".into(),
-                            "Backups go on by themselves when it is back.".into(),
-                        );
+                        (me.inner.hooks.notify)(Notice::new(
+                            "Photosync cannot reach the server",
+                            "Backups go on by themselves when it is back.",
+                            None,
+                        ));
                     }
                 }
                 if !away {
@@ -711,10 +745,11 @@ impl Service {
                 me.learn_user(&engine);
             }
             if since.elapsed() >= LONG_ABSENCE {
-                (me.inner.hooks.notify)(
-                    "Photosync is connected again".into(),
-                    "The server is back; backups carry on.".into(),
-                );
+                (me.inner.hooks.notify)(Notice::new(
+                    "Photosync is connected again",
+                    "The server is back; backups carry on.",
+                    None,
+                ));
             }
             let failed: Vec<PathBuf> = lock(&me.inner.board)
                 .rows()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use photosync_board::{Query, Status};
 use photosync_server::AppState;
-use photosync_service::{Hooks, Paths, Service};
+use photosync_service::{Hooks, Notice, Paths, Service};
 
 async fn server(dir: &Path) -> (String, String, AppState) {
     let token = "psk_service_test".to_owned();
@@ -23,7 +23,7 @@ async fn server(dir: &Path) -> (String, String, AppState) {
     (url, token, state)
 }
 
-type Notices = Arc<Mutex<Vec<(String, String)>>>;
+type Notices = Arc<Mutex<Vec<Notice>>>;
 
 /// A service with its files under `home` that records the notifications it sends.
 fn noting_service(home: &Path) -> (Service, Notices) {
@@ -32,7 +32,7 @@ fn noting_service(home: &Path) -> (Service, Notices) {
         changed: Arc::new(|| {}),
         notify: {
             let n = notices.clone();
-            Arc::new(move |t, b| n.lock().unwrap().push((t, b)))
+            Arc::new(move |notice| n.lock().unwrap().push(notice))
         },
     };
     let service =
@@ -100,11 +100,15 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
     // Another full round meets the same failure: it is notified once, not at every retry.
     service.restart().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let told = |n: &Arc<Mutex<Vec<(String, String)>>>| {
+    let told = |n: &Notices| {
         n.lock()
             .unwrap()
             .iter()
-            .filter(|(t, b)| t.contains("could not be backed up") && b.starts_with("huge.mov"))
+            .filter(|n| {
+                n.title.contains("could not be backed up") && n.body.starts_with("huge.mov")
+            })
+            // A click on it shows the failed files.
+            .filter(|n| n.shows == Some(Status::Failed))
             .count()
     };
     wait_until("the failure notified", || told(&notices) >= 1).await;
@@ -229,7 +233,7 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
         service.activity(100).len(),
         "the activity is kept across restarts"
     );
-    assert!(notices.lock().unwrap().iter().all(|(t, _)| !t.is_empty()));
+    assert!(notices.lock().unwrap().iter().all(|n| !n.title.is_empty()));
 }
 
 /// The desktop app's service backs up RAW files and their camera JPEGs both, and a burst's
@@ -241,7 +245,7 @@ async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
     let home = tempfile::tempdir().unwrap();
     let hooks = Hooks {
         changed: Arc::new(|| {}),
-        notify: Arc::new(|_, _| {}),
+        notify: Arc::new(|_| {}),
     };
     let service = Service::new(
         Paths::under(home.path()),
@@ -289,7 +293,7 @@ fn told(notices: &Notices, title: &str) -> usize {
         .lock()
         .unwrap()
         .iter()
-        .filter(|(t, _)| t.contains(title))
+        .filter(|n| n.title.contains(title))
         .count()
 }
 
