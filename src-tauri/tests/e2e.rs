@@ -7,16 +7,25 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
 mod common;
-use common::{connect, connect_with, invoke, js, wait_js, xvfb, TestServer};
+use common::{connect_with, invoke, js, tool, wait_js, xvfb, Proc, TestServer};
 
 const APP: &str = env!("CARGO_BIN_EXE_photosync-desktop");
+
+/// Polls `f` (a check outside the page) until it holds, for up to 60 s.
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 fn row_status(name: &str) -> String {
     format!("(document.querySelector('.row[data-name=\"{name}\"]') || {{dataset: {{}}}}).dataset.status")
@@ -125,7 +134,38 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     }
 
     let (_x, display) = xvfb();
-    let (_driver, c) = connect(APP, &display, &work.path().join("app")).await;
+    // A private session bus with a real notification daemon on the display (dunst), so that
+    // a notification can be clicked.
+    let bus_dir = work.path().join("bus");
+    std::fs::create_dir(&bus_dir).unwrap();
+    let (bus, bus_address) = photosync_testkit::private_bus(&bus_dir);
+    let _bus = Proc(bus);
+    let _dunst = Proc(
+        Command::new(tool("dunst"))
+            .env("DISPLAY", &display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus_address)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dunstctl = |args: &[&str]| -> String {
+        let out = Command::new(tool("dunstctl"))
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus_address)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let displayed = || dunstctl(&["count", "displayed"]).parse::<u32>().ok();
+    wait_until("dunst answers", || displayed().is_some()).await;
+    let (_driver, c) = connect_with(
+        APP,
+        &display,
+        &work.path().join("app"),
+        &[("DBUS_SESSION_BUS_ADDRESS", &bus_address)],
+    )
+    .await;
 
     // First run: a dialog of steps, and nothing else live behind it.
     wait_js(
@@ -433,6 +473,58 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     )
     .await;
 
+    // A full account fails an upload, as root too. Its notification, clicked, opens the
+    // window on the failed files. Retry meets the same failure, and its button is live again
+    // afterwards; once there is room, Retry backs the file up.
+    dunstctl(&["close-all"]);
+    server.set_quota(Some(1)).await;
+    copy_photo("moon.jpg", &library.join("no-room.jpg"));
+    let retry_button =
+        "document.querySelector('.row[data-name=\"no-room.jpg\"] button[data-action=retry]')";
+    wait_js(
+        &c,
+        "the upload refused for want of room",
+        &format!(
+            "{} === 'failed' && {retry_button} !== null",
+            row_status("no-room.jpg")
+        ),
+    )
+    .await;
+    wait_until("the failure notified", || displayed() >= Some(1)).await;
+    dunstctl(&["action", "0"]);
+    wait_js(
+        &c,
+        "the window on the failed files",
+        "document.getElementById('filter-failed').getAttribute('aria-pressed') === 'true'",
+    )
+    .await;
+    let tries = |n: &str| format!("{} === '{n}'", row_status("no-room.jpg"));
+    // The click disables the button while its command runs; the retry (which ends failed
+    // again, the row as it was) must leave it live.
+    let disabled = js(
+        &c,
+        &format!("{retry_button}.click(); return {retry_button}.disabled;"),
+    )
+    .await;
+    assert_eq!(
+        disabled,
+        json!(true),
+        "the button is disabled while it runs"
+    );
+    wait_js(
+        &c,
+        "the retry failed again, its button live",
+        &format!(
+            "{} && {retry_button} !== null && !{retry_button}.disabled",
+            tries("failed")
+        ),
+    )
+    .await;
+    server.set_quota(None).await;
+    click(&c, "filter-all").await;
+    js(&c, &format!("{retry_button}.click(); return true;")).await;
+    wait_js(&c, "backed up once there is room", &tries("backed_up")).await;
+
     // A drop, through the same entry point the window's drop handler uses; shown first.
     let dropped = work.path().join("dropped.jpg");
     copy_photo("european-honey-bee.jpg", &dropped);
@@ -469,7 +561,7 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         &format!("{} === 'backed_up'", row_status("while-away.jpg")),
     )
     .await;
-    assert_eq!(server.images().await, 10);
+    assert_eq!(server.images().await, 11);
 
     // "Change server…" can be left with Cancel and with Escape, changing nothing.
     click(&c, "open-settings").await;

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{tool, xvfb, Proc};
+use common::{xvfb, Proc};
 
 const APP: &str = env!("CARGO_BIN_EXE_photosync-desktop");
 
@@ -18,15 +17,7 @@ const APP: &str = env!("CARGO_BIN_EXE_photosync-desktop");
 fn a_second_launch_hands_over_and_exits() {
     let work = tempfile::tempdir().unwrap();
     let (_x, display) = xvfb();
-    let mut bus = Command::new(tool("dbus-daemon"))
-        .args(["--session", "--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut address = String::new();
-    std::io::BufReader::new(bus.stdout.take().unwrap())
-        .read_line(&mut address)
-        .unwrap();
+    let (bus, address) = photosync_testkit::private_bus(work.path());
     let _bus = Proc(bus);
     let launch = |stderr: Stdio| {
         Command::new(APP)

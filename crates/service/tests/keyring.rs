@@ -28,44 +28,6 @@ impl Drop for Child {
     }
 }
 
-/// A private D-Bus session bus that starts nothing by itself (no service activation, so no
-/// keyring of the machine's comes up on its own). Returns the bus and its address.
-fn private_bus(dir: &Path) -> (Child, String) {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let config = dir.join("bus.conf");
-    std::fs::write(
-        &config,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let mut bus = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dbus-daemon (scripts/setup installs it)");
-    let mut address = String::new();
-    std::io::BufReader::new(bus.stdout.take().unwrap())
-        .read_line(&mut address)
-        .unwrap();
-    (Child(bus), address.trim().to_owned())
-}
-
 /// A real Secret Service (gnome-keyring) on the bus at `address`, its login keyring created
 /// and unlocked, its files under `home`.
 fn secret_service(address: &str, home: &Path) -> Child {
@@ -106,7 +68,8 @@ async fn the_token_goes_to_the_system_keyring_or_stays_in_the_file() {
     };
     let rt = tokio::runtime::Handle::current;
     let bus_dir = tempfile::tempdir().unwrap();
-    let (_bus, address) = private_bus(bus_dir.path());
+    let (bus, address) = photosync_testkit::private_bus(bus_dir.path());
+    let _bus = Child(bus);
     // Set once, before any connection: libdbus keeps the first address it reads. This test
     // binary holds this one test, so the variable is ours alone.
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &address);

@@ -106,6 +106,11 @@ impl TestServer {
         self.0.come_back().await.unwrap();
     }
 
+    /// The test user's storage quota in bytes (`None`: no limit).
+    pub async fn set_quota(&self, quota: Option<u64>) {
+        self.0.state.store.set_quota("me", quota).await.unwrap();
+    }
+
     pub async fn images(&self) -> usize {
         self.0
             .state
