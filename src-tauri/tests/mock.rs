@@ -34,6 +34,15 @@ fn invoke(
     cmd: &str,
     args: Value,
 ) -> Result<Value, Value> {
+    ipc(webview, cmd, args).map(|b| b.deserialize::<Value>().unwrap())
+}
+
+/// A command's answer as the bridge carries it (JSON, or raw bytes).
+fn ipc(
+    webview: &tauri::WebviewWindow<tauri::test::MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<tauri::ipc::InvokeResponseBody, Value> {
     get_ipc_response(
         webview,
         tauri::webview::InvokeRequest {
@@ -46,7 +55,6 @@ fn invoke(
             invoke_key: INVOKE_KEY.to_string(),
         },
     )
-    .map(|b| b.deserialize::<Value>().unwrap())
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -222,6 +230,31 @@ fn commands_events_and_tray_actions_drive_the_service() {
             row["name"]
         );
     }
+    // Thumbnails cross the bridge as JPEG bytes, not JSON; a file without a picture and an
+    // unknown row are errors the window turns into a type badge.
+    let id_of = |name: &str| {
+        all["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()["id"]
+            .clone()
+    };
+    match ipc(&webview, "thumbnail", json!({ "id": id_of("aqua.jpg") })) {
+        Ok(tauri::ipc::InvokeResponseBody::Raw(jpeg)) => {
+            assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+            let (w, h) = image::load_from_memory(&jpeg)
+                .unwrap()
+                .to_rgb8()
+                .dimensions();
+            assert!(w.max(h) <= 112 && w.max(h) >= 64, "{w}×{h}");
+        }
+        other => panic!("thumbnail: {other:?}"),
+    }
+    assert!(invoke(&webview, "thumbnail", json!({ "id": id_of("notes.txt") })).is_err());
+    assert!(invoke(&webview, "thumbnail", json!({ "id": 999_999 })).is_err());
+
     // Far fewer messages than engine events: they are batched (one a second at most while
     // only the rate changes).
     assert!(updates.lock().unwrap().len() < 80);
