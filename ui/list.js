@@ -14,7 +14,7 @@ export class FileList {
     this.spacer = spacer;
     this.onCount = onCount;
     this.filter = { status: null, search: '' };
-    this.rendered = new Map(); // row position -> element
+    this.rendered = []; // the row elements in the page
     this.shownIds = new Set();
     this.lastAll = -1;
     this.pending = false;
@@ -66,25 +66,21 @@ export class FileList {
     // A file already shown keeps its element (moved if rows shifted), picture and all; the
     // elements of files scrolled out of view are reused for those scrolled in, with their
     // canvases: scrolling makes no garbage for the page to collect.
-    const byId = new Map([...this.rendered.values()].map((el) => [el.row.id, el]));
-    const next = new Map();
-    const placeLater = [];
-    page.rows.forEach((row, i) => {
-      const top = (first + i) * ROW_HEIGHT;
+    const byId = new Map(this.rendered.map((el) => [el.row.id, el]));
+    const elements = page.rows.map((row) => {
       const el = byId.get(row.id);
-      if (el) { byId.delete(row.id); this.place(next, el, top, row); } else placeLater.push([row, top]);
+      byId.delete(row.id);
+      return el;
     });
     const spare = [...byId.values()];
-    for (const [row, top] of placeLater) this.place(next, spare.pop() || this.newRow(), top, row);
+    this.rendered = page.rows.map((row, i) => {
+      const el = elements[i] || spare.pop() || this.newRow();
+      const top = `${(first + i) * ROW_HEIGHT}px`;
+      if (el.style.top !== top) el.style.top = top;
+      draw(el, row);
+      return el;
+    });
     spare.forEach((el) => el.remove());
-    this.rendered = next;
-  }
-
-  place(rendered, el, top, row) {
-    const y = `${top}px`;
-    if (el.style.top !== y) el.style.top = y;
-    rendered.set(top, el);
-    draw(el, row);
   }
 
   newRow() {

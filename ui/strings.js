@@ -92,7 +92,6 @@ export const S = {
     overallRate: '0 B/s',
     syncNow: 'Sync now',
     openSettings: 'Settings',
-    hide: 'Hide',
     hideTitle: 'Keep syncing from the tray',
     offline: 'The server cannot be reached. Photosync keeps trying and carries on by itself.',
     setupTitle: 'Connect to your server',

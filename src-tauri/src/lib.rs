@@ -278,10 +278,7 @@ fn set_autostart<R: Runtime>(app: &tauri::AppHandle<R>, on: bool) -> Result<(), 
 /// carries the status its click shows (see `listen_for_clicks`).
 fn notify<R: Runtime>(app: &tauri::AppHandle<R>, notice: &Notice) {
     use tauri_plugin_notification::NotificationExt;
-    if app
-        .try_state::<tauri_plugin_notification::Notification<R>>()
-        .is_none()
-    {
+    if !has_notifications(app) {
         return;
     }
     let shown = app
@@ -296,16 +293,19 @@ fn notify<R: Runtime>(app: &tauri::AppHandle<R>, notice: &Notice) {
     }
 }
 
+/// Whether the notification plugin is registered (`main.rs` does; the mock runtime not).
+fn has_notifications<R: Runtime>(app: &tauri::AppHandle<R>) -> bool {
+    app.try_state::<tauri_plugin_notification::Notification<R>>()
+        .is_some()
+}
+
 /// The key of a notification's extra data that names the files its click shows.
 const SHOWS: &str = "shows";
 
 /// A click on one of our notifications opens the window on the files it was about.
 fn listen_for_clicks<R: Runtime>(app: &tauri::AppHandle<R>) {
     use tauri_plugin_notification::NotificationExt;
-    if app
-        .try_state::<tauri_plugin_notification::Notification<R>>()
-        .is_none()
-    {
+    if !has_notifications(app) {
         return;
     }
     let handle = app.clone();

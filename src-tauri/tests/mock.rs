@@ -57,6 +57,18 @@ fn ipc(
     )
 }
 
+/// Every payload of `event` the app sends from now on.
+fn record(app: &tauri::App<tauri::test::MockRuntime>, event: &str) -> Arc<Mutex<Vec<Value>>> {
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = seen.clone();
+    app.listen_any(event, move |e| {
+        sink.lock()
+            .unwrap()
+            .push(serde_json::from_str(e.payload()).unwrap());
+    });
+    seen
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
@@ -82,16 +94,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
     let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
         .build()
         .unwrap();
-    let updates: Arc<Mutex<Vec<Value>>> = Arc::default();
-    {
-        let updates = updates.clone();
-        app.listen_any("board", move |e| {
-            updates
-                .lock()
-                .unwrap()
-                .push(serde_json::from_str(e.payload()).unwrap());
-        });
-    }
+    let updates = record(&app, "board");
 
     // First run: not connected; each kind of bad connection is told apart.
     let o = invoke(&webview, "overview", json!({})).unwrap();
@@ -274,16 +277,7 @@ fn commands_events_and_tray_actions_drive_the_service() {
     );
 
     // A notification's click opens the window on its files: the window hears which.
-    let shown: Arc<Mutex<Vec<Value>>> = Arc::default();
-    {
-        let shown = shown.clone();
-        app.listen_any("show-files", move |e| {
-            shown
-                .lock()
-                .unwrap()
-                .push(serde_json::from_str(e.payload()).unwrap());
-        });
-    }
+    let shown = record(&app, "show-files");
     photosync_desktop::show_files(app.handle(), Some(photosync_board::Status::Failed));
     photosync_desktop::show_files(app.handle(), None);
     wait_for("both clicks heard", || shown.lock().unwrap().len() == 2);
