@@ -2,8 +2,8 @@
 //! 12 MP JPEG never decodes at full size), resized to fit a square, stored as JPEG in a cache
 //! folder. The cache key covers the path, size and mtime, so an edited file gets a new one.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use photosync_identify::{preview, IdentifyError, Limits};
 
@@ -28,7 +28,7 @@ impl Thumbs {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let mut h = blake3::Hasher::new();
-        h.update(path.as_os_str().as_bytes());
+        h.update(path.as_os_str().as_encoded_bytes());
         h.update(&meta.len().to_le_bytes());
         h.update(&mtime.to_le_bytes());
         Ok(h.finalize().to_hex()[..32].to_owned())
@@ -43,10 +43,16 @@ impl Thumbs {
         }
         let bytes = make(path)?;
         // A cache that cannot be written still gives the thumbnail.
+        // Each writer has a temporary file of its own: two requests for one picture at once
+        // must not write into one file, or the rename could publish a torn JPEG.
+        static WRITERS: AtomicU64 = AtomicU64::new(0);
         let written = std::fs::create_dir_all(file.parent().unwrap_or(&self.dir)).and_then(|()| {
-            let tmp = file.with_extension("tmp");
+            let n = WRITERS.fetch_add(1, Ordering::Relaxed);
+            let tmp = file.with_extension(format!("{}-{n}.tmp", std::process::id()));
             std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &file)
+            std::fs::rename(&tmp, &file).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
         });
         if let Err(e) = written {
             tracing::warn!(file = %file.display(), error = %e, "thumbnail not cached");
@@ -94,6 +100,30 @@ mod tests {
         std::fs::copy(photosync_testkit::photos_dir().join("dune.jpg"), &photo).unwrap();
         assert_ne!(thumbs.get(&photo).unwrap(), bytes);
         assert_eq!(walk(&dir.path().join("cache")).len(), 2);
+    }
+
+    #[test]
+    fn many_requests_for_one_picture_at_once_cache_one_whole_thumbnail() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("aqua.jpg");
+        std::fs::copy(photosync_testkit::photos_dir().join("aqua.jpg"), &photo).unwrap();
+        for round in 0..5 {
+            let thumbs = Thumbs::new(dir.path().join(format!("cache-{round}")));
+            let got: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| thumbs.get(&photo).unwrap()))
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap()).collect()
+            });
+            let cached = walk(&dir.path().join(format!("cache-{round}")));
+            assert_eq!(cached.len(), 1, "no temporary file left: {cached:?}");
+            let bytes = std::fs::read(&cached[0]).unwrap();
+            assert!(
+                got.iter().all(|g| *g == bytes),
+                "a torn thumbnail was cached"
+            );
+            image::load_from_memory(&bytes).unwrap();
+        }
     }
 
     #[test]
