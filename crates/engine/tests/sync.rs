@@ -66,7 +66,12 @@ fn events_for<'a>(log: &'a [Event], name: &str) -> Vec<&'a Event> {
 }
 
 async fn server_images(s: &TestServer) -> usize {
-    s.state.store.list_images(1, 0, 1000).await.unwrap().len()
+    s.state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(1000))
+        .await
+        .unwrap()
+        .len()
 }
 
 async fn upload_sessions(s: &TestServer) -> usize {
@@ -166,7 +171,13 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
         assert!(parts > 1, "uploaded in several parts ({parts})");
     }
     // The server holds byte-identical files.
-    for img in s.state.store.list_images(1, 0, 100).await.unwrap() {
+    for img in s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(100))
+        .await
+        .unwrap()
+    {
         let (_, mut r) = s.state.blobs.open(&img.digest).await.unwrap();
         let mut got = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
@@ -359,7 +370,12 @@ async fn watch_uploads_a_slowly_written_photo_once_and_never_deletes() {
         assert!(std::time::Instant::now() < deadline, "never uploaded");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(
         images[0].bytes as usize,
@@ -431,7 +447,12 @@ async fn copies_within_one_run_upload_only_the_largest() {
     let summary = engine.sync(std::slice::from_ref(&lib)).await;
     assert_eq!(summary.uploaded, 1, "{summary:#?}");
     assert_eq!(summary.on_server, 2);
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images[0].width, Some(800), "the full-size copy went up");
     let log = log.lock().unwrap();
     let small = events_for(&log, "small.jpg");
@@ -928,7 +949,12 @@ async fn a_cancel_stops_mid_part_and_a_lease_held_elsewhere_is_waited_out() {
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     assert_eq!(summary.uploaded, 1);
     assert_eq!(upload_sessions(&s).await, 1, "the same upload, resumed");
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].digest, digest.to_string());
 }
@@ -971,7 +997,12 @@ async fn a_change_that_keeps_size_and_mtime_is_read_again_and_uploaded() {
     let summary = engine.sync(std::slice::from_ref(&lib)).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     assert_eq!(summary.uploaded, 1, "{summary:?}");
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].digest, blake3::hash(&bytes).to_hex().to_string());
     // And the next run knows the file by its new bytes.
@@ -1018,7 +1049,12 @@ async fn watch_never_makes_images_of_a_file_still_growing_and_reattaches_a_folde
         assert!(std::time::Instant::now() < deadline, "never uploaded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 1, "one image, no truncated ones: {images:?}");
     assert_eq!(images[0].digest, blake3::hash(&bytes).to_hex().to_string());
     assert_eq!(
@@ -1125,7 +1161,12 @@ async fn a_long_name_that_is_not_utf8_is_uploaded_with_its_exact_bytes() {
     let summary = engine.sync(&[lib]).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     assert_eq!(summary.uploaded, 2);
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     let mut kept: Vec<Vec<u8>> = images
         .iter()
         .map(|i| {
@@ -1206,7 +1247,12 @@ async fn a_file_renamed_during_its_upload_ends_on_the_server_under_its_new_name(
     engine.bandwidth().set_rate(None);
     let summary = engine.sync(&[lib]).await;
     assert_eq!(summary.uploaded, 1, "{summary:?}");
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].name, "chameleon.jpg");
     assert_eq!(
@@ -1262,7 +1308,12 @@ async fn watch_reads_again_a_file_whose_bytes_changed_under_the_same_size_and_mt
     let want = blake3::hash(&bytes).to_hex().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+        let images = s
+            .state
+            .store
+            .list_images(1, &photosync_server::ImageQuery::first(10))
+            .await
+            .unwrap();
         if let Some(i) = images.first() {
             assert_eq!(images.len(), 1);
             assert_eq!(i.digest, want);
@@ -1334,7 +1385,12 @@ async fn a_joined_upload_whose_other_writer_stopped_is_finished_here() {
         sent < rest + 20_000,
         "{sent} bytes sent for the {rest} missing"
     );
-    let images = s.state.store.list_images(1, 0, 10).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].digest, blake3::hash(&bytes).to_hex().to_string());
     // A creation of the stored file now is answered with its image: nothing is sent.
@@ -1470,7 +1526,7 @@ async fn server_digests(s: &TestServer) -> Vec<String> {
     let mut d: Vec<String> = s
         .state
         .store
-        .list_images(1, 0, 1000)
+        .list_images(1, &photosync_server::ImageQuery::first(1000))
         .await
         .unwrap()
         .into_iter()
@@ -1701,7 +1757,12 @@ async fn raw_files_and_their_camera_jpegs_both_go_up() {
         (1, 0),
         "{summary:#?}"
     );
-    let images = s.state.store.list_images(1, 0, 100).await.unwrap();
+    let images = s
+        .state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(100))
+        .await
+        .unwrap();
     let raw = images.iter().find(|i| i.name == "IMG_0001.DNG").unwrap();
     assert_eq!((raw.width, raw.height), (Some(1600), Some(1000)));
 }

@@ -181,11 +181,15 @@ fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>, IdentifyError> {
 /// 12 MP JPEG comes out at 500×375; the short side stays at least 128 px): enough for a
 /// thumbnail, at a fraction of a full decode's cost.
 pub fn preview(path: &Path, limits: &Limits) -> Result<image::RgbImage, IdentifyError> {
-    let bytes = read_file(path, limits)?;
+    preview_bytes(&read_file(path, limits)?, limits)
+}
+
+/// [`preview`] of an image already in memory.
+pub fn preview_bytes(bytes: &[u8], limits: &Limits) -> Result<image::RgbImage, IdentifyError> {
     if bytes.is_empty() {
         return Err(IdentifyError::Empty);
     }
-    Ok(decode::decode(&bytes, limits)?.pixels)
+    Ok(decode::decode(bytes, limits)?.pixels)
 }
 
 /// Digests and identifies an image already in memory.

@@ -195,3 +195,128 @@ mod tests {
         ));
     }
 }
+
+/// One byte range of a blob, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Why a `Range` header cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// Well formed, but no byte of it lies within the content (416).
+    #[error("no byte of the range lies within the {0} bytes")]
+    Unsatisfiable(u64),
+}
+
+/// The one byte range a `Range` header asks for from content of `len` bytes (RFC 9110 14.2).
+/// `Ok(None)`: serve the whole content, as for a header that is malformed, of another unit or
+/// asks for several ranges (which a server may ignore). A range past the end is cut to it.
+pub fn parse_range(value: &str, len: u64) -> Result<Option<ByteRange>, RangeError> {
+    let Some(spec) = trim_ows(value).strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    let spec = trim_ows(spec);
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (first, last) = (trim_ows(first), trim_ows(last));
+    if first.is_empty() {
+        // A suffix: the last N bytes.
+        if !digits(last) {
+            return Ok(None);
+        }
+        let n = last.parse::<u64>().unwrap_or(u64::MAX);
+        if n == 0 || len == 0 {
+            return Err(RangeError::Unsatisfiable(len));
+        }
+        return Ok(Some(ByteRange {
+            start: len.saturating_sub(n),
+            end: len - 1,
+        }));
+    }
+    if !digits(first) || !(last.is_empty() || digits(last)) {
+        return Ok(None);
+    }
+    let Ok(start) = first.parse::<u64>() else {
+        return Err(RangeError::Unsatisfiable(len));
+    };
+    let end = match last {
+        "" => u64::MAX,
+        l => l.parse::<u64>().unwrap_or(u64::MAX),
+    };
+    if end < start {
+        return Ok(None);
+    }
+    if start >= len {
+        return Err(RangeError::Unsatisfiable(len));
+    }
+    Ok(Some(ByteRange {
+        start,
+        end: end.min(len - 1),
+    }))
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn r(start: u64, end: u64) -> Result<Option<ByteRange>, RangeError> {
+        Ok(Some(ByteRange { start, end }))
+    }
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(parse_range("bytes=0-99", 1000), r(0, 99));
+        assert_eq!(parse_range("bytes=500-", 1000), r(500, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), r(900, 999));
+        assert_eq!(parse_range("bytes=-5000", 1000), r(0, 999));
+        assert_eq!(parse_range("bytes=900-5000", 1000), r(900, 999));
+        assert_eq!(parse_range(" bytes=1-1 ", 1000), r(1, 1));
+        assert_eq!(
+            parse_range("bytes=1000-", 1000),
+            Err(RangeError::Unsatisfiable(1000))
+        );
+        assert_eq!(
+            parse_range("bytes=-0", 1000),
+            Err(RangeError::Unsatisfiable(1000))
+        );
+        assert_eq!(
+            parse_range("bytes=0-", 0),
+            Err(RangeError::Unsatisfiable(0))
+        );
+        assert_eq!(
+            parse_range("bytes=99999999999999999999999-", 10),
+            Err(RangeError::Unsatisfiable(10))
+        );
+        // Ignored: the whole content is sent.
+        for v in [
+            "items=0-1",
+            "bytes=0-1,5-6",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes=-",
+            "bytes=+1-2",
+            "bytes=0x1-2",
+            "",
+        ] {
+            assert_eq!(parse_range(v, 1000), Ok(None), "{v:?}");
+        }
+    }
+}

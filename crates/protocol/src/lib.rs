@@ -8,7 +8,8 @@ mod metadata;
 mod name;
 
 pub use headers::{
-    is_offset_content_type, parse_number, ChecksumAlgorithm, ChecksumHeader, HeaderError,
+    is_offset_content_type, parse_number, parse_range, ByteRange, ChecksumAlgorithm,
+    ChecksumHeader, HeaderError, RangeError,
 };
 pub use metadata::{Metadata, MetadataError};
 pub use name::{display_name, percent_decode_name, percent_encode_name, NameError, NAME_MAX};
@@ -53,7 +54,14 @@ pub mod meta {
     pub const SIZE: &str = "size";
     /// Modification time, seconds since the Unix epoch.
     pub const MTIME: &str = "mtime";
+    /// The folder the file lies in, relative to the folder it was synced from: components
+    /// joined by `/`, without the file name. Optional; see [`crate::check_folder`].
+    pub const FOLDER: &str = "folder";
 }
+
+/// The thumbnail sizes the server makes (`GET /api/v1/images/ID/thumbnail?size=N`): the
+/// longest side in pixels. Made from the reduced decode, so none is larger than it keeps.
+pub const THUMBNAIL_SIZES: [u32; 2] = [128, 256];
 
 /// Paths of the HTTP API.
 pub mod path {
@@ -152,9 +160,63 @@ pub struct ImageInfo {
     pub mtime: Option<i64>,
     /// Seconds since the Unix epoch.
     pub uploaded_at: i64,
+    /// The folder the file was in, relative to the folder it was synced from (`a/b`), when
+    /// the client sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    /// When the picture was taken, from its EXIF (`YYYY-MM-DDTHH:MM:SS[.fff]`, the camera's
+    /// local time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken: Option<String>,
+    /// The picture's format (`jpeg`, `png`, `dng`...), when the server could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
-/// `GET /api/v1/images?after=ID&limit=N`
+/// Why a relative folder is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FolderError {
+    #[error("is longer than {FOLDER_MAX} bytes")]
+    TooLong,
+    #[error("has an empty, '.' or '..' component, or starts or ends with '/'")]
+    BadComponent,
+    #[error("has a control character or a backslash")]
+    BadCharacter,
+    #[error("has a component longer than 255 bytes")]
+    ComponentTooLong,
+}
+
+/// Longest relative folder the server keeps.
+pub const FOLDER_MAX: usize = 4096;
+
+/// Checks a relative folder: `/`-separated components, none empty, `.` or `..`, no control
+/// characters or backslashes, each at most 255 bytes. The empty string is the synced folder
+/// itself.
+pub fn check_folder(folder: &str) -> Result<(), FolderError> {
+    if folder.len() > FOLDER_MAX {
+        return Err(FolderError::TooLong);
+    }
+    if folder.is_empty() {
+        return Ok(());
+    }
+    if folder.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(FolderError::BadCharacter);
+    }
+    for part in folder.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return Err(FolderError::BadComponent);
+        }
+        if part.len() > 255 {
+            return Err(FolderError::ComponentTooLong);
+        }
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/images?after=ID&limit=N[&since=DATE][&until=DATE][&name=TEXT]`: `since` and
+/// `until` (`YYYY-MM-DD`, both days included) filter by the day the picture was taken (its
+/// modification time, else its upload, when it has no capture time); `name` keeps the names
+/// containing the text, ignoring ASCII case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageList {
     pub images: Vec<ImageInfo>,
@@ -181,6 +243,27 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// `secs` since the Unix epoch as UTC `YYYY-MM-DDTHH:MM:SS`, the form of capture times.
+pub fn utc_time_text(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Encodes a wire body as JSON, so that clients need not know the format.
 pub fn to_json<T: Serialize>(body: &T) -> Vec<u8> {
     // Serialising these plain structs cannot fail.
@@ -195,6 +278,31 @@ pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, serd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_as_utc_calendar_dates() {
+        assert_eq!(utc_time_text(0), "1970-01-01T00:00:00");
+        assert_eq!(utc_time_text(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(utc_time_text(1_767_225_599), "2025-12-31T23:59:59");
+        assert_eq!(utc_time_text(-1), "1969-12-31T23:59:59");
+    }
+
+    #[test]
+    fn folders_are_relative_and_plain() {
+        for ok in ["", "2024", "2024/Summer trip", "a/b/c", "été/日本"] {
+            assert_eq!(check_folder(ok), Ok(()), "{ok:?}");
+        }
+        for bad in ["/abs", "a/", "a//b", "..", "a/../b", "./a", "a/."] {
+            assert_eq!(check_folder(bad), Err(FolderError::BadComponent), "{bad:?}");
+        }
+        assert_eq!(check_folder("a\\b"), Err(FolderError::BadCharacter));
+        assert_eq!(check_folder("a\nb"), Err(FolderError::BadCharacter));
+        assert_eq!(
+            check_folder(&"x".repeat(256)),
+            Err(FolderError::ComponentTooLong)
+        );
+        assert_eq!(check_folder(&"x/".repeat(3000)), Err(FolderError::TooLong));
+    }
 
     #[test]
     fn detect_results_are_tagged() {

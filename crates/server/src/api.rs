@@ -4,19 +4,19 @@
 use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use photosync_identify::{Identifier, ParseIdentifierError};
+use photosync_identify::{Identifier, Limits, ParseIdentifierError};
 use photosync_protocol::{
-    Account, Candidate, DetectRequest, DetectResponse, DetectResult, Distance, ImageInfo,
-    ImageList, DETECT_MAX_BATCH,
+    parse_range, Account, ByteRange, Candidate, DetectRequest, DetectResponse, DetectResult,
+    Distance, ImageInfo, ImageList, DETECT_MAX_BATCH, THUMBNAIL_SIZES,
 };
 use serde::Deserialize;
 
 use crate::auth::User;
 use crate::error::ApiError;
-use crate::store::NOT_AN_IMAGE;
+use crate::store::{ImageQuery, NOT_AN_IMAGE};
 use crate::AppState;
 
 /// A full batch of 10,000 queries is about 1.5 MB of JSON.
@@ -141,6 +141,28 @@ pub struct ListQuery {
     #[serde(default)]
     after: i64,
     limit: Option<u32>,
+    since: Option<String>,
+    until: Option<String>,
+    name: Option<String>,
+}
+
+/// A `YYYY-MM-DD` day of a list filter.
+fn day(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    let b = v.as_bytes();
+    let well_formed = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !well_formed {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{field} must be a day as YYYY-MM-DD, got {v:?}"),
+        ));
+    }
+    Ok(Some(v))
 }
 
 pub async fn list_images(
@@ -150,7 +172,20 @@ pub async fn list_images(
 ) -> Result<Json<ImageList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let images: Vec<ImageInfo> = state.store.list_images(user, q.after, limit).await?;
+    if q.name.as_ref().is_some_and(|n| n.len() > 255) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "name is longer than a file name can be",
+        ));
+    }
+    let query = ImageQuery {
+        after: q.after,
+        limit,
+        since: day("since", q.since)?,
+        until: day("until", q.until)?,
+        name: q.name.filter(|n| !n.is_empty()),
+    };
+    let images: Vec<ImageInfo> = state.store.list_images(user, &query).await?;
     let next = (images.len() == limit as usize)
         .then(|| images.last().map(|i| i.id))
         .flatten();
@@ -193,17 +228,77 @@ pub async fn image_info(
     Ok(Json(info))
 }
 
+/// A blob's bytes never change under its name, nor a thumbnail made from them.
+const IMMUTABLE: HeaderValue = HeaderValue::from_static("private, max-age=31536000, immutable");
+
+/// True when `If-None-Match` names `etag` (or is `*`): the client's copy is current.
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+fn unchanged(etag: &str) -> Response {
+    let mut r = StatusCode::NOT_MODIFIED.into_response();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, IMMUTABLE);
+    r
+}
+
+/// The range a download serves: `Range` is honoured unless an `If-Range` names another
+/// version (then the whole content is sent, as RFC 9110 asks).
+fn wanted_range(headers: &HeaderMap, etag: &str, len: u64) -> Result<Option<ByteRange>, Response> {
+    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE) {
+        if if_range.to_str().ok().map(str::trim) != Some(etag) {
+            return Ok(None);
+        }
+    }
+    parse_range(range, len).map_err(|e| {
+        let mut r = ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("Range {range:?}: {e}"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        r
+    })
+}
+
 pub async fn download(
     State(state): State<AppState>,
     User(user): User,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (info, format) = state
         .store
         .image(user, image_id(&id)?)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let (len, reader) = state.blobs.open(&info.digest).await?;
+    let etag = format!("\"{}\"", info.digest);
+    if not_modified(&headers, &etag) {
+        return Ok(unchanged(&etag));
+    }
+    let range = match wanted_range(&headers, &etag, info.bytes) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return Ok(unsatisfiable),
+    };
+    let (len, reader) = state
+        .blobs
+        .open(&info.digest, range.map_or(0, |r| r.start))
+        .await?;
     let content_type = match format.as_deref() {
         Some("jpeg") => "image/jpeg",
         Some("png") => "image/png",
@@ -215,16 +310,127 @@ pub async fn download(
         _ => "application/octet-stream",
     };
     let disposition = content_disposition(&info.name);
+    // Never more than the range, even if the blob were longer than its record says.
+    let sent = range.map_or(len, |r| r.len().min(len.saturating_sub(r.start)));
+    let reader = tokio::io::AsyncReadExt::take(reader, sent);
     let mut r = Body::from_stream(tokio_util::io::ReaderStream::new(reader)).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(sent));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", info.digest)).map_err(ApiError::internal)?,
+        HeaderValue::from_str(&etag).map_err(ApiError::internal)?,
     );
+    h.insert(header::CACHE_CONTROL, IMMUTABLE);
     h.insert(header::CONTENT_DISPOSITION, disposition);
+    if let Some(range) = range {
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {}-{}/{len}", range.start, range.end))
+                .map_err(ApiError::internal)?,
+        );
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
     Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ThumbnailQuery {
+    size: Option<u32>,
+}
+
+/// `GET /api/v1/images/ID/thumbnail?size=N`: a JPEG whose longest side is at most N (one of
+/// [`THUMBNAIL_SIZES`]), made from the reduced decode on first request and cached with the
+/// blob.
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(id): Path<String>,
+    query: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let size = q.size.unwrap_or(THUMBNAIL_SIZES[THUMBNAIL_SIZES.len() - 1]);
+    if !THUMBNAIL_SIZES.contains(&size) {
+        return Err(ApiError::bad_request(
+            "invalid_size",
+            format!("size must be one of {THUMBNAIL_SIZES:?}, got {size}"),
+        ));
+    }
+    let (info, _) = state
+        .store
+        .image(user, image_id(&id)?)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let etag = format!("\"{}-{size}\"", info.digest);
+    if not_modified(&headers, &etag) {
+        return Ok(unchanged(&etag));
+    }
+    let jpeg = match state.blobs.thumbnail(&info.digest, size).await? {
+        Some(jpeg) => jpeg,
+        None => {
+            let jpeg = make_thumbnail(&state, &info, size).await?;
+            if let Err(e) = state
+                .blobs
+                .put_thumbnail(&info.digest, size, jpeg.clone())
+                .await
+            {
+                tracing::warn!(image = info.id, error = %e, "thumbnail not cached");
+            }
+            jpeg
+        }
+    };
+    let mut r = jpeg.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).map_err(ApiError::internal)?,
+    );
+    h.insert(header::CACHE_CONTROL, IMMUTABLE);
+    Ok(r)
+}
+
+/// Decodes the blob at reduced size, under the same bound on concurrent decodes as ingest.
+async fn make_thumbnail(
+    state: &AppState,
+    info: &ImageInfo,
+    size: u32,
+) -> Result<Vec<u8>, ApiError> {
+    let no_picture = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_thumbnail",
+            format!("image {} has no picture the server can read", info.id),
+        )
+    };
+    let limits = Limits::default();
+    if info.bytes > limits.max_file_bytes || info.width.is_none() {
+        return Err(no_picture());
+    }
+    let _permit = state
+        .identify_permits
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let (len, reader) = state.blobs.open(&info.digest, 0).await?;
+    let mut bytes = Vec::with_capacity(len.min(limits.max_file_bytes) as usize);
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(reader, limits.max_file_bytes),
+        &mut bytes,
+    )
+    .await?;
+    tokio::task::spawn_blocking(move || {
+        photosync_identify::preview_bytes(&bytes, &limits)
+            .and_then(|pixels| photosync_thumbs::jpeg(pixels, size))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        tracing::warn!(image = info.id, error = %e, "no thumbnail");
+        no_picture()
+    })
 }
 
 /// `attachment` with the stored name (RFC 6266): an ASCII `filename` for old clients and the

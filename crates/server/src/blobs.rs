@@ -36,10 +36,18 @@ pub trait Blobs: Send + Sync + std::fmt::Debug {
     async fn discard(&self, upload: &str) -> io::Result<()>;
     /// Uploads that have stored bytes.
     async fn part_ids(&self) -> io::Result<Vec<String>>;
-    /// The blob's size and a reader over it.
-    async fn open(&self, digest: &str) -> io::Result<(u64, Box<dyn AsyncRead + Send + Unpin>)>;
-    /// Deletes a blob that nothing references any more.
+    /// The blob's size and a reader over it from byte `from` on.
+    async fn open(
+        &self,
+        digest: &str,
+        from: u64,
+    ) -> io::Result<(u64, Box<dyn AsyncRead + Send + Unpin>)>;
+    /// Deletes a blob that nothing references any more, with its thumbnails.
     async fn delete_blob(&self, digest: &str) -> io::Result<()>;
+    /// The cached thumbnail of the blob at `size`, if one was made.
+    async fn thumbnail(&self, digest: &str, size: u32) -> io::Result<Option<Vec<u8>>>;
+    /// Caches a thumbnail of the blob; none is kept for a blob deleted meanwhile.
+    async fn put_thumbnail(&self, digest: &str, size: u32, jpeg: Vec<u8>) -> io::Result<()>;
     /// Bytes free for new data, if the storage can tell.
     async fn available_space(&self) -> io::Result<Option<u64>>;
 }
@@ -166,6 +174,13 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+fn thumb_path(root: &Path, digest: &str, size: u32) -> PathBuf {
+    debug_assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()));
+    root.join("thumbs")
+        .join(&digest[..2])
+        .join(format!("{digest}-{size}.jpg"))
+}
+
 fn blob_path(root: &Path, digest: &str) -> PathBuf {
     debug_assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()));
     root.join("blobs").join(&digest[..2]).join(digest)
@@ -272,13 +287,26 @@ impl Blobs for LocalBlobs {
         Ok(ids)
     }
 
-    async fn open(&self, digest: &str) -> io::Result<(u64, Box<dyn AsyncRead + Send + Unpin>)> {
-        let file = tokio::fs::File::open(blob_path(&self.root, digest)).await?;
+    async fn open(
+        &self,
+        digest: &str,
+        from: u64,
+    ) -> io::Result<(u64, Box<dyn AsyncRead + Send + Unpin>)> {
+        let mut file = tokio::fs::File::open(blob_path(&self.root, digest)).await?;
         let len = file.metadata().await?.len();
+        if from > 0 {
+            file.seek(io::SeekFrom::Start(from.min(len))).await?;
+        }
         Ok((len, Box::new(file)))
     }
 
     async fn delete_blob(&self, digest: &str) -> io::Result<()> {
+        for size in photosync_protocol::THUMBNAIL_SIZES {
+            match tokio::fs::remove_file(thumb_path(&self.root, digest, size)).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         let path = blob_path(&self.root, digest);
         match tokio::fs::remove_file(&path).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -299,5 +327,38 @@ impl Blobs for LocalBlobs {
         }
         #[cfg(not(unix))]
         Ok(None)
+    }
+
+    async fn thumbnail(&self, digest: &str, size: u32) -> io::Result<Option<Vec<u8>>> {
+        match tokio::fs::read(thumb_path(&self.root, digest, size)).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_thumbnail(&self, digest: &str, size: u32, jpeg: Vec<u8>) -> io::Result<()> {
+        let path = thumb_path(&self.root, digest, size);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        // A temporary file per writer: two requests at once never publish a torn JPEG.
+        let tmp = dir.join(format!(
+            ".{digest}-{size}-{:016x}.tmp",
+            rand::random::<u64>()
+        ));
+        let written = async {
+            tokio::fs::write(&tmp, &jpeg).await?;
+            tokio::fs::rename(&tmp, &path).await
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        written?;
+        // The blob was collected while this thumbnail was made: it would never be deleted.
+        if !tokio::fs::try_exists(blob_path(&self.root, digest)).await? {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        Ok(())
     }
 }

@@ -31,7 +31,7 @@ pub use blobs::{Blobs, LocalBlobs};
 pub use cleanup::{collect_garbage, remove_user, spawn_sweeper, CleanupError};
 pub use reidentify::{reidentify, spawn_reidentifier};
 pub use sqlite::SqliteStore;
-pub use store::{LimitError, Store, StoreError, UserSummary};
+pub use store::{ImageQuery, LimitError, Store, StoreError, UserSummary};
 
 /// Server limits and timings.
 #[derive(Debug, Clone)]
@@ -292,7 +292,8 @@ pub fn router(state: AppState) -> Router {
         .route(path::IMAGES, get(api::list_images))
         .route(path::ACCOUNT, get(api::account))
         .route("/api/v1/images/{id}", get(api::image_info))
-        .route("/api/v1/images/{id}/content", get(api::download));
+        .route("/api/v1/images/{id}/content", get(api::download))
+        .route("/api/v1/images/{id}/thumbnail", get(api::thumbnail));
     let mut app = uploads
         .merge(api)
         .fallback(|| async { error::ApiError::not_found() })

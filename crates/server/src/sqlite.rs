@@ -9,8 +9,8 @@ use photosync_protocol::{percent_encode_name, ImageInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    Creation, Identified, LimitError, NewImage, RemovedUser, Result, Store, StoreError, Unverified,
-    Upload, UploadLimits, UserId, UserSummary,
+    image_day, Creation, Identified, ImageQuery, LimitError, NewImage, RemovedUser, Result, Store,
+    StoreError, Unverified, Upload, UploadLimits, UserId, UserSummary,
 };
 
 #[derive(Debug, Clone)]
@@ -30,13 +30,15 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// The schema this code reads and writes; `PRAGMA user_version` holds the database's.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// Version 3. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
 /// `blobs` lists published blobs, for collecting those nothing references; `name_bytes` is a
 /// file name's exact bytes when the client sent them (version 2); `evidence` is the server's
 /// own verification data of an image (`e1;...`), `none` for a file that is not one, NULL until
-/// it has been computed (version 3).
+/// it has been computed (version 3); `folder` is where the file lay below the folder it was
+/// synced from, `taken` its capture time, and `day` what lists sort and filter by (the capture
+/// time, else the modification time, else the upload, in UTC; version 4).
 const SCHEMA: &str = "
 CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -81,11 +83,15 @@ CREATE TABLE images (
     mtime INTEGER,
     uploaded_at INTEGER NOT NULL,
     evidence TEXT,
+    folder TEXT,
+    taken TEXT,
+    day TEXT NOT NULL DEFAULT '',
     UNIQUE (user_id, digest),
     UNIQUE (user_id, number)
 );
 CREATE INDEX images_digest ON images(digest);
 CREATE INDEX images_unverified ON images(id) WHERE evidence IS NULL;
+CREATE INDEX images_day ON images(user_id, day, number);
 CREATE TABLE blobs (
     digest TEXT PRIMARY KEY,
     doomed INTEGER NOT NULL DEFAULT 0
@@ -131,6 +137,15 @@ ALTER TABLE images ADD COLUMN name_bytes BLOB;
 const MIGRATE_2_TO_3: &str = "
 ALTER TABLE images ADD COLUMN evidence TEXT;
 CREATE INDEX images_unverified ON images(id) WHERE evidence IS NULL;
+";
+
+/// Version 3 to 4: folders, capture times and the day lists sort by. Capture times come from
+/// the evidence already computed (`fill_days`); images from before have no folder.
+const MIGRATE_3_TO_4: &str = "
+ALTER TABLE images ADD COLUMN folder TEXT;
+ALTER TABLE images ADD COLUMN taken TEXT;
+ALTER TABLE images ADD COLUMN day TEXT NOT NULL DEFAULT '';
+CREATE INDEX images_day ON images(user_id, day, number);
 ";
 
 impl SqliteStore {
@@ -209,12 +224,17 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             if version < 2 {
                 tx.execute_batch(MIGRATE_1_TO_2)?;
             }
-            tx.execute_batch(MIGRATE_2_TO_3)?;
+            if version < 3 {
+                tx.execute_batch(MIGRATE_2_TO_3)?;
+            }
+            tx.execute_batch(MIGRATE_3_TO_4)?;
+            fill_days(&tx)?;
         } else if has_tables {
             // Version 0 is rebuilt into the current tables at once.
             tx.execute_batch(MIGRATE_0_TO_1)?;
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(COPY_0_TO_1)?;
+            fill_days(&tx)?;
             let broken: i64 =
                 tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
                     r.get(0)
@@ -235,6 +255,24 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     result
 }
 
+/// Sets `taken` (from the evidence, where it has a capture time) and `day` of images recorded
+/// before version 4.
+fn fill_days(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let rows: Vec<(i64, Option<String>, Option<i64>, i64)> = tx
+        .prepare("SELECT id, evidence, mtime, uploaded_at FROM images WHERE day = ''")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut set = tx.prepare("UPDATE images SET taken = ?2, day = ?3 WHERE id = ?1")?;
+    for (id, evidence, mtime, uploaded_at) in rows {
+        let taken = evidence
+            .and_then(|e| e.parse::<photosync_identify::Evidence>().ok())
+            .and_then(|e| e.capture.time);
+        let day = image_day(taken.as_deref(), mtime, uploaded_at);
+        set.execute(params![id, taken, day])?;
+    }
+    Ok(())
+}
+
 fn image_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageInfo> {
     Ok(ImageInfo {
         id: row.get("number")?,
@@ -249,6 +287,9 @@ fn image_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ImageInfo> {
         height: row.get("height")?,
         mtime: row.get("mtime")?,
         uploaded_at: row.get("uploaded_at")?,
+        folder: row.get("folder")?,
+        taken: row.get("taken")?,
+        format: row.get("format")?,
     })
 }
 
@@ -270,8 +311,8 @@ fn upload_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Upload> {
     })
 }
 
-const IMAGE_COLUMNS: &str =
-    "number, name, name_bytes, digest, identifier, bytes, width, height, mtime, uploaded_at, format";
+const IMAGE_COLUMNS: &str = "number, name, name_bytes, digest, identifier, bytes, width, height, \
+     mtime, uploaded_at, format, folder, taken";
 
 fn immediate(c: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     // Writers take the lock up front, so two of them never deadlock upgrading a read.
@@ -717,8 +758,9 @@ impl Store for SqliteStore {
                     tx.execute(
                         "INSERT INTO images (user_id, number, digest, identifier, name,
                                              name_bytes, bytes, width, height, format, mtime,
-                                             uploaded_at, evidence)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                             uploaded_at, evidence, folder, taken, day)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                                 ?14, ?15, ?16)",
                         params![
                             img.user_id,
                             number,
@@ -732,7 +774,10 @@ impl Store for SqliteStore {
                             img.format,
                             img.mtime,
                             img.uploaded_at,
-                            img.evidence
+                            img.evidence,
+                            img.folder,
+                            img.taken,
+                            img.day()
                         ],
                     )?;
                     tx.query_row(
@@ -856,13 +901,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_images(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<ImageInfo>> {
+    async fn list_images(&self, user: UserId, query: &ImageQuery) -> Result<Vec<ImageInfo>> {
+        let q = query.clone();
         self.run(move |c| {
+            // `day` is `YYYY-MM-DDTHH:MM:SS`: a day's moments sort between `D` and `D` + "U".
+            let since = q.since.as_deref().unwrap_or("");
+            let until = q.until.map_or_else(|| "\u{10FFFF}".to_owned(), |d| d + "U");
+            let name = q.name.map(|n| like_pattern(&n));
             let mut s = c.prepare_cached(&format!(
                 "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND number > ?2
+                   AND day >= ?4 AND day < ?5 AND (?6 IS NULL OR name LIKE ?6 ESCAPE '\\')
                  ORDER BY number LIMIT ?3"
             ))?;
-            let rows = s.query_map(params![user, after, limit], image_row)?;
+            let rows = s.query_map(
+                params![user, q.after, q.limit, since, until, name],
+                image_row,
+            )?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -911,7 +965,8 @@ impl Store for SqliteStore {
             c.execute(
                 "UPDATE images SET identifier = ?3, evidence = ?4,
                      width = COALESCE(?5, width), height = COALESCE(?6, height),
-                     format = COALESCE(?7, format)
+                     format = COALESCE(?7, format), taken = COALESCE(?8, taken),
+                     day = COALESCE(?8, day)
                  WHERE user_id = ?1 AND number = ?2",
                 params![
                     user,
@@ -920,7 +975,8 @@ impl Store for SqliteStore {
                     identity.evidence,
                     identity.width,
                     identity.height,
-                    identity.format
+                    identity.format,
+                    identity.taken
                 ],
             )?;
             Ok(())
@@ -939,4 +995,19 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// A `LIKE` pattern matching names that contain `text` (ASCII case ignored, as `LIKE` does),
+/// with `%`, `_` and the escape itself taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }

@@ -118,6 +118,49 @@ pub struct NewImage {
     pub uploaded_at: i64,
     /// The verification evidence (`e1;...`), or `none` for a file that is not an image.
     pub evidence: Option<String>,
+    /// The folder relative to the one it was synced from, as the client sent it.
+    pub folder: Option<String>,
+    /// The capture time from EXIF.
+    pub taken: Option<String>,
+}
+
+impl NewImage {
+    /// The moment the list sorts and filters by: the capture time, else the modification
+    /// time, else the upload, as `YYYY-MM-DDTHH:MM:SS`.
+    pub fn day(&self) -> String {
+        image_day(self.taken.as_deref(), self.mtime, self.uploaded_at)
+    }
+}
+
+/// See [`NewImage::day`].
+pub fn image_day(taken: Option<&str>, mtime: Option<i64>, uploaded_at: i64) -> String {
+    match taken {
+        Some(t) => t.to_owned(),
+        None => photosync_protocol::utc_time_text(mtime.unwrap_or(uploaded_at)),
+    }
+}
+
+/// Which of a user's images a list asks for, after `after` in id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageQuery {
+    pub after: i64,
+    pub limit: u32,
+    /// First day included, `YYYY-MM-DD`.
+    pub since: Option<String>,
+    /// Last day included, `YYYY-MM-DD`.
+    pub until: Option<String>,
+    /// Text the name contains, ignoring ASCII case.
+    pub name: Option<String>,
+}
+
+impl ImageQuery {
+    /// The first `limit` images, unfiltered.
+    pub fn first(limit: u32) -> ImageQuery {
+        ImageQuery {
+            limit,
+            ..ImageQuery::default()
+        }
+    }
 }
 
 /// What the server's own identification of a stored file found.
@@ -129,6 +172,8 @@ pub struct Identified {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub format: Option<String>,
+    /// The capture time from EXIF.
+    pub taken: Option<String>,
 }
 
 /// The evidence of a file that is not an image: tried, and nothing to verify.
@@ -231,7 +276,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         digests: &[String],
     ) -> Result<Vec<Option<ImageInfo>>>;
     async fn images_by_id(&self, user: UserId, ids: &[i64]) -> Result<Vec<Option<ImageInfo>>>;
-    async fn list_images(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<ImageInfo>>;
+    async fn list_images(&self, user: UserId, query: &ImageQuery) -> Result<Vec<ImageInfo>>;
     /// The verification evidence of each of the user's images (None: not computed yet).
     async fn evidence_by_id(&self, user: UserId, ids: &[i64]) -> Result<Vec<Option<String>>>;
     /// Images of any user whose evidence has not been computed (recorded by older builds),

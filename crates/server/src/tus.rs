@@ -170,6 +170,11 @@ fn declared(metadata: &Metadata, length: u64) -> Result<Declared, ApiError> {
             );
         }
     }
+    if let Some(folder) = metadata.get(meta::FOLDER) {
+        if let Err(e) = photosync_protocol::check_folder(folder) {
+            return bad("invalid_folder", format!("folder {folder:?} {e}"));
+        }
+    }
     let mtime = match metadata.get(meta::MTIME) {
         None => None,
         Some(t) => match t.parse::<i64>() {
@@ -1024,7 +1029,7 @@ async fn resume_completion(
 }
 
 async fn blob_hashes_to(state: &AppState, digest: &str) -> Result<bool, ApiError> {
-    let mut reader = match state.blobs.open(digest).await {
+    let mut reader = match state.blobs.open(digest, 0).await {
         Ok((_, r)) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
@@ -1056,6 +1061,12 @@ async fn record(state: &AppState, upload: &Upload, digest: &str) -> Result<Image
         mtime: upload.mtime,
         uploaded_at: now(),
         evidence: Some(identified.evidence),
+        // Checked at creation.
+        folder: Metadata::parse(&upload.metadata)
+            .ok()
+            .and_then(|m| m.get(meta::FOLDER).map(str::to_owned))
+            .filter(|f| !f.is_empty()),
+        taken: identified.taken,
     };
     match state.store.complete_upload(&upload.id, &image).await {
         Ok(info) => {
@@ -1077,6 +1088,7 @@ pub(crate) fn identified(identity: Option<photosync_identify::Identity>) -> Iden
             width: Some(i.width),
             height: Some(i.height),
             format: Some(i.format.name().to_owned()),
+            taken: i.evidence.capture.time,
         },
         None => Identified {
             identifier: None,
@@ -1084,6 +1096,7 @@ pub(crate) fn identified(identity: Option<photosync_identify::Identity>) -> Iden
             width: None,
             height: None,
             format: None,
+            taken: None,
         },
     }
 }
@@ -1105,7 +1118,7 @@ pub(crate) async fn identify_blob(
         .acquire()
         .await
         .map_err(ApiError::internal)?;
-    let (_, reader) = state.blobs.open(digest).await?;
+    let (_, reader) = state.blobs.open(digest, 0).await?;
     // The first bytes say whether it is an image at all: a video is not read into memory.
     let mut reader = tokio::io::AsyncReadExt::take(reader, length);
     let mut bytes = vec![0u8; length.min(64) as usize];

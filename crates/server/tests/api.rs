@@ -170,15 +170,46 @@ impl Server {
     }
 
     async fn images(&self, token: &str) -> Vec<serde_json::Value> {
+        self.images_where(token, "").await
+    }
+
+    /// The images a list with this query string (`since=...&name=...`) answers.
+    async fn images_where(&self, token: &str, query: &str) -> Vec<serde_json::Value> {
         let r = self
-            .send(
-                self.req(Method::GET, "/api/v1/images", token)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
+            .get(token, &format!("/api/v1/images?{query}"), &[])
             .await;
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.status(), StatusCode::OK, "{query}");
         body_json(r).await["images"].as_array().unwrap().clone()
+    }
+
+    async fn get(&self, token: &str, uri: &str, headers: &[(&str, &str)]) -> Response<Body> {
+        let mut req = self.req(Method::GET, uri, token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Uploads `bytes` with these extra metadata entries; returns the image id.
+    async fn upload_with(
+        &self,
+        token: &str,
+        name: &str,
+        bytes: &[u8],
+        extra: &[(&str, &str)],
+    ) -> i64 {
+        let mut m = Metadata::default();
+        m.insert(meta::NAME, name);
+        m.insert(meta::DIGEST, digest(bytes));
+        for (k, v) in extra {
+            m.insert(k, *v);
+        }
+        let r = self.create(token, bytes.len(), &m.encode()).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", body_json(r).await);
+        let loc = header(&r, "location").unwrap().to_owned();
+        let r = self.patch(token, &loc, 0, bytes).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        header(&r, "photosync-image-id").unwrap().parse().unwrap()
     }
 
     async fn detect(&self, token: &str, body: serde_json::Value) -> Response<Body> {
@@ -1228,7 +1259,7 @@ async fn an_upload_has_one_writer_and_a_published_blob_none() {
     // Nothing can open the upload's bytes for writing any more.
     let after = blobs.open_part(id, 0).await.map(|_| ()).unwrap_err();
     assert_eq!(after.kind(), std::io::ErrorKind::NotFound);
-    let (len, mut r) = blobs.open(&d).await.unwrap();
+    let (len, mut r) = blobs.open(&d, 0).await.unwrap();
     let mut got = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
         .await
@@ -2165,7 +2196,7 @@ async fn a_database_of_schema_version_1_is_upgraded() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let images = s.images(&s.alice).await;
     assert_eq!(images.len(), 1);
     assert_eq!(images[0]["name"], "a.jpg");
@@ -2216,6 +2247,10 @@ async fn images_of_schema_version_2_are_identified_again_before_they_match() {
         let db = rusqlite::Connection::open(dir.path().join("photosync.db")).unwrap();
         db.execute_batch(
             "DROP INDEX images_unverified;
+             DROP INDEX images_day;
+             ALTER TABLE images DROP COLUMN folder;
+             ALTER TABLE images DROP COLUMN taken;
+             ALTER TABLE images DROP COLUMN day;
              ALTER TABLE images DROP COLUMN evidence;
              UPDATE images SET identifier = 'v1:' || substr(identifier, 4);
              PRAGMA user_version = 2;",
@@ -2299,4 +2334,298 @@ async fn heads_racing_the_completing_patch_never_lose_the_upload() {
         assert!(header(&r, photosync_protocol::IMAGE_ID_HEADER).is_some());
     }
     assert_eq!(s.images(&s.alice).await.len(), 40);
+}
+
+async fn body_bytes(r: Response<Body>) -> Vec<u8> {
+    axum::body::to_bytes(r.into_body(), 1 << 26)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// A JPEG of a real photo taken at `when` (`YYYY:MM:DD HH:MM:SS`), by its EXIF.
+fn taken_at(name: &str, when: &str) -> Vec<u8> {
+    let pixels = photosync_testkit::decode(&photo(name));
+    let exif = photosync_testkit::exif_taken(when, "25", "X100");
+    photosync_testkit::jpeg(&pixels, 90, false, Some(&exif))
+}
+
+#[tokio::test]
+async fn images_keep_folder_capture_time_and_format_and_lists_filter_by_day_and_name() {
+    let s = server().await;
+    let summer = taken_at("garden.jpg", "2021:06:05 10:11:12");
+    let winter = taken_at("storm.jpg", "2019:12:31 23:59:59");
+    let plain = photosync_testkit::make_copy(&photo("dune.jpg"), photosync_testkit::Copy::Stripped);
+    let a = s
+        .upload_with(
+            &s.alice,
+            "Summer_1.jpg",
+            &summer,
+            &[(meta::FOLDER, "2021/Été")],
+        )
+        .await;
+    let b = s.upload_with(&s.alice, "winter%.jpg", &winter, &[]).await;
+    // No capture time: its modification time (2020-03-01 12:00 UTC) dates it.
+    let c = s
+        .upload_with(&s.alice, "dune.jpg", &plain, &[(meta::MTIME, "1583064000")])
+        .await;
+    let images = s.images(&s.alice).await;
+    assert_eq!(images[0]["id"], a);
+    assert_eq!(images[0]["folder"], "2021/Été");
+    assert_eq!(images[0]["taken"], "2021-06-05T10:11:12.25");
+    assert_eq!(images[0]["format"], "jpeg");
+    assert!(images[1].get("folder").is_none());
+    assert_eq!(images[2]["mtime"], 1583064000);
+    assert!(images[2].get("taken").is_none());
+
+    let ids = |list: Vec<serde_json::Value>| -> Vec<i64> {
+        list.iter().map(|i| i["id"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(
+        ids(s.images_where(&s.alice, "since=2020-01-01").await),
+        [a, c]
+    );
+    assert_eq!(ids(s.images_where(&s.alice, "until=2019-12-31").await), [b]);
+    assert_eq!(
+        ids(s
+            .images_where(&s.alice, "since=2020-03-01&until=2020-03-01")
+            .await),
+        [c]
+    );
+    assert_eq!(
+        ids(s.images_where(&s.alice, "since=2021-06-06").await),
+        [] as [i64; 0]
+    );
+    // Names: a part, any ASCII case; `%` and `_` are plain characters.
+    assert_eq!(ids(s.images_where(&s.alice, "name=SUMMER").await), [a]);
+    assert_eq!(ids(s.images_where(&s.alice, "name=%25").await), [b]);
+    assert_eq!(ids(s.images_where(&s.alice, "name=_").await), [a]);
+    assert_eq!(
+        ids(s.images_where(&s.alice, "name=.jpg&until=2020-12-31").await),
+        [b, c]
+    );
+    // Bob's list is his own, filters or not.
+    assert!(s.images_where(&s.bob, "name=jpg").await.is_empty());
+
+    for bad in [
+        "since=2021-6-5",
+        "until=yesterday",
+        "since=2021-06-05T00",
+        "limit=x",
+    ] {
+        let r = s.get(&s.alice, &format!("/api/v1/images?{bad}"), &[]).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(body_json(r).await["code"], "invalid_query", "{bad}");
+    }
+    for bad in ["../x", "/abs", "a//b", "a\\b", "a/./b"] {
+        let mut m = Metadata::default();
+        m.insert(meta::NAME, "x.jpg");
+        m.insert(meta::FOLDER, bad);
+        let r = s.create(&s.alice, 10, &m.encode()).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(body_json(r).await["code"], "invalid_folder", "{bad}");
+    }
+    assert_eq!(s.images(&s.alice).await.len(), 3);
+}
+
+#[tokio::test]
+async fn thumbnails_are_made_once_cached_with_validators_and_collected_with_the_blob() {
+    let s = server().await;
+    let garden = photo("garden.jpg");
+    let id = s.upload_with(&s.alice, "garden.jpg", &garden, &[]).await;
+    let uri = |size: u32| format!("/api/v1/images/{id}/thumbnail?size={size}");
+    let mut first = Vec::new();
+    for size in photosync_protocol::THUMBNAIL_SIZES {
+        let r = s.get(&s.alice, &uri(size), &[]).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-type"), Some("image/jpeg"));
+        assert!(header(&r, "cache-control").unwrap().contains("immutable"));
+        let etag = header(&r, "etag").unwrap().to_owned();
+        assert_eq!(etag, format!("\"{}-{size}\"", digest(&garden)));
+        let jpeg = body_bytes(r).await;
+        let img = image::load_from_memory(&jpeg).unwrap();
+        assert_eq!(
+            img.width().max(img.height()),
+            size,
+            "the longest side is {size}"
+        );
+        // The cached one is the same; a client holding it gets 304 without a body.
+        let again = s.get(&s.alice, &uri(size), &[]).await;
+        assert_eq!(body_bytes(again).await, jpeg);
+        let r = s
+            .get(&s.alice, &uri(size), &[("if-none-match", &etag)])
+            .await;
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert!(body_bytes(r).await.is_empty());
+        first.push(jpeg);
+    }
+    let default = s
+        .get(&s.alice, &format!("/api/v1/images/{id}/thumbnail"), &[])
+        .await;
+    assert_eq!(body_bytes(default).await, first[1]);
+    let cached = |s: &Server| walkdir(&s._dir.path().join("thumbs"));
+    assert_eq!(cached(&s).len(), 2);
+
+    let r = s.get(&s.alice, &uri(100), &[]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(r).await["code"], "invalid_size");
+    // Another user's id, an unknown one and a non-number: 404 as for records.
+    for (token, path) in [
+        (&s.bob, uri(128)),
+        (&s.alice, "/api/v1/images/999/thumbnail".to_owned()),
+        (&s.alice, "/api/v1/images/x/thumbnail".to_owned()),
+    ] {
+        let r = s.get(token, &path, &[]).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body_json(r).await["code"], "not_found");
+    }
+    // Bytes that are no picture, and a truncated one, have none: a clear 404 of their own.
+    let text = b"not a picture at all".to_vec();
+    let cut = garden[..garden.len() / 3].to_vec();
+    for (name, bytes) in [("notes.jpg", &text), ("cut.jpg", &cut)] {
+        let other = s.upload_with(&s.alice, name, bytes, &[]).await;
+        let r = s
+            .get(
+                &s.alice,
+                &format!("/api/v1/images/{other}/thumbnail?size=128"),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(body_json(r).await["code"], "no_thumbnail", "{name}");
+    }
+    // The thumbnails go with the blob.
+    assert!(photosync_server::remove_user(&s.state, "alice")
+        .await
+        .unwrap());
+    assert_eq!(cached(&s), Vec::<std::path::PathBuf>::new());
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn downloads_answer_byte_ranges_and_validators() {
+    let s = server().await;
+    let bytes = photo("storm.jpg");
+    let len = bytes.len();
+    let id = s.upload_with(&s.alice, "storm.jpg", &bytes, &[]).await;
+    let uri = format!("/api/v1/images/{id}/content");
+    let etag = format!("\"{}\"", digest(&bytes));
+
+    let r = s.get(&s.alice, &uri, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "accept-ranges"), Some("bytes"));
+    assert_eq!(header(&r, "etag"), Some(etag.as_str()));
+    assert_eq!(body_bytes(r).await, bytes);
+
+    for (range, start, end) in [
+        ("bytes=10-19".to_owned(), 10, 19),
+        ("bytes=-100".to_owned(), len - 100, len - 1),
+        (format!("bytes={}-", len - 7), len - 7, len - 1),
+        (format!("bytes=5-{}", len * 2), 5, len - 1),
+    ] {
+        let r = s.get(&s.alice, &uri, &[("range", &range)]).await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            header(&r, "content-range").unwrap(),
+            format!("bytes {start}-{end}/{len}")
+        );
+        assert_eq!(
+            header(&r, "content-length").unwrap(),
+            (end - start + 1).to_string()
+        );
+        assert_eq!(body_bytes(r).await, &bytes[start..=end], "{range}");
+    }
+    // The same version: the range; another: the whole file.
+    let r = s
+        .get(
+            &s.alice,
+            &uri,
+            &[("range", "bytes=0-9"), ("if-range", &etag)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    let r = s
+        .get(
+            &s.alice,
+            &uri,
+            &[("range", "bytes=0-9"), ("if-range", "\"other\"")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body_bytes(r).await, bytes);
+    // Several ranges or a malformed one: the whole file, as a server may answer.
+    for range in ["bytes=0-1,5-6", "bytes=x-y", "lines=1-2"] {
+        let r = s.get(&s.alice, &uri, &[("range", range)]).await;
+        assert_eq!(r.status(), StatusCode::OK, "{range}");
+        assert_eq!(body_bytes(r).await.len(), len);
+    }
+    let past = format!("bytes={len}-");
+    let r = s.get(&s.alice, &uri, &[("range", &past)]).await;
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        header(&r, "content-range").unwrap(),
+        format!("bytes */{len}")
+    );
+    assert_eq!(body_json(r).await["code"], "range_not_satisfiable");
+    let r = s.get(&s.alice, &uri, &[("if-none-match", &etag)]).await;
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    // Another user's id answers 404 whatever the headers.
+    let r = s.get(&s.bob, &uri, &[("range", "bytes=0-9")]).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_database_of_schema_version_3_gets_capture_times_and_days() {
+    let s = server().await;
+    let summer = taken_at("garden.jpg", "2021:06:05 10:11:12");
+    let plain = photosync_testkit::make_copy(&photo("dune.jpg"), photosync_testkit::Copy::Stripped);
+    s.upload_with(&s.alice, "summer.jpg", &summer, &[]).await;
+    s.upload_with(&s.alice, "dune.jpg", &plain, &[(meta::MTIME, "1583064000")])
+        .await;
+    let dir = s._dir;
+    drop(s.app);
+    drop(s.state);
+    {
+        // What a version 3 server left: the same images without the version 4 columns.
+        let db = rusqlite::Connection::open(dir.path().join("photosync.db")).unwrap();
+        db.execute_batch(
+            "DROP INDEX images_day;
+             ALTER TABLE images DROP COLUMN folder;
+             ALTER TABLE images DROP COLUMN taken;
+             ALTER TABLE images DROP COLUMN day;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let s = reopened(dir);
+    let images = s.images(&s.alice).await;
+    assert_eq!(images[0]["taken"], "2021-06-05T10:11:12.25");
+    assert!(images[1].get("taken").is_none());
+    assert_eq!(
+        s.images_where(&s.alice, "since=2021-06-05&until=2021-06-05")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(s.images_where(&s.alice, "until=2020-03-01").await.len(), 1);
+    let version: i64 = rusqlite::Connection::open(s._dir.path().join("photosync.db"))
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
 }

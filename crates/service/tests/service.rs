@@ -172,7 +172,15 @@ async fn folders_sync_on_their_own_drops_go_first_and_bad_settings_are_refused()
         gone.reason.as_deref().unwrap().contains("broken"),
         "{gone:?}"
     );
-    assert_eq!(state.store.list_images(1, 0, 100).await.unwrap().len(), 5);
+    assert_eq!(
+        state
+            .store
+            .list_images(1, &photosync_server::ImageQuery::first(100))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
 
     // A thumbnail is made from the picture.
     let id = uploaded
@@ -277,7 +285,11 @@ async fn raw_files_and_bursts_are_backed_up_from_a_watched_folder() {
         service.overview().totals.by_status[&Status::BackedUp] == 4
     })
     .await;
-    let images = state.store.list_images(1, 0, 10).await.unwrap();
+    let images = state
+        .store
+        .list_images(1, &photosync_server::ImageQuery::first(10))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 4);
     let raw = images.iter().find(|i| i.name == "IMG_0001.DNG").unwrap();
     assert_eq!((raw.width, raw.height), (Some(800), Some(500)));
@@ -404,7 +416,7 @@ async fn a_lost_server_is_shown_at_once_and_fails_nothing_already_backed_up() {
         server
             .state
             .store
-            .list_images(1, 0, 100)
+            .list_images(1, &photosync_server::ImageQuery::first(100))
             .await
             .unwrap()
             .len(),

@@ -62,8 +62,17 @@ impl Thumbs {
 }
 
 fn make(path: &Path) -> Result<Vec<u8>, IdentifyError> {
-    let pixels = preview(path, &Limits::default())?;
-    let thumb = image::DynamicImage::ImageRgb8(pixels).thumbnail(SIDE, SIDE);
+    jpeg(preview(path, &Limits::default())?, SIDE)
+}
+
+/// A JPEG of `pixels` whose longest side is at most `side` (never enlarged).
+pub fn jpeg(pixels: image::RgbImage, side: u32) -> Result<Vec<u8>, IdentifyError> {
+    let image = image::DynamicImage::ImageRgb8(pixels);
+    let thumb = if image.width().max(image.height()) > side {
+        image.thumbnail(side, side)
+    } else {
+        image
+    };
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
         .encode_image(&thumb.to_rgb8())
