@@ -194,6 +194,17 @@ async fn answer<T: serde::de::DeserializeOwned>(
     from_json(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
+/// Which of the account's images a list asks for (see `GET /api/v1/images`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFilter {
+    /// First day included, `YYYY-MM-DD`.
+    pub since: Option<String>,
+    /// Last day included, `YYYY-MM-DD`.
+    pub until: Option<String>,
+    /// Text the name contains.
+    pub name: Option<String>,
+}
+
 /// A new upload's place on the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
@@ -321,6 +332,68 @@ impl Client {
                 .timeout(Duration::from_secs(10)),
         )
         .await
+    }
+
+    /// One page of the account's images after id `after`, filtered.
+    pub async fn list_images(
+        &self,
+        filter: &ImageFilter,
+        after: i64,
+        limit: u32,
+    ) -> Result<photosync_protocol::ImageList, ClientError> {
+        let mut query: Vec<(&str, String)> =
+            vec![("after", after.to_string()), ("limit", limit.to_string())];
+        for (key, value) in [
+            ("since", &filter.since),
+            ("until", &filter.until),
+            ("name", &filter.name),
+        ] {
+            if let Some(v) = value {
+                query.push((key, v.clone()));
+            }
+        }
+        answer(
+            self.http
+                .get(self.url(path::IMAGES))
+                .query(&query)
+                .bearer_auth(&self.server.token)
+                .timeout(Duration::from_secs(60)),
+        )
+        .await
+    }
+
+    /// The bytes of image `id` from byte `from` on. The answer is 206 when the server took
+    /// the range, 200 (the whole file) when it did not; the caller checks which.
+    pub async fn download(&self, id: i64, from: u64) -> Result<reqwest::Response, ClientError> {
+        let mut req = self
+            .http
+            .get(self.url(&format!("{}/{id}/content", path::IMAGES)))
+            .bearer_auth(&self.server.token);
+        if from > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let r = req.send().await.map_err(network)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        Ok(r)
+    }
+
+    /// The JPEG thumbnail of image `id` whose longest side is at most `size`.
+    pub async fn thumbnail(&self, id: i64, size: u32) -> Result<Vec<u8>, ClientError> {
+        let r = self
+            .http
+            .get(self.url(&format!("{}/{id}/thumbnail", path::IMAGES)))
+            .query(&[("size", size)])
+            .bearer_auth(&self.server.token)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(network)?;
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        Ok(r.bytes().await.map_err(network)?.to_vec())
     }
 
     /// Asks which of `queries` the server holds, in batches of at most 10,000.

@@ -7,14 +7,18 @@
 //! typed [`Event`]s. The engine knows nothing of tauri, axum or JSON.
 
 pub mod client;
+pub mod restore;
 pub mod state;
 mod sync;
 mod throttle;
 mod upload;
 mod watch;
 
-pub use client::{Client, ClientError, Connection, Created, ErrorKind, ServerConfig, Unreachable};
-pub use photosync_events::{Event, EventSink, OnServer};
+pub use client::{
+    Client, ClientError, Connection, Created, ErrorKind, ImageFilter, ServerConfig, Unreachable,
+};
+pub use photosync_events::{Event, EventSink, OnServer, RestoreEvent, Restored};
+pub use restore::{RestoreOptions, RestoreSummary};
 pub use state::{MatchRecord, State};
 pub use sync::{Control, Engine, EngineError, Kinds, Options, Stages, Summary};
 pub use throttle::Throttle;

@@ -76,6 +76,8 @@ pub enum How {
     Uploaded,
     /// Detection answered that the server holds these bytes.
     OnServer,
+    /// Restored from the server: these bytes came from its image.
+    Restored,
 }
 
 impl How {
@@ -83,6 +85,7 @@ impl How {
         match self {
             How::Uploaded => "uploaded",
             How::OnServer => "on_server",
+            How::Restored => "restored",
         }
     }
 }
@@ -94,6 +97,7 @@ impl std::str::FromStr for How {
         match s {
             "uploaded" => Ok(How::Uploaded),
             "on_server" => Ok(How::OnServer),
+            "restored" => Ok(How::Restored),
             _ => Err(UnknownHow),
         }
     }

@@ -78,6 +78,7 @@ pub(crate) struct Ctx {
     pub control: Arc<Control>,
     pub throttle: Arc<Throttle>,
     pub max_attempts: u32,
+    pub roots: Arc<crate::sync::Roots>,
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -742,6 +743,9 @@ async fn create(ctx: &Ctx, job: &Job) -> Result<Created, UploadError> {
     m.insert(meta::MTIME, (job.mtime_ns / 1_000_000_000).to_string());
     if let Some(id) = &job.identifier {
         m.insert(meta::IDENTIFIER, id.to_string());
+    }
+    if let Some(folder) = ctx.roots.folder_of(&job.path) {
+        m.insert(meta::FOLDER, folder);
     }
     let mut retries = Retries::new();
     let created = loop {

@@ -153,6 +153,7 @@ impl Engine {
         options: WatchOptions,
         mut on_round: impl FnMut(Summary),
     ) -> Result<Summary, EngineError> {
+        self.add_roots(paths);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Reading a file (ours, a viewer's, a thumbnailer's) changes nothing.

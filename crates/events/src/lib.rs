@@ -193,5 +193,45 @@ impl Event {
     }
 }
 
+/// What a restore reports as it goes. Paths are where the files land (or would have).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestoreEvent {
+    /// The server's list is read: this many files and bytes to bring down or find in place.
+    Planned {
+        files: u64,
+        bytes: u64,
+    },
+    /// Bytes of `path` are on this computer: `done` of `total` (a resumed file starts above 0).
+    Receiving {
+        path: PathBuf,
+        done: u64,
+        total: u64,
+    },
+    /// One file is in place.
+    Restored {
+        path: PathBuf,
+        bytes: u64,
+        how: Restored,
+    },
+    /// The name was changed: made safe for this file system, or a different file had it.
+    Renamed {
+        path: PathBuf,
+        why: String,
+    },
+    Failed {
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// How a restored file came to be in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// Downloaded, verified and moved into place.
+    Written,
+    /// A local file with the same bytes was there already, and is kept as it is.
+    AlreadyThere,
+}
+
 /// Where events go: a plain callback, so shells and tests need no particular runtime.
 pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;

@@ -312,6 +312,9 @@ mod tests {
             bytes: 1,
             mtime: None,
             uploaded_at: 0,
+            folder: None,
+            taken: None,
+            format: None,
         }
     }
 

@@ -258,6 +258,8 @@ pub struct Engine {
     sizer: Arc<Mutex<PartSizer>>,
     /// Uploads under way in any pass, so overlapping passes never send a file twice at once.
     claims: Arc<claims::Claims>,
+    /// The folders synced so far: each upload names its folder relative to the outermost.
+    roots: Arc<Roots>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -285,6 +287,7 @@ impl Engine {
             events,
             control: Arc::default(),
             claims: Arc::default(),
+            roots: Arc::default(),
         })
     }
 
@@ -321,6 +324,7 @@ impl Engine {
     /// Syncs every file under `paths` once. A file that changes while it is uploaded is read
     /// again and goes on with its new identity, a few times at most.
     pub async fn sync(&self, paths: &[PathBuf]) -> Summary {
+        self.add_roots(paths);
         let mut summary = self.round(paths, Duration::ZERO).await;
         for _ in 0..REREADS {
             if summary.changed.is_empty() || self.control.is_cancelled() {
@@ -346,6 +350,11 @@ impl Engine {
 }
 
 impl Engine {
+    /// Folders the person synced: uploads name their folder relative to these.
+    pub(crate) fn add_roots(&self, paths: &[PathBuf]) {
+        self.roots.add(paths);
+    }
+
     pub(crate) fn emit(&self, e: Event) {
         (self.events)(e);
     }
@@ -369,5 +378,45 @@ impl Engine {
         paths
             .iter()
             .any(|p| matches!(self.state.is_forced(&key, p), Ok(true)))
+    }
+}
+
+/// The folders a person asked to sync, absolute. A file's folder on the server is its place
+/// below the outermost of them that holds it.
+#[derive(Debug, Default)]
+pub(crate) struct Roots(Mutex<Vec<PathBuf>>);
+
+impl Roots {
+    pub fn add(&self, paths: &[PathBuf]) {
+        let mut roots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for p in paths.iter().filter(|p| p.is_dir()) {
+            if let Ok(p) = std::path::absolute(p) {
+                if !roots.contains(&p) {
+                    roots.push(p);
+                }
+            }
+        }
+    }
+
+    /// `file`'s folder relative to the outermost root holding it, `/`-separated; None when no
+    /// root holds it, or a component is not UTF-8 or not a plain name.
+    pub fn folder_of(&self, file: &Path) -> Option<String> {
+        let file = std::path::absolute(file).ok()?;
+        let roots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let below = roots
+            .iter()
+            .filter_map(|r| file.strip_prefix(r).ok())
+            .max_by_key(|rest| rest.components().count())?;
+        let parts: Option<Vec<&str>> = below
+            .parent()?
+            .components()
+            .map(|c| match c {
+                std::path::Component::Normal(n) => n.to_str(),
+                _ => None,
+            })
+            .collect();
+        let folder = parts?.join("/");
+        photosync_protocol::check_folder(&folder).ok()?;
+        Some(folder)
     }
 }

@@ -279,6 +279,7 @@ impl<'a> Run<'a> {
             control: engine.control.clone(),
             throttle: engine.options.bandwidth.clone(),
             max_attempts: engine.options.max_attempts,
+            roots: engine.roots.clone(),
         });
         Run {
             engine,
