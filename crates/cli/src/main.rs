@@ -4,6 +4,7 @@
 mod config;
 mod output;
 mod progress;
+mod restore;
 mod run;
 
 use std::path::PathBuf;
@@ -68,6 +69,15 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Bring the account's photos back into a folder, under their folders, names and times.
+    /// A different local file is never overwritten; an identical one is kept. Resumes after
+    /// an interruption; every file is verified before it is put in place.
+    Restore {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        args: restore::RestoreArgs,
+    },
     /// Show what the sync list holds for the server.
     Status {
         #[command(flatten)]
@@ -103,10 +113,10 @@ struct Target {
     /// Local state database [default: the platform's data directory]
     #[arg(long, env = "PHOTOSYNC_STATE")]
     state: Option<PathBuf>,
-    /// Uploads at once.
+    /// Transfers at once (uploads; downloads of `restore`).
     #[arg(long, default_value_t = 3)]
     concurrency: usize,
-    /// Upload bandwidth limit in bytes per second.
+    /// Bandwidth limit in bytes per second (uploads; downloads of `restore`).
     #[arg(long)]
     bandwidth_limit: Option<u64>,
     /// Upload same-picture copies even when the server's copy is as large.
@@ -283,6 +293,9 @@ fn main() -> ExitCode {
             );
         }
         Command::Status { target } => return run_status(target),
+        Command::Restore { target, args } => {
+            return restore::run_restore(target.options(cli.threads), args)
+        }
         Command::Login { server, token } => {
             if let Err(e) = config::check_server_url(&server) {
                 tracing::error!("{e}");

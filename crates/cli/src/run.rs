@@ -1,4 +1,4 @@
-//! `sync`, `upload` and `watch`: check the server once, run the engine, stop promptly on
+//! `sync`, `upload` and `watch` (and the shared parts of `restore`): check the server once, run the engine, stop promptly on
 //! Ctrl-C or SIGTERM, print the summary, and say how it went in the exit status.
 
 use std::path::PathBuf;
@@ -22,14 +22,14 @@ pub enum Mode {
 }
 
 /// Exit statuses beyond 0 and 1.
-const WRONG_ARGUMENT: u8 = 2;
+pub(crate) const WRONG_ARGUMENT: u8 = 2;
 /// 128 + the signal's number, as shells report a process a signal stopped.
 const INTERRUPTED_BY_INT: u8 = 130;
 const INTERRUPTED_BY_TERM: u8 = 143;
 
 /// Cancels the engine on Ctrl-C or SIGTERM and remembers which came; a second signal ends
 /// the process at once.
-fn stop_on_signals(control: Arc<Control>, stopped_by: Arc<AtomicU8>) {
+pub(crate) fn stop_on_signals(control: Arc<Control>, stopped_by: Arc<AtomicU8>) {
     let stop = move |code: u8| {
         if stopped_by.swap(code, Ordering::SeqCst) != 0 {
             std::process::exit(i32::from(code));
@@ -58,7 +58,7 @@ fn stop_on_signals(control: Arc<Control>, stopped_by: Arc<AtomicU8>) {
 
 /// Says once, in plain words, why the server cannot be used; `None` when it can (or, for
 /// `watch`, when it may simply not be up yet).
-async fn check_server(engine: &Engine, url: &str, watching: bool) -> Option<String> {
+pub(crate) async fn check_server(engine: &Engine, url: &str, watching: bool) -> Option<String> {
     match engine.client().check().await {
         Connection::Ok => None,
         Connection::Unreachable(why) if watching => {
