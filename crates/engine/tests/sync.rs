@@ -178,7 +178,7 @@ async fn a_library_syncs_once_and_copies_are_recognised() {
         .await
         .unwrap()
     {
-        let (_, mut r) = s.state.blobs.open(&img.digest).await.unwrap();
+        let (_, mut r) = s.state.blobs.open(&img.digest, 0).await.unwrap();
         let mut got = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
             .await

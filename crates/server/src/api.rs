@@ -253,7 +253,7 @@ fn unchanged(etag: &str) -> Response {
 
 /// The range a download serves: `Range` is honoured unless an `If-Range` names another
 /// version (then the whole content is sent, as RFC 9110 asks).
-fn wanted_range(headers: &HeaderMap, etag: &str, len: u64) -> Result<Option<ByteRange>, Response> {
+fn wanted_range(headers: &HeaderMap, etag: &str, len: u64) -> Result<Option<ByteRange>, String> {
     let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
@@ -262,18 +262,21 @@ fn wanted_range(headers: &HeaderMap, etag: &str, len: u64) -> Result<Option<Byte
             return Ok(None);
         }
     }
-    parse_range(range, len).map_err(|e| {
-        let mut r = ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "range_not_satisfiable",
-            format!("Range {range:?}: {e}"),
-        )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-            r.headers_mut().insert(header::CONTENT_RANGE, v);
-        }
-        r
-    })
+    parse_range(range, len).map_err(|e| format!("Range {range:?}: {e}"))
+}
+
+/// 416, with the length the range missed (RFC 9110 15.5.17).
+fn unsatisfiable(why: String, len: u64) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range_not_satisfiable",
+        why,
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    r
 }
 
 pub async fn download(
@@ -293,7 +296,7 @@ pub async fn download(
     }
     let range = match wanted_range(&headers, &etag, info.bytes) {
         Ok(range) => range,
-        Err(unsatisfiable) => return Ok(unsatisfiable),
+        Err(why) => return Ok(unsatisfiable(why, info.bytes)),
     };
     let (len, reader) = state
         .blobs
