@@ -130,7 +130,9 @@ async fn a_synced_library_comes_back_byte_for_byte_and_a_following_sync_sends_no
     let lib = old.path().join("Pictures");
     let files = library(&lib);
     let before = tree(&lib);
-    let summary = engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    let summary = engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
     assert_eq!(summary.uploaded, files.len(), "{summary:?}");
     // The old computer is gone.
     drop(old);
@@ -170,7 +172,9 @@ async fn filters_pick_days_and_globs() {
     let old = tempfile::tempdir().unwrap();
     let lib = old.path().join("lib");
     library(&lib);
-    engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
     let new = tempfile::tempdir().unwrap();
     let e = engine(&s, new.path());
 
@@ -201,7 +205,9 @@ async fn a_different_local_file_is_never_overwritten_and_an_identical_one_is_kep
     let lib = old.path().join("lib");
     put(&lib, "a/garden.jpg", &photo("garden.jpg"), 10);
     put(&lib, "a/wood.jpg", &photo("wood.jpg"), 11);
-    engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
 
     let new = tempfile::tempdir().unwrap();
     let to = new.path().join("to");
@@ -250,7 +256,9 @@ async fn a_cut_download_resumes_from_its_partial_file_and_leaves_no_partial_unde
     let mut clip = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec();
     clip.extend(&big);
     put(&lib, "clip.mp4", &clip, 5);
-    engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
 
     let new = tempfile::tempdir().unwrap();
     let to = new.path().join("to");
@@ -322,7 +330,9 @@ async fn a_server_copy_that_does_not_match_its_digest_is_reported_and_not_writte
     let lib = old.path().join("lib");
     put(&lib, "garden.jpg", &photo("garden.jpg"), 1);
     put(&lib, "wood.jpg", &photo("wood.jpg"), 2);
-    engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
     // The disk under the server flipped a byte of one blob.
     let d = blake3::hash(&photo("garden.jpg")).to_hex().to_string();
     let blob = s.dir.path().join("blobs").join(&d[..2]).join(&d);
@@ -360,7 +370,9 @@ async fn unsafe_names_from_the_server_are_made_safe_and_said() {
     put(&lib, "a/garden.jpg", &photo("garden.jpg"), 1);
     put(&lib, "b/wood.jpg", &photo("wood.jpg"), 2);
     put(&lib, "c/aqua.jpg", &photo("aqua.jpg"), 3);
-    engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
     // A server (or its database) gone wrong: names that would leave the folder.
     let db = rusqlite::Connection::open(s.dir.path().join("photosync.db")).unwrap();
     db.execute_batch(
@@ -413,13 +425,17 @@ async fn a_full_disk_stops_the_restore_cleanly_and_keeps_what_was_restored() {
     let lib = old.path().join("lib");
     // One photo first (the lowest id), then two files that cannot both fit beside it.
     put(&lib, "a/garden.jpg", &photo("garden.jpg"), 1);
-    engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
     for (i, name) in ["b/one.mp4", "b/two.mp4"].into_iter().enumerate() {
         let mut clip = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec();
         clip.extend(photosync_testkit::noise(1_200_000, 20 + i as u64));
         put(&lib, name, &clip, 10 + i as u64);
     }
-    engine(&s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
 
     let new = tempfile::tempdir().unwrap();
     let mnt = new.path().join("small");

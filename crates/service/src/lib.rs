@@ -4,6 +4,7 @@
 //! Shells (the Tauri app) call these methods and render the board; no sync logic lives there.
 
 pub mod activity;
+pub mod remote;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub enum ServiceError {
     NoSuchFile,
     #[error("no thumbnail: {0}")]
     Thumbnail(String),
+    /// Something of the kind is already under way.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Where the service keeps its files, and its token.
@@ -142,6 +146,8 @@ pub struct Overview {
     pub user: Option<String>,
     /// Bytes per second over the last five minutes, oldest first (5 s steps).
     pub rate_series: Vec<f64>,
+    /// The last restore started from the window, while the app runs.
+    pub restore: Option<remote::RestoreProgress>,
 }
 
 struct Running {
@@ -207,6 +213,8 @@ struct Inner {
     thumbs: photosync_thumbs::Thumbs,
     /// The bandwidth limit of every upload of the app; a new limit applies at once.
     bandwidth: Arc<photosync_engine::Throttle>,
+    /// What the server holds, and the restore the window started.
+    remote: remote::Remote,
 }
 
 #[derive(Clone)]
@@ -244,6 +252,7 @@ impl Service {
                 user: Mutex::default(),
                 activity: Mutex::new(activity),
                 bandwidth: Arc::default(),
+                remote: remote::Remote::default(),
                 hooks,
                 rt,
             }),
@@ -788,6 +797,7 @@ impl Service {
             server_url: s.server_url,
             user: lock(&self.inner.user).clone(),
             rate_series: board.rate_history().series(now, 60),
+            restore: self.restore_progress(),
         }
     }
 

@@ -423,3 +423,131 @@ async fn a_lost_server_is_shown_at_once_and_fails_nothing_already_backed_up() {
         4
     );
 }
+
+/// A new computer: the account already holds photos. The server view lists them newest first
+/// with their thumbnails; a restore lands them, and the folder it made is then backed up
+/// without sending anything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_view_lists_the_account_and_a_restore_lands_it_without_uploads() {
+    let server_dir = tempfile::tempdir().unwrap();
+    let (url, token, _state) = server(server_dir.path()).await;
+    // The old computer's backup.
+    let old = tempfile::tempdir().unwrap();
+    let (first, _) = noting_service(old.path());
+    first.configure(&url, &token).await.unwrap();
+    let lib = old.path().join("Pictures");
+    std::fs::create_dir_all(lib.join("2020")).unwrap();
+    let names = ["aqua.jpg", "dune.jpg", "storm.jpg"];
+    for (i, n) in names.iter().enumerate() {
+        let p = if i == 0 {
+            lib.join(n)
+        } else {
+            lib.join("2020").join(n)
+        };
+        let bytes = std::fs::read(photosync_testkit::photos_dir().join(n)).unwrap();
+        let bytes = photosync_testkit::make_copy(&bytes, photosync_testkit::Copy::Stripped);
+        std::fs::write(&p, bytes).unwrap();
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000 + i as u64 * 40 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    first.add_folder(&lib).await.unwrap();
+    wait_until("the library is backed up", || {
+        first.overview().totals.by_status[&Status::BackedUp] == 3
+    })
+    .await;
+    first.stop().await;
+
+    let home = tempfile::tempdir().unwrap();
+    let (service, notices) = noting_service(home.path());
+    service.configure(&url, &token).await.unwrap();
+    assert_eq!(service.account().await.unwrap().images, 3);
+    let page = service.remote_load().await.unwrap();
+    assert_eq!((page.total, page.items.len()), (3, 0));
+    let listed = service.remote_page(0, 10);
+    let days: Vec<&str> = listed.items.iter().map(|i| &i.day[..10]).collect();
+    assert_eq!(
+        days,
+        ["2020-12-02", "2020-10-23", "2020-09-13"],
+        "newest first"
+    );
+    assert_eq!(listed.items[0].name, "storm.jpg");
+    assert_eq!(listed.items[0].folder.as_deref(), Some("2020"));
+    assert_eq!(listed.months.len(), 3);
+    assert_eq!(listed.months[1].first, 1);
+    assert!(listed.bytes > 0);
+    let thumb = service.remote_thumbnail(listed.items[0].id).await.unwrap();
+    assert_eq!(&thumb[..2], b"\xFF\xD8", "a JPEG");
+    // Cached: the same bytes come back without the server.
+    assert_eq!(
+        service.remote_thumbnail(listed.items[0].id).await.unwrap(),
+        thumb
+    );
+    let full = service.remote_full(listed.items[2].id).await.unwrap();
+    assert!(full.len() > thumb.len() / 2);
+
+    // Two selected photos first, then everything into a folder that is then backed up.
+    let picked = home.path().join("Picked");
+    let ids = vec![listed.items[0].id, listed.items[2].id];
+    service
+        .restore_to(picked.clone(), Some(ids), false)
+        .await
+        .unwrap();
+    let settled = |s: &Service| {
+        s.overview()
+            .restore
+            .is_some_and(|p| p.state == photosync_service::remote::RestoreState::Done)
+    };
+    wait_until("the selection is restored", || settled(&service)).await;
+    assert!(picked.join("2020/storm.jpg").exists() && picked.join("aqua.jpg").exists());
+    assert!(!picked.join("2020/dune.jpg").exists());
+
+    let to = home.path().join("Restored");
+    service.restore_to(to.clone(), None, true).await.unwrap();
+    wait_until("everything is restored", || settled(&service)).await;
+    let p = service.overview().restore.unwrap();
+    assert_eq!((p.files_done, p.files_total, p.failed), (3, 3, 0));
+    assert_eq!(p.bytes_done, p.bytes_total);
+    for (i, n) in names.iter().enumerate() {
+        let rel = if i == 0 {
+            n.to_string()
+        } else {
+            format!("2020/{n}")
+        };
+        assert_eq!(
+            std::fs::read(to.join(&rel)).unwrap(),
+            std::fs::read(lib.join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    wait_until("the restored folder is watched", || {
+        service.settings().folders.contains(&to)
+    })
+    .await;
+    wait_until("its files are known as backed up", || {
+        service.overview().totals.by_status[&Status::BackedUp] == 3
+    })
+    .await;
+    let uploaded = service
+        .query(&Query::default())
+        .rows
+        .iter()
+        .filter(|r| r.backed == Some(photosync_board::Backed::Uploaded))
+        .count();
+    assert_eq!(uploaded, 0, "nothing restored goes up again");
+    assert!(notices
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|n| n.title == "Restore finished" && n.body.starts_with("3 of 3 files")));
+    // A second restore while one runs is refused; an unknown folder form too.
+    assert!(service
+        .restore_to("relative/path".into(), None, false)
+        .await
+        .is_err());
+    service.stop().await;
+}
