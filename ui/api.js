@@ -28,3 +28,13 @@ export const pickFolder = () => tauri.dialog.open({ directory: true, multiple: f
 
 // A row's thumbnail: JPEG bytes in an ArrayBuffer.
 export const thumbnail = (id) => invoke('thumbnail', { id });
+
+// The server's side: what the account holds, and restores.
+export const remoteLoad = () => invoke('remote_load');
+export const remotePage = (offset, limit) => invoke('remote_page', { offset, limit });
+export const remoteThumbnail = (id) => invoke('remote_thumbnail', { id });
+export const remoteFull = (id) => invoke('remote_full', { id });
+export const account = () => invoke('account');
+export const restore = (to, ids, watch) => invoke('restore', { to, ids, watch });
+export const restorePause = (paused) => invoke('restore_pause', { paused });
+export const restoreCancel = () => invoke('restore_cancel');

@@ -1,6 +1,7 @@
 // The window: wires the panels, the list and the live updates together.
 import * as api from './api.js';
 import { FileList } from './list.js';
+import { ServerGrid } from './grid.js';
 import { drawRate } from './chart.js';
 import { bytes } from './format.js';
 import { S } from './strings.js';
@@ -72,6 +73,7 @@ function renderOverview(o) {
   setLive(o.configured);
   drawRate($('rate-chart'), o.rate_series, t.rate);
   renderFilters(t);
+  renderRestore(o.restore);
 }
 
 // Before a server is set, nothing but the first-run steps can be used.
@@ -270,6 +272,33 @@ $('step-token').addEventListener('submit', async (e) => {
   $('token').value = '';
   await refreshOverview();
   if (setupMode === 'change') { closeSetup(); return; }
+  // A new computer: the account holds photos already. Offer to bring them here first.
+  const holds = await api.account().catch(() => null);
+  if (holds && holds.images > 0) {
+    $('restore-offer').textContent = S.restoreOffer(holds.images, bytes(holds.bytes));
+    showStep('restore');
+    return;
+  }
+  await renderFolders();
+  showStep('folders');
+});
+
+$('step-restore').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const to = $('first-restore-path').value.trim();
+  if (!to) { connectionMessage(S.folderNeeded, false); return; }
+  try {
+    await api.restore(to, null, true);
+  } catch (err) {
+    connectionMessage(String(err), false);
+    return;
+  }
+  connectionMessage('', true);
+  await renderFolders();
+  showStep('folders');
+});
+$('first-backup-only').addEventListener('click', async () => {
+  connectionMessage('', true);
   await renderFolders();
   showStep('folders');
 });
@@ -363,16 +392,138 @@ async function renderActivity() {
   list.replaceChildren(...out);
 }
 
-let activityDue = false;
-function showActivity(on) {
-  $('activity').classList.toggle('hidden', !on);
-  document.querySelector('.files').classList.toggle('hidden', on);
-  $('show-activity').setAttribute('aria-pressed', String(on));
-  if (on) renderActivity().then(() => $('activity-list').focus());
+// One view at a time: the files, the activity, or what the server holds.
+let view = 'files';
+function showView(next) {
+  view = next;
+  $('activity').classList.toggle('hidden', next !== 'activity');
+  $('server').classList.toggle('hidden', next !== 'server');
+  document.querySelector('.files').classList.toggle('hidden', next !== 'files');
+  $('show-activity').setAttribute('aria-pressed', String(next === 'activity'));
+  $('show-server').setAttribute('aria-pressed', String(next === 'server'));
+  if (next === 'activity') renderActivity().then(() => $('activity-list').focus());
+  else if (next === 'server') loadServer();
   else fileList.refresh();
 }
-$('show-activity').addEventListener('click', () => showActivity($('activity').classList.contains('hidden')));
+
+let activityDue = false;
+function showActivity(on) { showView(on ? 'activity' : 'files'); }
+$('show-activity').addEventListener('click', () => showActivity(view !== 'activity'));
 $('close-activity').addEventListener('click', () => showActivity(false));
+
+// ---- On the server: the account's pictures, and restores.
+
+let serverSummary = { total: 0, bytes: 0 };
+const grid = new ServerGrid($('grid'), $('grid-spacer'), {
+  onSelection: (n) => {
+    $('download-selected').disabled = n === 0;
+    $('download-selected').textContent = n ? S.selectedCount(n) : S.page.downloadSelected;
+  },
+  onOpen: (item) => openViewer(item),
+});
+
+async function loadServer() {
+  try {
+    const page = await grid.reload();
+    serverSummary = page;
+    $('server-count').textContent = S.serverCount(page.total, bytes(page.bytes));
+    const months = $('server-month');
+    months.replaceChildren(
+      Object.assign(document.createElement('option'), { value: '', textContent: S.jumpTo }),
+      ...page.months.map((m) => Object.assign(document.createElement('option'), { value: String(m.first), textContent: S.month(m.month, m.count) })),
+    );
+    $('grid').focus();
+  } catch (e) {
+    showProblem(String(e));
+  }
+}
+$('show-server').addEventListener('click', () => showView(view === 'server' ? 'files' : 'server'));
+$('close-server').addEventListener('click', () => showView('files'));
+$('server-refresh').addEventListener('click', loadServer);
+$('server-month').addEventListener('change', (e) => {
+  if (e.target.value !== '') grid.scrollToIndex(Number(e.target.value));
+});
+
+// Where a restore goes: the dialog asks, then the service runs it; progress comes with the
+// overview.
+let restoreIds = null;
+function askRestore(ids) {
+  restoreIds = ids;
+  $('restore-title').textContent = ids ? S.downloadTitle : S.restoreAllTitle;
+  $('restore-note').textContent = ids ? S.downloadNote(ids.length) : S.restoreAllNote(serverSummary.total, bytes(serverSummary.bytes));
+  $('restore-message').textContent = '';
+  $('restore-dialog').showModal();
+  $('restore-path').focus();
+}
+$('restore-all').addEventListener('click', () => askRestore(null));
+$('download-selected').addEventListener('click', () => askRestore([...grid.selected]));
+$('restore-choose').addEventListener('click', async () => {
+  const dir = await api.pickFolder();
+  if (dir) $('restore-path').value = dir;
+});
+$('restore-dialog-cancel').addEventListener('click', () => $('restore-dialog').close());
+$('restore-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const to = $('restore-path').value.trim();
+  const m = $('restore-message');
+  if (!to) { m.textContent = S.folderNeeded; m.className = 'message error'; return; }
+  try {
+    await api.restore(to, restoreIds, false);
+    $('restore-dialog').close();
+    refreshOverview();
+  } catch (err) {
+    m.textContent = String(err);
+    m.className = 'message error';
+  }
+});
+$('restore-pause').addEventListener('click', () => api.restorePause($('restore-pause').textContent !== S.resume));
+$('restore-cancel').addEventListener('click', () => api.restoreCancel());
+
+function renderRestore(p) {
+  const box = $('restore-progress');
+  box.classList.toggle('hidden', !p);
+  if (!p) return;
+  const live = p.state === 'running' || p.state === 'paused';
+  let text = {
+    running: () => S.restoring(p.files_done, p.files_total, bytes(p.bytes_done), bytes(p.bytes_total)),
+    paused: () => S.restorePaused(p.files_done, p.files_total),
+    done: () => S.restoreDone(p.files_done, p.to),
+    cancelled: () => S.restoreCancelled(p.files_done, p.files_total),
+    stopped: () => S.restoreStopped(p.message || ''),
+    failed: () => S.restoreFailed(p.message || ''),
+  }[p.state]();
+  if (p.failed) text += S.restoreProblems(p.failed);
+  if ($('restore-text').textContent !== text) $('restore-text').textContent = text;
+  box.dataset.state = p.state;
+  $('restore-bar').style.width = p.bytes_total ? `${(100 * p.bytes_done) / p.bytes_total}%` : '0';
+  $('restore-pause').classList.toggle('hidden', !live);
+  $('restore-cancel').classList.toggle('hidden', !live);
+  $('restore-pause').textContent = p.state === 'paused' ? S.resume : S.pause;
+}
+
+// A picture at full size: its file's bytes, decoded here; the server's thumbnail where the
+// engine of this page cannot decode the format (RAW, HEIC).
+async function openViewer(item) {
+  const canvas = $('viewer-canvas');
+  $('viewer-caption').textContent = S.serverTile(item.name, item.day, item.folder);
+  $('viewer').showModal();
+  const ctx = canvas.getContext('2d');
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  delete canvas.dataset.drawn;
+  const decode = (bytes) => createImageBitmap(new Blob([new Uint8Array(bytes)]));
+  try {
+    const bitmap = await api.remoteFull(item.id).then(decode)
+      .catch(() => api.remoteThumbnail(item.id).then(decode));
+    canvas.width = bitmap.width;
+    canvas.height = bitmap.height;
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    canvas.dataset.drawn = 'yes';
+  } catch (e) {
+    $('viewer-caption').textContent = S.openFailed(String(e));
+  }
+}
+$('viewer-close').addEventListener('click', () => $('viewer').close());
 
 // ---- Header actions.
 

@@ -83,6 +83,29 @@ export const S = {
     keyring: 'The token is kept in the system keyring.',
     file: 'The token is kept in a settings file only you can read (no system keyring answered).',
   },
+  serverCount: (n, size) => `${plural(n, 'photo', 'photos')} · ${size} on the server`,
+  serverTile: (name, day, folder) => `${folder ? `${folder}/` : ''}${name} · ${day.slice(0, 10)}`,
+  month: (ym, n) => {
+    const [y, m] = ym.split('-').map(Number);
+    const name = y ? new Date(y, m - 1, 1).toLocaleDateString(undefined, { month: 'long', year: 'numeric' }) : 'Undated';
+    return `${name} (${n})`;
+  },
+  jumpTo: 'Jump to a month',
+  selectedCount: (n) => `Download ${plural(n, 'selected photo', 'selected photos')}…`,
+  restoreAllTitle: 'Restore everything',
+  restoreAllNote: (n, size) => `All ${plural(n, 'photo', 'photos')} (${size}) come back into their folders, with their names and dates. A different file of the same name is never replaced; a copy already there is kept.`,
+  downloadTitle: 'Download the selected photos',
+  downloadNote: (n) => `${plural(n, 'photo', 'photos')} come back into their folders below the one you choose.`,
+  folderNeeded: 'Choose a folder first.',
+  restoreOffer: (n, size) => `This account already holds ${plural(n, 'photo', 'photos')} (${size}). Restore them to this computer? Nothing restored is uploaded again, and the folder is backed up from then on.`,
+  restoring: (done, all, got, size) => `Restoring: ${done} of ${all} files · ${got} of ${size}`,
+  restorePaused: (done, all) => `Restore paused: ${done} of ${all} files`,
+  restoreDone: (done, to) => `Restored ${plural(done, 'file', 'files')} to ${to}`,
+  restoreCancelled: (done, all) => `Restore cancelled after ${done} of ${all} files; restore again to go on`,
+  restoreStopped: (why) => `Restore stopped: ${why}`,
+  restoreFailed: (why) => `Restore failed: ${why}`,
+  restoreProblems: (n) => ` · ${plural(n, 'file', 'files')} not restored`,
+  openFailed: (why) => `This picture cannot be shown here: ${why}`,
   // The page itself (index.html): elements name their words with data-s (text),
   // data-s-placeholder, data-s-title and data-s-label (aria-label): a key of `page`, or of
   // the words above where the scripts use the same. `code` in backticks.
@@ -133,5 +156,16 @@ export const S = {
     files: 'Files',
     activityTitle: 'Activity of the last 7 days',
     closeActivity: 'Back to the files',
+    showServer: 'On the server',
+    serverTitle: 'On the server',
+    jumpToMonth: 'Jump to a month',
+    refresh: 'Refresh',
+    downloadSelected: 'Download selected…',
+    restoreAll: 'Restore everything to…',
+    restoreInto: 'Into the folder',
+    choose: 'Choose…',
+    startRestore: 'Restore',
+    restoreThem: 'Restore them here',
+    backUpOnly: 'Only back up from this computer',
   },
 };

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use photosync_board::{Page, Query, Status};
 use photosync_engine::Connection;
+use photosync_service::remote::RemotePage;
 use photosync_service::{FolderInfo, Hooks, Notice, Overview, Paths, Service, Settings};
 use serde::Serialize;
 use tauri::{Emitter, Manager, Runtime};
@@ -227,6 +228,76 @@ async fn thumbnail<R: Runtime>(
     )?))
 }
 
+/// Reads what the account holds from the server again; answers its size (no rows).
+#[tauri::command]
+async fn remote_load<R: Runtime>(app: tauri::AppHandle<R>) -> Result<RemotePage, String> {
+    said(service(&app)?.remote_load().await)
+}
+
+/// `limit` of the server's images from `offset`, newest first, with the months' counts.
+#[tauri::command]
+fn remote_page<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    offset: usize,
+    limit: usize,
+) -> Result<RemotePage, String> {
+    Ok(service(&app)?.remote_page(offset, limit.min(2000)))
+}
+
+/// A server image's thumbnail, JPEG bytes (drawn into a canvas, as the list's are).
+#[tauri::command]
+async fn remote_thumbnail<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    id: i64,
+) -> Result<tauri::ipc::Response, String> {
+    Ok(tauri::ipc::Response::new(said(
+        service(&app)?.remote_thumbnail(id).await,
+    )?))
+}
+
+/// A server image at full size, its file's bytes.
+#[tauri::command]
+async fn remote_full<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    id: i64,
+) -> Result<tauri::ipc::Response, String> {
+    Ok(tauri::ipc::Response::new(said(
+        service(&app)?.remote_full(id).await,
+    )?))
+}
+
+/// What the account holds: the first run offers a restore when it holds anything.
+#[tauri::command]
+async fn account<R: Runtime>(
+    app: tauri::AppHandle<R>,
+) -> Result<photosync_protocol::Account, String> {
+    said(service(&app)?.account().await)
+}
+
+/// Restores the images `ids` (all of them when absent) into `to`; with `watch`, that folder
+/// is backed up from then on. Progress arrives in the overview.
+#[tauri::command]
+async fn restore<R: Runtime>(
+    app: tauri::AppHandle<R>,
+    to: PathBuf,
+    ids: Option<Vec<i64>>,
+    watch: bool,
+) -> Result<(), String> {
+    said(service(&app)?.restore_to(to, ids, watch).await)
+}
+
+#[tauri::command]
+fn restore_pause<R: Runtime>(app: tauri::AppHandle<R>, paused: bool) -> Result<(), String> {
+    service(&app)?.restore_pause(paused);
+    Ok(())
+}
+
+#[tauri::command]
+fn restore_cancel<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
+    service(&app)?.restore_cancel();
+    Ok(())
+}
+
 #[tauri::command]
 async fn recheck<R: Runtime>(app: tauri::AppHandle<R>) -> Result<(), String> {
     said(service(&app)?.recheck().await)
@@ -405,6 +476,14 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
             reveal,
             open_file,
             thumbnail,
+            remote_load,
+            remote_page,
+            remote_thumbnail,
+            remote_full,
+            account,
+            restore,
+            restore_pause,
+            restore_cancel,
             activity,
             recheck,
             sync_now,

@@ -94,8 +94,13 @@ fn copy_photo(name: &str, to: &Path) {
     std::fs::copy(photosync_testkit::photos_dir().join(name), to).unwrap();
 }
 
+/// One window at a time: the tests of this file each start a display, a driver and the app,
+/// which together would crowd two cores.
+static ONE_WINDOW: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_server() {
+    let _one = ONE_WINDOW.lock().await;
     let work = tempfile::tempdir().unwrap();
     let (mut server, token) = TestServer::start(&work.path().join("server")).await;
 
@@ -679,4 +684,178 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
     {
         assert_not_blank(shot);
     }
+}
+
+/// A new computer: the account already holds a library. The first run offers to restore it
+/// and does; the "On the server" view shows the server's pictures with thumbnails, opens one
+/// at full size, and downloads a selection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_computer_restores_the_account_and_browses_what_the_server_holds() {
+    let _one = ONE_WINDOW.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let (server, token) = TestServer::start(&work.path().join("server")).await;
+    // The old computer's library, backed up through the engine.
+    let old = work.path().join("old");
+    let names = [
+        "aqua.jpg",
+        "dune.jpg",
+        "storm.jpg",
+        "coffee.jpg",
+        "garden.jpg",
+        "wood.jpg",
+        "brick.jpg",
+        "castle-maintenon.jpg",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let dir = old.join(["", "2019", "2020/Summer"][i % 3]);
+        std::fs::create_dir_all(&dir).unwrap();
+        copy_photo(n, &dir.join(n));
+    }
+    let engine = photosync_engine::Engine::new(
+        photosync_engine::Options::new(
+            photosync_engine::ServerConfig {
+                url: server.url(),
+                token: token.clone(),
+            },
+            work.path().join("old-state.db"),
+        ),
+        std::sync::Arc::new(|_| {}),
+    )
+    .unwrap();
+    let synced = engine.sync(std::slice::from_ref(&old)).await;
+    assert_eq!(synced.uploaded, names.len(), "{synced:?}");
+    assert_eq!(server.images().await, names.len());
+
+    let (_x, display) = xvfb();
+    let (_driver, c) = connect_with(APP, &display, &work.path().join("app"), &[]).await;
+    wait_js(
+        &c,
+        "the first-run steps",
+        "document.getElementById('setup').open && document.getElementById('setup').dataset.step === 'address'",
+    )
+    .await;
+    fill(&c, "server-url", &format!("{}\u{e007}", server.url())).await;
+    wait_js(
+        &c,
+        "the token step",
+        "document.getElementById('setup').dataset.step === 'token'",
+    )
+    .await;
+    fill(&c, "token", &format!("{token}\u{e007}")).await;
+    wait_js(
+        &c,
+        "the offer to restore",
+        "document.getElementById('setup').dataset.step === 'restore' && \
+         document.getElementById('restore-offer').textContent.includes('8 photos')",
+    )
+    .await;
+    let offer = screenshot(&c, "first-run-restore").await;
+    assert_not_blank(&offer);
+    let restored = work.path().join("Restored");
+    fill(&c, "first-restore-path", restored.to_str().unwrap()).await;
+    click(&c, "first-restore").await;
+    wait_js(
+        &c,
+        "the folders step",
+        "document.getElementById('setup').dataset.step === 'folders'",
+    )
+    .await;
+    click(&c, "folders-next").await;
+    wait_js(
+        &c,
+        "what happens next",
+        "document.getElementById('setup').dataset.step === 'next'",
+    )
+    .await;
+    click(&c, "setup-done").await;
+    wait_js(
+        &c,
+        "the restore finished, said in the window",
+        "document.getElementById('restore-progress').dataset.state === 'done' && \
+         document.getElementById('restore-text').textContent.startsWith('Restored 8 files')",
+    )
+    .await;
+    for (i, n) in names.iter().enumerate() {
+        let rel = Path::new(["", "2019", "2020/Summer"][i % 3]).join(n);
+        assert_eq!(
+            std::fs::read(restored.join(&rel)).unwrap(),
+            std::fs::read(old.join(&rel)).unwrap(),
+            "{}",
+            rel.display()
+        );
+    }
+    // The restored folder is backed up from now on, and nothing in it goes up again.
+    wait_js(
+        &c,
+        "the restored folder backed up",
+        "document.querySelector('#filter-backed_up .n').textContent === '8'",
+    )
+    .await;
+    assert_eq!(server.images().await, names.len(), "nothing uploaded twice");
+    let uploaded = js(&c, "return [...document.querySelectorAll('.row .detail')].filter(d => d.textContent.startsWith('uploaded')).length").await;
+    assert_eq!(uploaded, json!(0), "no row says it was uploaded");
+
+    // The server view: every picture as a drawn thumbnail, newest first, with the sizes.
+    click(&c, "show-server").await;
+    wait_js(
+        &c,
+        "the server's thumbnails drawn",
+        "document.querySelectorAll('#grid .tile canvas[data-drawn=yes]').length === 8 && \
+         document.getElementById('server-count').textContent.startsWith('8 photos')",
+    )
+    .await;
+    let months = js(
+        &c,
+        "return document.getElementById('server-month').options.length",
+    )
+    .await;
+    assert!(
+        months.as_u64().unwrap() >= 2,
+        "a month to jump to: {months}"
+    );
+    let view = screenshot(&c, "server-view").await;
+    assert_not_blank(&view);
+    // One picture at full size.
+    js(&c, "document.querySelector('#grid .tile[data-name=\"garden.jpg\"]').dispatchEvent(new MouseEvent('dblclick', { bubbles: true }))").await;
+    wait_js(
+        &c,
+        "the full picture drawn",
+        "document.getElementById('viewer').open && document.getElementById('viewer-canvas').dataset.drawn === 'yes' && document.getElementById('viewer-canvas').width > 256",
+    )
+    .await;
+    let full = screenshot(&c, "server-full").await;
+    assert_not_blank(&full);
+    click(&c, "viewer-close").await;
+    // Two selected, downloaded into another folder.
+    for n in ["aqua.jpg", "wood.jpg"] {
+        js(
+            &c,
+            &format!("document.querySelector('#grid .tile[data-name=\"{n}\"]').click()"),
+        )
+        .await;
+    }
+    wait_js(
+        &c,
+        "two selected",
+        "document.querySelectorAll('#grid .tile.selected').length === 2 && !document.getElementById('download-selected').disabled",
+    )
+    .await;
+    click(&c, "download-selected").await;
+    let picked = work.path().join("Picked");
+    fill(&c, "restore-path", picked.to_str().unwrap()).await;
+    click(&c, "restore-start").await;
+    wait_js(
+        &c,
+        "the selection downloaded",
+        "document.getElementById('restore-progress').dataset.state === 'done' && \
+         document.getElementById('restore-text').textContent.startsWith('Restored 2 files')",
+    )
+    .await;
+    assert_eq!(
+        std::fs::read(picked.join("aqua.jpg")).unwrap(),
+        std::fs::read(old.join("aqua.jpg")).unwrap()
+    );
+    assert!(picked.join("2019/wood.jpg").exists() || picked.join("2020/Summer/wood.jpg").exists());
+    assert!(!picked.join("dune.jpg").exists() && !picked.join("2019/dune.jpg").exists());
+    c.close().await.unwrap();
 }

@@ -115,7 +115,7 @@ impl TestServer {
         self.0
             .state
             .store
-            .list_images(1, 0, u32::MAX)
+            .list_images(1, &photosync_server::ImageQuery::first(u32::MAX))
             .await
             .unwrap()
             .len()
