@@ -7,6 +7,9 @@ import { S } from './strings.js';
 export const TILE = 128; // CSS pixels: a 120 px picture and its gap, as .tile in style.css
 const SIDE = 120;
 const OVERSCAN_ROWS = 2;
+// Thumbnails asked of the server at once: fast scrolling queues the rest, and tiles that
+// left the view meanwhile are dropped before their request is sent.
+const AT_ONCE = 6;
 
 export class ServerGrid {
   constructor(container, spacer, { onSelection, onOpen }) {
@@ -20,6 +23,8 @@ export class ServerGrid {
     this.pending = false;
     this.again = false;
     this.generation = 0; // a reload makes every index mean another picture
+    this.queue = []; // thumbnails waiting: [tile, ticket, item], newest last
+    this.asking = 0;
     container.addEventListener('scroll', () => this.refresh());
     window.addEventListener('resize', () => this.refresh());
     container.addEventListener('keydown', (e) => {
@@ -43,6 +48,7 @@ export class ServerGrid {
     this.onSelection(0);
     for (const tile of this.tiles.values()) tile.remove();
     this.tiles.clear();
+    this.queue = [];
     this.refresh();
     return page;
   }
@@ -131,19 +137,34 @@ export class ServerGrid {
     if (noimg) noimg.remove();
     const ticket = (tile.ticket = (tile.ticket || 0) + 1);
     const canvas = tile.canvas;
-    const side = canvas.width;
-    const ctx = canvas.getContext('2d');
-    ctx.clearRect(0, 0, side, side);
+    canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
     delete canvas.dataset.drawn;
     if (item.width == null) { this.noPicture(tile, item); return; }
-    api.remoteThumbnail(item.id)
+    this.queue.push([tile, ticket, item]);
+    this.pump();
+  }
+
+  // Sends the newest waiting requests whose tiles still show their picture.
+  pump() {
+    while (this.asking < AT_ONCE && this.queue.length) {
+      const [tile, ticket, item] = this.queue.pop();
+      if (tile.ticket !== ticket || !tile.isConnected) continue;
+      this.asking += 1;
+      this.draw(tile, ticket, item).finally(() => { this.asking -= 1; this.pump(); });
+    }
+  }
+
+  draw(tile, ticket, item) {
+    const canvas = tile.canvas;
+    const side = canvas.width;
+    return api.remoteThumbnail(item.id)
       .then((bytes) => createImageBitmap(new Blob([new Uint8Array(bytes)], { type: 'image/jpeg' })))
       .then((bitmap) => {
         if (tile.ticket === ticket) {
           const scale = Math.min(side / bitmap.width, side / bitmap.height);
           const w = bitmap.width * scale;
           const h = bitmap.height * scale;
-          ctx.drawImage(bitmap, (side - w) / 2, (side - h) / 2, w, h);
+          canvas.getContext('2d').drawImage(bitmap, (side - w) / 2, (side - h) / 2, w, h);
           canvas.dataset.drawn = 'yes';
         }
         bitmap.close();

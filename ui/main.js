@@ -503,24 +503,30 @@ function renderRestore(p) {
 
 // A picture at full size: its file's bytes, decoded here; the server's thumbnail where the
 // engine of this page cannot decode the format (RAW, HEIC).
+let viewerTicket = 0;
 async function openViewer(item) {
   const canvas = $('viewer-canvas');
+  const ticket = ++viewerTicket;
   $('viewer-caption').textContent = S.serverTile(item.name, item.day, item.folder);
-  $('viewer').showModal();
+  if (!$('viewer').open) $('viewer').showModal();
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   delete canvas.dataset.drawn;
   const decode = (bytes) => createImageBitmap(new Blob([new Uint8Array(bytes)]));
   try {
+    // A file the server has no picture of (a video) is not fetched whole to be shown.
+    if (item.width == null) throw new Error(S.noPicture);
     const bitmap = await api.remoteFull(item.id).then(decode)
       .catch(() => api.remoteThumbnail(item.id).then(decode));
+    // Another picture was asked for meanwhile: this one is not shown over it.
+    if (ticket !== viewerTicket) { bitmap.close(); return; }
     canvas.width = bitmap.width;
     canvas.height = bitmap.height;
     ctx.drawImage(bitmap, 0, 0);
     bitmap.close();
     canvas.dataset.drawn = 'yes';
   } catch (e) {
-    $('viewer-caption').textContent = S.openFailed(String(e));
+    if (ticket === viewerTicket) $('viewer-caption').textContent = S.openFailed(e.message || String(e));
   }
 }
 $('viewer-close').addEventListener('click', () => $('viewer').close());

@@ -392,6 +392,35 @@ fn commands_events_and_tray_actions_drive_the_service() {
         "dropped files stay listed, wherever they are"
     );
 
+    // What the server holds: every image the folder and the drops sent, newest first, with
+    // a thumbnail each; bad ids and arguments are refused.
+    let account = invoke(&webview, "account", json!({})).unwrap();
+    let held = account["images"].as_u64().unwrap();
+    assert!(held >= 3, "{account}");
+    let loaded = invoke(&webview, "remote_load", json!({})).unwrap();
+    assert_eq!(loaded["total"].as_u64(), Some(held));
+    let page = invoke(&webview, "remote_page", json!({"offset": 0, "limit": 1000})).unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len() as u64, held);
+    let days: Vec<&str> = items.iter().map(|i| i["day"].as_str().unwrap()).collect();
+    assert!(days.windows(2).all(|w| w[0] >= w[1]), "newest first: {days:?}");
+    let aqua = items.iter().find(|i| i["name"] == "aqua.jpg").unwrap()["id"].clone();
+    match ipc(&webview, "remote_thumbnail", json!({ "id": aqua })) {
+        Ok(tauri::ipc::InvokeResponseBody::Raw(bytes)) => assert_eq!(&bytes[..2], b"\xFF\xD8"),
+        other => panic!("remote_thumbnail: {other:?}"),
+    }
+    assert!(invoke(&webview, "remote_thumbnail", json!({ "id": 999_999 })).is_err());
+    assert!(invoke(&webview, "restore", json!({"to": "relative", "watch": false})).is_err());
+    let to = home.path().join("restored");
+    invoke(&webview, "restore", json!({"to": to, "ids": [aqua], "watch": false})).unwrap();
+    wait_for("the restore done", || {
+        invoke(&webview, "overview", json!({})).unwrap()["restore"]["state"] == "done"
+    });
+    assert_eq!(
+        std::fs::read(to.join("aqua.jpg")).unwrap(),
+        std::fs::read(photos.join("aqua.jpg")).unwrap()
+    );
+
     let state = app.state::<photosync_desktop::AppState>();
     tauri::async_runtime::block_on(state.service.stop());
 }

@@ -255,7 +255,7 @@ async fn first_thumbnail_page(work: &Path, bin: &Path) {
         }
         let listed = start.elapsed();
         // The view shows the newest first.
-        items.sort_by(|a, b| b.mtime.cmp(&a.mtime));
+        items.sort_by_key(|i| std::cmp::Reverse(i.mtime));
         let thumbs: Vec<usize> = futures_util::stream::iter(items.iter().take(60))
             .map(|i| {
                 let client = client.clone();

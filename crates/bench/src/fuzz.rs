@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use photosync_identify::{Identifier, ParseIdentifierError, VERSION};
 use photosync_protocol::{
-    from_json, is_offset_content_type, parse_number, to_json, tus, ChecksumAlgorithm,
-    ChecksumHeader, DetectQuery, DetectRequest, HeaderError, Metadata, MetadataError,
+    from_json, is_offset_content_type, parse_number, parse_range, to_json, tus, ChecksumAlgorithm,
+    ChecksumHeader, DetectQuery, DetectRequest, HeaderError, Metadata, MetadataError, RangeError,
     DETECT_MAX_BATCH,
 };
 use proptest::collection::{btree_map, vec};
@@ -107,7 +107,54 @@ pub fn run_seeded(cases: u32, seed: u64) -> Vec<ParserReport> {
             identifier_case(),
             check_identifier,
         ),
+        fuzz("parse_range", cases, seed, range_case(), check_range),
     ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Range of downloads.
+
+/// A `Range` header value and the length of the content it asks of.
+fn range_case() -> BoxedStrategy<(String, u64)> {
+    let len = prop_oneof![Just(0u64), 1u64..64, interesting_u64()];
+    let number = prop_oneof![
+        Just(String::new()),
+        interesting_u64().prop_map(|n| n.to_string()),
+        (0u64..100).prop_map(|n| n.to_string()),
+    ];
+    let spec = (number.clone(), number, ows(), ows())
+        .prop_map(|(a, b, pre, post)| format!("{pre}bytes={a}-{b}{post}"));
+    (
+        prop_oneof![
+            3 => spec.clone(),
+            2 => mutated(spec),
+            1 => noise(),
+            1 => from_alphabet("bytes=0123456789-, ", 0..40),
+        ],
+        len,
+    )
+        .boxed()
+}
+
+/// A range served lies within the content; a refusal means no byte of it could.
+fn check_range((text, len): (String, u64)) -> Result<bool, TestCaseError> {
+    match parse_range(&text, len) {
+        Ok(Some(r)) => {
+            prop_assert!(
+                r.start <= r.end && r.end < len,
+                "parse_range({:?}, {}) = {:?}",
+                text,
+                len,
+                r
+            );
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(RangeError::Unsatisfiable(n)) => {
+            prop_assert_eq!(n, len);
+            Ok(false)
+        }
+    }
 }
 
 /// Runs `check` on `cases` inputs from `strategy`. `check` returns whether the parser accepted

@@ -74,8 +74,8 @@ impl RestoreArgs {
 /// The restore's one bar: bytes in place of the total, and files done.
 struct Progress {
     bar: ProgressBar,
-    /// Bytes of each file so far, so that a resumed or restarted file counts once.
-    files: Mutex<std::collections::HashMap<PathBuf, u64>>,
+    /// Bytes of each image so far, so that a resumed or restarted file counts once.
+    files: Mutex<std::collections::HashMap<i64, u64>>,
     plain: bool,
 }
 
@@ -117,9 +117,9 @@ impl Progress {
         }
     }
 
-    fn set_file(&self, path: &Path, bytes: u64) {
+    fn set_file(&self, image: i64, bytes: u64) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        let before = files.insert(path.to_path_buf(), bytes).unwrap_or(0);
+        let before = files.insert(image, bytes).unwrap_or(0);
         if bytes >= before {
             self.bar.inc(bytes - before);
         } else {
@@ -134,13 +134,20 @@ impl Progress {
                 self.bar.set_length(bytes);
                 self.bar.set_message(format!("{files} files"));
             }
-            RestoreEvent::Receiving { path, done, .. } => {
-                self.set_file(&path, done);
+            RestoreEvent::Receiving {
+                image, path, done, ..
+            } => {
+                self.set_file(image, done);
                 let name = path.file_name().map_or(path.as_path(), Path::new);
                 self.bar.set_message(escape_path(name));
             }
-            RestoreEvent::Restored { path, bytes, how } => {
-                self.set_file(&path, bytes);
+            RestoreEvent::Restored {
+                image,
+                path,
+                bytes,
+                how,
+            } => {
+                self.set_file(image, bytes);
                 let what = match how {
                     Restored::Written => "restored",
                     Restored::AlreadyThere => "already there",

@@ -137,6 +137,18 @@ impl Roots {
         self.roots.iter().any(|r| p.starts_with(r))
     }
 
+    /// Whether `p` is a hidden entry, or lies in one, below its root: full scans skip those
+    /// (and a restore's partial files are hidden), so events about them are ignored too.
+    fn hidden(&self, p: &Path) -> bool {
+        self.roots
+            .iter()
+            .filter_map(|r| p.strip_prefix(r).ok())
+            .any(|rest| {
+                rest.components()
+                    .any(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."))
+            })
+    }
+
     fn any_missing(&self) -> bool {
         self.present.iter().any(|p| !p)
     }
@@ -253,8 +265,8 @@ impl Engine {
                     if let Some(back) = self.check_roots(&mut roots, &mut watcher) {
                         settling.extend(back.into_iter().map(|p| (p, Settling::new())));
                     }
-                    if !roots.holds(&p) {
-                        continue; // a sibling in a watched folder's parent
+                    if !roots.holds(&p) || roots.hidden(&p) {
+                        continue; // a sibling in a watched folder's parent, or hidden
                     }
                     if roots.roots.contains(&p) && p.is_dir() {
                         // The folder itself was made anew (deleted and re-created, perhaps

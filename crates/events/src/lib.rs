@@ -201,14 +201,17 @@ pub enum RestoreEvent {
         files: u64,
         bytes: u64,
     },
-    /// Bytes of `path` are on this computer: `done` of `total` (a resumed file starts above 0).
+    /// Bytes of server image `image` are on this computer: `done` of `total` (a resumed file
+    /// starts above 0). `path` is where it is meant to go.
     Receiving {
+        image: i64,
         path: PathBuf,
         done: u64,
         total: u64,
     },
-    /// One file is in place.
+    /// One file is in place, at `path`.
     Restored {
+        image: i64,
         path: PathBuf,
         bytes: u64,
         how: Restored,

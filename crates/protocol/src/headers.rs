@@ -225,7 +225,13 @@ pub enum RangeError {
 /// `Ok(None)`: serve the whole content, as for a header that is malformed, of another unit or
 /// asks for several ranges (which a server may ignore). A range past the end is cut to it.
 pub fn parse_range(value: &str, len: u64) -> Result<Option<ByteRange>, RangeError> {
-    let Some(spec) = trim_ows(value).strip_prefix("bytes=") else {
+    // The unit's name is case-insensitive (RFC 9110 14.1).
+    let value = trim_ows(value);
+    let Some(spec) = value
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &value[6..])
+    else {
         return Ok(None);
     };
     let spec = trim_ows(spec);
@@ -289,6 +295,8 @@ mod range_tests {
         assert_eq!(parse_range("bytes=-5000", 1000), r(0, 999));
         assert_eq!(parse_range("bytes=900-5000", 1000), r(900, 999));
         assert_eq!(parse_range(" bytes=1-1 ", 1000), r(1, 1));
+        assert_eq!(parse_range("Bytes=2-3", 1000), r(2, 3));
+        assert_eq!(parse_range("bytés=2-3", 1000), Ok(None));
         assert_eq!(
             parse_range("bytes=1000-", 1000),
             Err(RangeError::Unsatisfiable(1000))

@@ -302,6 +302,13 @@ pub async fn download(
         .blobs
         .open(&info.digest, range.map_or(0, |r| r.start))
         .await?;
+    if len != info.bytes {
+        // Never answer for bytes that are not the image's.
+        return Err(ApiError::internal(format!(
+            "blob {} holds {len} bytes, its image {}",
+            info.digest, info.bytes
+        )));
+    }
     let content_type = match format.as_deref() {
         Some("jpeg") => "image/jpeg",
         Some("png") => "image/png",
@@ -313,8 +320,7 @@ pub async fn download(
         _ => "application/octet-stream",
     };
     let disposition = content_disposition(&info.name);
-    // Never more than the range, even if the blob were longer than its record says.
-    let sent = range.map_or(len, |r| r.len().min(len.saturating_sub(r.start)));
+    let sent = range.map_or(len, |r| r.len());
     let reader = tokio::io::AsyncReadExt::take(reader, sent);
     let mut r = Body::from_stream(tokio_util::io::ReaderStream::new(reader)).into_response();
     let h = r.headers_mut();

@@ -301,16 +301,17 @@ impl Blobs for LocalBlobs {
     }
 
     async fn delete_blob(&self, digest: &str) -> io::Result<()> {
+        let path = blob_path(&self.root, digest);
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        // After the blob: a thumbnail made meanwhile sees the blob gone and removes itself.
         for size in photosync_protocol::THUMBNAIL_SIZES {
             match tokio::fs::remove_file(thumb_path(&self.root, digest, size)).await {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-        }
-        let path = blob_path(&self.root, digest);
-        match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
         }
         sync_dir(path.parent().unwrap_or(&self.root)).await
     }
@@ -331,7 +332,11 @@ impl Blobs for LocalBlobs {
 
     async fn thumbnail(&self, digest: &str, size: u32) -> io::Result<Option<Vec<u8>>> {
         match tokio::fs::read(thumb_path(&self.root, digest, size)).await {
-            Ok(bytes) => Ok(Some(bytes)),
+            // Only a whole JPEG counts (a crash may leave an empty file behind).
+            Ok(bytes) if bytes.starts_with(&[0xFF, 0xD8]) && bytes.ends_with(&[0xFF, 0xD9]) => {
+                Ok(Some(bytes))
+            }
+            Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -347,7 +352,9 @@ impl Blobs for LocalBlobs {
             rand::random::<u64>()
         ));
         let written = async {
-            tokio::fs::write(&tmp, &jpeg).await?;
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            file.write_all(&jpeg).await?;
+            file.sync_data().await?;
             tokio::fs::rename(&tmp, &path).await
         }
         .await;

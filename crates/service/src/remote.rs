@@ -108,18 +108,13 @@ pub(crate) struct Remote {
     items: std::sync::Mutex<Option<Arc<Vec<RemoteItem>>>>,
     restore: std::sync::Mutex<Option<RestoreProgress>>,
     control: std::sync::Mutex<Option<Arc<Control>>>,
-    /// Bytes of each file of the running restore, so resumed files count once.
-    received: std::sync::Mutex<HashMap<PathBuf, u64>>,
+    /// Bytes of each image of the running restore, so resumed files count once.
+    received: std::sync::Mutex<HashMap<i64, u64>>,
 }
 
-/// Counts `bytes` of `path` in place, once however often the file restarts.
-fn count_bytes(
-    p: &mut RestoreProgress,
-    received: &mut HashMap<PathBuf, u64>,
-    path: PathBuf,
-    bytes: u64,
-) {
-    let before = received.insert(path, bytes).unwrap_or(0);
+/// Counts `bytes` of `image` in place, once however often the file restarts.
+fn count_bytes(p: &mut RestoreProgress, received: &mut HashMap<i64, u64>, image: i64, bytes: u64) {
+    let before = received.insert(image, bytes).unwrap_or(0);
     p.bytes_done = (p.bytes_done + bytes).saturating_sub(before);
 }
 
@@ -195,7 +190,10 @@ impl Service {
             .join("server")
             .join(format!("{}-{GRID_THUMBNAIL}.jpg", &key[..32]));
         if let Ok(bytes) = tokio::fs::read(&file).await {
-            return Ok(bytes);
+            // Only a whole JPEG (a crash may leave an empty file behind).
+            if bytes.starts_with(&[0xFF, 0xD8]) && bytes.ends_with(&[0xFF, 0xD9]) {
+                return Ok(bytes);
+            }
         }
         let bytes = client
             .thumbnail(id, GRID_THUMBNAIL)
@@ -255,6 +253,10 @@ impl Service {
         if !s.is_configured() {
             return Err(ServiceError::NotConnected);
         }
+        // Downloads have no limit here: the app's limit is for uploads.
+        let mut engine_options = self.options(&s);
+        engine_options.bandwidth = Arc::default();
+        let engine = Engine::new(engine_options, Arc::new(|_| {}))?;
         {
             let mut current = lock(&self.inner.remote.restore);
             if current
@@ -277,7 +279,6 @@ impl Service {
             });
         }
         lock(&self.inner.remote.received).clear();
-        let engine = Engine::new(self.options(&s), Arc::new(|_| {}))?;
         let control = Arc::new(Control::default());
         *lock(&self.inner.remote.control) = Some(control.clone());
         let mut options = RestoreOptions::new(to.clone());
@@ -306,11 +307,13 @@ impl Service {
                     p.files_total = files;
                     p.bytes_total = bytes;
                 }
-                RestoreEvent::Receiving { path, done, .. } => {
-                    count_bytes(p, &mut received, path, done)
+                RestoreEvent::Receiving { image, done, .. } => {
+                    count_bytes(p, &mut received, image, done)
                 }
-                RestoreEvent::Restored { path, bytes, how } => {
-                    count_bytes(p, &mut received, path, bytes);
+                RestoreEvent::Restored {
+                    image, bytes, how, ..
+                } => {
+                    count_bytes(p, &mut received, image, bytes);
                     p.files_done += 1;
                     if how == Restored::AlreadyThere {
                         p.already_there += 1;
@@ -376,7 +379,16 @@ impl Service {
                 None,
             )
         };
-        *lock(&self.inner.remote.control) = None;
+        {
+            // A restore started since keeps its own control.
+            let mut current = lock(&self.inner.remote.control);
+            if current
+                .as_ref()
+                .is_some_and(|c| std::ptr::eq(c.as_ref(), control))
+            {
+                *current = None;
+            }
+        }
         (self.inner.hooks.notify)(notice);
         if then_watch && result.is_ok() && !control.is_cancelled() {
             if let Err(e) = self.add_folder(&to).await {

@@ -84,6 +84,7 @@ struct Job {
 #[derive(Debug)]
 enum Outcome {
     Done {
+        image: i64,
         path: PathBuf,
         how: Restored,
         bytes: u64,
@@ -153,6 +154,7 @@ impl Engine {
         while let Some(outcome) = outcomes.next().await {
             match outcome {
                 Outcome::Done {
+                    image,
                     path,
                     how,
                     bytes,
@@ -176,7 +178,12 @@ impl Engine {
                         }
                         Restored::AlreadyThere => summary.already_there += 1,
                     }
-                    events(RestoreEvent::Restored { path, bytes, how });
+                    events(RestoreEvent::Restored {
+                        image,
+                        path,
+                        bytes,
+                        how,
+                    });
                 }
                 Outcome::Failed(path, reason) => {
                     events(RestoreEvent::Failed {
@@ -264,10 +271,22 @@ impl Engine {
             at: now(),
         };
         let key = self.client().server().key();
-        self.state()
-            .put_file(path, &rec)
-            .and_then(|()| self.state().mark_synced(&key, &synced))
-            .map_err(|e| e.to_string())
+        let state = self.state();
+        (|| {
+            // What the file table knows of these very bytes (read by a sync) is kept.
+            let known = state.file(path)?.is_some_and(|f| {
+                (f.digest, f.size, f.mtime_ns) == (rec.digest, rec.size, rec.mtime_ns)
+            });
+            if !known {
+                state.put_file(path, &rec)?;
+            }
+            // Uploaded from here before: that stays what the sync list says.
+            if state.synced(&key, &job.digest)?.is_none() {
+                state.mark_synced(&key, &synced)?;
+            }
+            Ok::<_, crate::state::StateError>(())
+        })()
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -354,6 +373,8 @@ fn key_of(path: &Path, rules: Rules) -> PathBuf {
 
 async fn restore_one(ctx: &Ctx<'_>, job: Job) -> Outcome {
     let first = ctx.to.join(&job.place);
+    // Paused: no new file starts.
+    ctx.control.wait_while_paused().await;
     if ctx.halted() {
         return Outcome::Interrupted;
     }
@@ -365,6 +386,7 @@ async fn restore_one(ctx: &Ctx<'_>, job: Job) -> Outcome {
                 tracing::warn!(path = %path.display(), error = %e, "restored file not recorded");
             }
             Outcome::Done {
+                image: job.image.id,
                 clash_with: (path != first).then_some(first),
                 path,
                 how,

@@ -61,7 +61,16 @@ fn safe_component(text: &str, rules: Rules) -> Option<String> {
     if out.is_empty() || out == "." || out == ".." {
         return None;
     }
-    Some(shorten(out, 255))
+    // Room for a clash's " (123)".
+    Some(shorten(out, 240))
+}
+
+/// What a restore's partial files end with: no restored name may.
+const PARTIAL_SUFFIX: &str = ".photosync-restore";
+
+/// The hidden name of the partial file of the image with this digest.
+pub fn partial_name(digest: &photosync_identify::Digest) -> String {
+    format!(".{}{PARTIAL_SUFFIX}", &digest.to_string()[..32])
 }
 
 /// At most `max` bytes, cut at a character boundary, keeping the extension.
@@ -99,18 +108,18 @@ pub fn place(folder: Option<&str>, name: &str, name_bytes: Option<&[u8]>, rules:
     }
     match exact_name(name_bytes, rules) {
         Some(exact) => path.push(exact),
-        None => match safe_component(name, rules) {
-            Some(safe) => {
-                if safe != name {
-                    changes.push(format!("name {name:?} became {safe:?}"));
-                }
-                path.push(safe);
+        None => {
+            let safe = match safe_component(name, rules) {
+                // A restore's own partial files are named so: never a restored file.
+                Some(safe) if safe.ends_with(PARTIAL_SUFFIX) => format!("{safe}_"),
+                Some(safe) => safe,
+                None => "restored".to_owned(),
+            };
+            if safe != name {
+                changes.push(format!("name {name:?} became {safe:?}"));
             }
-            None => {
-                changes.push(format!("name {name:?} became \"restored\""));
-                path.push("restored");
-            }
-        },
+            path.push(safe);
+        }
     }
     Placed {
         path,
@@ -123,12 +132,14 @@ pub fn place(folder: Option<&str>, name: &str, name_bytes: Option<&[u8]>, rules:
 fn exact_name(bytes: Option<&[u8]>, rules: Rules) -> Option<OsString> {
     let bytes = bytes?;
     let plain = !bytes.is_empty()
-        && bytes.len() <= 255
+        && bytes.len() <= 240
+        && !bytes.ends_with(PARTIAL_SUFFIX.as_bytes())
         && !bytes.contains(&b'/')
         && !bytes.contains(&0)
         && bytes != b"."
         && bytes != b"..";
-    if !plain || rules != Rules::Unix {
+    // macOS file systems take only UTF-8 names, which the text form already is.
+    if !plain || rules != Rules::Unix || cfg!(target_os = "macos") {
         return None;
     }
     #[cfg(unix)]
@@ -192,6 +203,12 @@ mod tests {
         assert_eq!(unix(Some("../a"), "x.jpg").path, PathBuf::from("a/x.jpg"));
         assert_eq!(unix(None, "a/b.jpg").path, PathBuf::from("a_b.jpg"));
         assert_eq!(unix(None, "..").path, PathBuf::from("restored"));
+        // Never the name of a restore's partial file.
+        let partial = ".0123.photosync-restore";
+        assert_eq!(
+            unix(None, partial).path,
+            PathBuf::from(format!("{partial}_"))
+        );
         assert_eq!(unix(None, "a\nb").path, PathBuf::from("a_b"));
     }
 
@@ -214,7 +231,7 @@ mod tests {
         let long = format!("{}.jpeg", "é".repeat(200));
         let p = unix(None, &long);
         let name = p.path.to_str().unwrap();
-        assert!(name.len() <= 255);
+        assert!(name.len() <= 240);
         assert!(name.ends_with("é.jpeg"));
     }
 
