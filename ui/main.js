@@ -481,9 +481,10 @@ $('restore-cancel').addEventListener('click', () => api.restoreCancel());
 
 function renderRestore(p) {
   const box = $('restore-progress');
+  const live = p && (p.state === 'running' || p.state === 'paused');
+  if (live) restoreDismissed = '';
   box.classList.toggle('hidden', !p);
   if (!p) return;
-  const live = p.state === 'running' || p.state === 'paused';
   let text = {
     running: () => S.restoring(p.files_done, p.files_total, bytes(p.bytes_done), bytes(p.bytes_total)),
     paused: () => S.restorePaused(p.files_done, p.files_total),
@@ -494,12 +495,20 @@ function renderRestore(p) {
   }[p.state]();
   if (p.failed) text += S.restoreProblems(p.failed);
   if ($('restore-text').textContent !== text) $('restore-text').textContent = text;
+  if (!live && text === restoreDismissed) { box.classList.add('hidden'); return; }
   box.dataset.state = p.state;
   $('restore-bar').style.width = p.bytes_total ? `${(100 * p.bytes_done) / p.bytes_total}%` : '0';
   $('restore-pause').classList.toggle('hidden', !live);
   $('restore-cancel').classList.toggle('hidden', !live);
   $('restore-pause').textContent = p.state === 'paused' ? S.resume : S.pause;
+  $('restore-dismiss').classList.toggle('hidden', live);
 }
+// A finished restore's line stays until closed (or the next restore starts).
+let restoreDismissed = '';
+$('restore-dismiss').addEventListener('click', () => {
+  restoreDismissed = $('restore-text').textContent;
+  $('restore-progress').classList.add('hidden');
+});
 
 // A picture at full size: its file's bytes, decoded here; the server's thumbnail where the
 // engine of this page cannot decode the format (RAW, HEIC).
@@ -522,6 +531,10 @@ async function openViewer(item) {
     if (ticket !== viewerTicket) { bitmap.close(); return; }
     canvas.width = bitmap.width;
     canvas.height = bitmap.height;
+    // Shown whole: as large as the window allows, never larger than the picture.
+    const fit = Math.min(1, (window.innerWidth * 0.86) / bitmap.width, (window.innerHeight * 0.76) / bitmap.height);
+    canvas.style.width = `${Math.round(bitmap.width * fit)}px`;
+    canvas.style.height = `${Math.round(bitmap.height * fit)}px`;
     ctx.drawImage(bitmap, 0, 0);
     bitmap.close();
     canvas.dataset.drawn = 'yes';

@@ -47,6 +47,17 @@ async fn click(c: &Client, id: &str) {
 }
 
 async fn screenshot(c: &Client, name: &str) -> PathBuf {
+    // WebKitWebDriver takes a screenshot after the page's next rendering update; a page with
+    // nothing changing (no upload under way) has none, and the capture would wait forever. A
+    // pixel that changes now and then, out of sight, keeps updates coming.
+    js(
+        c,
+        "if (!window.__tick) { const d = document.createElement('div'); \
+         d.style.cssText = 'position:fixed;left:0;top:0;width:1px;height:1px;opacity:0.01;pointer-events:none'; \
+         document.body.appendChild(d); \
+         window.__tick = setInterval(() => { d.style.background = d.style.background === 'red' ? 'blue' : 'red'; }, 100); }",
+    )
+    .await;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()

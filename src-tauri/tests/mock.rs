@@ -403,16 +403,29 @@ fn commands_events_and_tray_actions_drive_the_service() {
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len() as u64, held);
     let days: Vec<&str> = items.iter().map(|i| i["day"].as_str().unwrap()).collect();
-    assert!(days.windows(2).all(|w| w[0] >= w[1]), "newest first: {days:?}");
+    assert!(
+        days.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {days:?}"
+    );
     let aqua = items.iter().find(|i| i["name"] == "aqua.jpg").unwrap()["id"].clone();
     match ipc(&webview, "remote_thumbnail", json!({ "id": aqua })) {
         Ok(tauri::ipc::InvokeResponseBody::Raw(bytes)) => assert_eq!(&bytes[..2], b"\xFF\xD8"),
         other => panic!("remote_thumbnail: {other:?}"),
     }
     assert!(invoke(&webview, "remote_thumbnail", json!({ "id": 999_999 })).is_err());
-    assert!(invoke(&webview, "restore", json!({"to": "relative", "watch": false})).is_err());
+    assert!(invoke(
+        &webview,
+        "restore",
+        json!({"to": "relative", "watch": false})
+    )
+    .is_err());
     let to = home.path().join("restored");
-    invoke(&webview, "restore", json!({"to": to, "ids": [aqua], "watch": false})).unwrap();
+    invoke(
+        &webview,
+        "restore",
+        json!({"to": to, "ids": [aqua], "watch": false}),
+    )
+    .unwrap();
     wait_for("the restore done", || {
         invoke(&webview, "overview", json!({})).unwrap()["restore"]["state"] == "done"
     });

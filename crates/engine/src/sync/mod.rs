@@ -258,7 +258,7 @@ pub struct Engine {
     sizer: Arc<Mutex<PartSizer>>,
     /// Uploads under way in any pass, so overlapping passes never send a file twice at once.
     claims: Arc<claims::Claims>,
-    /// The folders synced so far: each upload names its folder relative to the outermost.
+    /// The folders synced so far: each upload names its folder relative to the one holding it.
     roots: Arc<Roots>,
 }
 
@@ -382,7 +382,8 @@ impl Engine {
 }
 
 /// The folders a person asked to sync, absolute. A file's folder on the server is its place
-/// below the outermost of them that holds it.
+/// below the one of them that holds it. The first of nested folders stays the root: a folder
+/// dropped later inside a watched one, or around it, does not change where files belong.
 #[derive(Debug, Default)]
 pub(crate) struct Roots(Mutex<Vec<PathBuf>>);
 
@@ -391,14 +392,14 @@ impl Roots {
         let mut roots = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for p in paths.iter().filter(|p| p.is_dir()) {
             if let Ok(p) = std::path::absolute(p) {
-                if !roots.contains(&p) {
+                if !roots.iter().any(|r| p.starts_with(r) || r.starts_with(&p)) {
                     roots.push(p);
                 }
             }
         }
     }
 
-    /// `file`'s folder relative to the outermost root holding it, `/`-separated; None when no
+    /// `file`'s folder relative to the root holding it, `/`-separated; None when no
     /// root holds it, or a component is not UTF-8 or not a plain name.
     pub fn folder_of(&self, file: &Path) -> Option<String> {
         let file = std::path::absolute(file).ok()?;
@@ -418,5 +419,34 @@ impl Roots {
         let folder = parts?.join("/");
         photosync_protocol::check_folder(&folder).ok()?;
         Some(folder)
+    }
+}
+
+#[cfg(test)]
+mod roots_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::Roots;
+
+    #[test]
+    fn a_file_is_placed_below_the_first_of_nested_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let pictures = dir.path().join("Pictures");
+        let year = pictures.join("2020/June");
+        std::fs::create_dir_all(&year).unwrap();
+        let roots = Roots::default();
+        roots.add(std::slice::from_ref(&pictures));
+        // Dropped later: inside the watched folder, and around it.
+        roots.add(&[year.clone(), dir.path().to_path_buf()]);
+        assert_eq!(
+            roots.folder_of(&year.join("x.jpg")).as_deref(),
+            Some("2020/June")
+        );
+        assert_eq!(
+            roots.folder_of(&pictures.join("x.jpg")).as_deref(),
+            Some("")
+        );
+        assert_eq!(roots.folder_of(&dir.path().join("y.jpg")), None);
+        // A folder name the server would refuse is not sent at all.
+        assert_eq!(roots.folder_of(&pictures.join("a\\b/x.jpg")), None);
     }
 }
