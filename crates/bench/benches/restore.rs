@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p photosync-bench --bench restore`
 //!
-//! 1. Restore throughput on loopback: 1,000 camera-sized photos (12 MP JPEGs, about 3 MB each)
+//! 1. Restore throughput on loopback: 1,000 camera-sized photos (12 MP JPEGs, about 2 MB each)
 //!    restored by the engine (4 at once: range-resumable partial files, BLAKE3 verified, fsynced,
 //!    linked into place, recorded in the sync list), beside a plain parallel download of the
 //!    same bytes with an HTTP client (4 at once, written to files, nothing verified or synced),

@@ -468,3 +468,32 @@ async fn a_full_disk_stops_the_restore_cleanly_and_keeps_what_was_restored() {
         .iter()
         .any(|(p, b, _)| p == Path::new("to/a/garden.jpg") && *b == photo("garden.jpg")));
 }
+
+#[tokio::test]
+async fn a_paused_restore_writes_nothing_until_resumed() {
+    let s = server().await;
+    let old = tempfile::tempdir().unwrap();
+    let lib = old.path().join("lib");
+    put(&lib, "garden.jpg", &photo("garden.jpg"), 1);
+    put(&lib, "wood.jpg", &photo("wood.jpg"), 2);
+    engine(&s, old.path())
+        .sync(std::slice::from_ref(&lib))
+        .await;
+
+    let new = tempfile::tempdir().unwrap();
+    let to = new.path().join("to");
+    let e = engine(&s, new.path());
+    let control = photosync_engine::Control::default();
+    control.pause();
+    let options = RestoreOptions::new(to.clone());
+    let restoring = e.restore(&options, &control, &|_| {});
+    tokio::pin!(restoring);
+    // Paused from the start: the list is read, no file is written.
+    let waited = tokio::time::timeout(Duration::from_millis(800), &mut restoring).await;
+    assert!(waited.is_err(), "a paused restore does not finish");
+    assert!(tree(&to).is_empty(), "nothing written while paused");
+    control.resume();
+    let summary = restoring.await.unwrap();
+    assert_eq!(summary.written, 2, "{summary:?}");
+    assert_eq!(tree(&to).len(), 2);
+}
