@@ -85,6 +85,18 @@ fn put(dir: &Path, rel: &str, bytes: &[u8], days: u64) -> PathBuf {
     p
 }
 
+/// The old computer: `files` (path below its library, bytes, days after 2020-01-01) backed up
+/// by an engine of its own. Answers its folder and the library.
+async fn backed_up(s: &TestServer, files: &[(&str, Vec<u8>, u64)]) -> (tempfile::TempDir, PathBuf) {
+    let old = tempfile::tempdir().unwrap();
+    let lib = old.path().join("lib");
+    for (rel, bytes, days) in files {
+        put(&lib, rel, bytes, *days);
+    }
+    engine(s, old.path()).sync(std::slice::from_ref(&lib)).await;
+    (old, lib)
+}
+
 /// Every file below `dir` (hidden ones too) by relative path, with its bytes and mtime.
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
     let mut out = Vec::new();
@@ -201,13 +213,14 @@ async fn filters_pick_days_and_globs() {
 #[tokio::test]
 async fn a_different_local_file_is_never_overwritten_and_an_identical_one_is_kept() {
     let s = server().await;
-    let old = tempfile::tempdir().unwrap();
-    let lib = old.path().join("lib");
-    put(&lib, "a/garden.jpg", &photo("garden.jpg"), 10);
-    put(&lib, "a/wood.jpg", &photo("wood.jpg"), 11);
-    engine(&s, old.path())
-        .sync(std::slice::from_ref(&lib))
-        .await;
+    let (_old, _lib) = backed_up(
+        &s,
+        &[
+            ("a/garden.jpg", photo("garden.jpg"), 10),
+            ("a/wood.jpg", photo("wood.jpg"), 11),
+        ],
+    )
+    .await;
 
     let new = tempfile::tempdir().unwrap();
     let to = new.path().join("to");
@@ -326,13 +339,14 @@ struct AtomicCut(std::sync::atomic::AtomicBool);
 #[tokio::test]
 async fn a_server_copy_that_does_not_match_its_digest_is_reported_and_not_written() {
     let s = server().await;
-    let old = tempfile::tempdir().unwrap();
-    let lib = old.path().join("lib");
-    put(&lib, "garden.jpg", &photo("garden.jpg"), 1);
-    put(&lib, "wood.jpg", &photo("wood.jpg"), 2);
-    engine(&s, old.path())
-        .sync(std::slice::from_ref(&lib))
-        .await;
+    let (_old, _lib) = backed_up(
+        &s,
+        &[
+            ("garden.jpg", photo("garden.jpg"), 1),
+            ("wood.jpg", photo("wood.jpg"), 2),
+        ],
+    )
+    .await;
     // The disk under the server flipped a byte of one blob.
     let d = blake3::hash(&photo("garden.jpg")).to_hex().to_string();
     let blob = s.dir.path().join("blobs").join(&d[..2]).join(&d);
@@ -365,14 +379,15 @@ async fn a_server_copy_that_does_not_match_its_digest_is_reported_and_not_writte
 #[tokio::test]
 async fn unsafe_names_from_the_server_are_made_safe_and_said() {
     let s = server().await;
-    let old = tempfile::tempdir().unwrap();
-    let lib = old.path().join("lib");
-    put(&lib, "a/garden.jpg", &photo("garden.jpg"), 1);
-    put(&lib, "b/wood.jpg", &photo("wood.jpg"), 2);
-    put(&lib, "c/aqua.jpg", &photo("aqua.jpg"), 3);
-    engine(&s, old.path())
-        .sync(std::slice::from_ref(&lib))
-        .await;
+    let (_old, _lib) = backed_up(
+        &s,
+        &[
+            ("a/garden.jpg", photo("garden.jpg"), 1),
+            ("b/wood.jpg", photo("wood.jpg"), 2),
+            ("c/aqua.jpg", photo("aqua.jpg"), 3),
+        ],
+    )
+    .await;
     // A server (or its database) gone wrong: names that would leave the folder.
     let db = rusqlite::Connection::open(s.dir.path().join("photosync.db")).unwrap();
     db.execute_batch(
@@ -472,13 +487,14 @@ async fn a_full_disk_stops_the_restore_cleanly_and_keeps_what_was_restored() {
 #[tokio::test]
 async fn a_paused_restore_writes_nothing_until_resumed() {
     let s = server().await;
-    let old = tempfile::tempdir().unwrap();
-    let lib = old.path().join("lib");
-    put(&lib, "garden.jpg", &photo("garden.jpg"), 1);
-    put(&lib, "wood.jpg", &photo("wood.jpg"), 2);
-    engine(&s, old.path())
-        .sync(std::slice::from_ref(&lib))
-        .await;
+    let (_old, _lib) = backed_up(
+        &s,
+        &[
+            ("garden.jpg", photo("garden.jpg"), 1),
+            ("wood.jpg", photo("wood.jpg"), 2),
+        ],
+    )
+    .await;
 
     let new = tempfile::tempdir().unwrap();
     let to = new.path().join("to");
