@@ -174,6 +174,60 @@ fn frame_line(label: &str, f: &[f64]) -> String {
     )
 }
 
+/// "On the server" over the 10,000 images just backed up: the time to its first screen (every
+/// tile in view drawn), then frame times and memory while the grid scrolls.
+async fn server_view(c: &fantoccini::Client, pid: u32) {
+    js(c, "window.location.reload(); return true;").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let opened = Instant::now();
+    js(
+        c,
+        "document.getElementById('show-server').click(); return true;",
+    )
+    .await;
+    wait_js(
+        c,
+        "the server view's first screen drawn",
+        &format!(
+            "document.getElementById('server-count').textContent.startsWith('{FILES} photos') && \
+             (() => {{ const g = document.getElementById('grid'); const r = g.getBoundingClientRect(); \
+               const shown = [...g.querySelectorAll('.tile')].filter((t) => {{ const b = t.getBoundingClientRect(); return b.bottom > r.top && b.top < r.bottom; }}); \
+               return shown.length > 0 && shown.every((t) => t.querySelector('canvas').dataset.drawn === 'yes'); }})()"
+        ),
+    )
+    .await;
+    let first = opened.elapsed();
+    let tiles = js(
+        c,
+        "return document.querySelectorAll('#grid canvas[data-drawn=yes]').length",
+    )
+    .await;
+    println!(
+        "\nserver view, {FILES} server images: first screen ({tiles} thumbnails drawn) {:.2} s after the click",
+        first.as_secs_f64()
+    );
+    js(
+        c,
+        "window.__frames = []; let last = performance.now();
+         const tick = (t) => { window.__frames.push(t - last); last = t; requestAnimationFrame(tick); };
+         requestAnimationFrame(tick);
+         setInterval(() => { const g = document.getElementById('grid'); g.scrollTop = (g.scrollTop + 640) % Math.max(1, g.scrollHeight - g.clientHeight); }, 250);
+         return true;",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let scrolled = frames(c).await;
+    println!(
+        "{}",
+        frame_line("server view scrolled every 250 ms", &scrolled)
+    );
+    println!(
+        "memory, server view after scrolling: {:.0} MB\n{}",
+        pss_mb(&tree(pid)),
+        memory_lines(pid)
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let work = tempfile::tempdir().unwrap();
@@ -278,6 +332,8 @@ async fn main() {
         "memory with {FILES} images listed: {listed_mb:.0} MB (empty: {empty_mb:.0} MB; target: under {TARGET_MB} MB)"
     );
     println!("{}", memory_lines(pid));
+
+    server_view(&c, pid).await;
 
     // Idle once synced: window open, then closed to the tray.
     tokio::time::sleep(Duration::from_secs(3)).await;
