@@ -185,25 +185,40 @@ async fn server_view(c: &fantoccini::Client, pid: u32) {
         "document.getElementById('show-server').click(); return true;",
     )
     .await;
-    wait_js(
-        c,
-        "the server view's first screen drawn",
-        &format!(
-            "document.getElementById('server-count').textContent.startsWith('{FILES} photos') && \
-             (() => {{ const g = document.getElementById('grid'); const r = g.getBoundingClientRect(); \
-               const shown = [...g.querySelectorAll('.tile')].filter((t) => {{ const b = t.getBoundingClientRect(); return b.bottom > r.top && b.top < r.bottom; }}); \
-               return shown.length > 0 && shown.every((t) => t.querySelector('canvas').dataset.drawn === 'yes'); }})()"
-        ),
-    )
-    .await;
+    // Settled: every tile in view drawn (or showing its file type, for a picture the server
+    // could not draw).
+    let probe = "const g = document.getElementById('grid'); const r = g.getBoundingClientRect(); \
+         const shown = [...g.querySelectorAll('.tile')].filter((t) => { const b = t.getBoundingClientRect(); return b.bottom > r.top && b.top < r.bottom; }); \
+         return { count: document.getElementById('server-count').textContent, shown: shown.length, \
+           drawn: shown.filter((t) => t.querySelector('canvas').dataset.drawn === 'yes').length, \
+           none: shown.filter((t) => t.querySelector('.noimg')).length, tiles: g.querySelectorAll('.tile').length };";
+    let mut last;
+    let settled = loop {
+        last = js(c, probe).await;
+        let n = |k: &str| last[k].as_u64().unwrap_or(0);
+        if last["count"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&format!("{FILES} photos"))
+            && n("shown") > 0
+            && n("drawn") + n("none") >= n("shown")
+        {
+            break true;
+        }
+        if opened.elapsed() > Duration::from_secs(120) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if !settled {
+        println!("\nserver view: not settled after 120 s: {last}");
+        return;
+    }
     let first = opened.elapsed();
-    let tiles = js(
-        c,
-        "return document.querySelectorAll('#grid canvas[data-drawn=yes]').length",
-    )
-    .await;
     println!(
-        "\nserver view, {FILES} server images: first screen ({tiles} thumbnails drawn) {:.2} s after the click",
+        "\nserver view, {FILES} server images: first screen ({} thumbnails drawn, {} without a picture) {:.2} s after the click",
+        last["drawn"],
+        last["none"],
         first.as_secs_f64()
     );
     js(
