@@ -12,7 +12,7 @@ use photosync_engine::restore::RestoreOptions;
 use photosync_engine::{Engine, Options, RestoreEvent, RestoreSummary, Restored};
 
 use crate::output::{escape_path, escape_text};
-use crate::run::{check_server, stop_on_signals, WRONG_ARGUMENT};
+use crate::run::{check_server, runtime, stop_on_signals, WRONG_ARGUMENT};
 
 /// What to restore, as typed.
 #[derive(Debug, clap::Args)]
@@ -212,12 +212,9 @@ pub fn run_restore(options: Result<Options, String>, args: RestoreArgs) -> ExitC
             return ExitCode::from(WRONG_ARGUMENT);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "no async runtime");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let url = options.server.url.clone();
     let engine = match Engine::new(options, Arc::new(|_| {})) {

@@ -69,6 +69,14 @@ pub(crate) async fn check_server(engine: &Engine, url: &str, watching: bool) -> 
     }
 }
 
+/// The runtime of a command that talks to the server; failing that, the exit status.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        tracing::error!(error = %e, "no async runtime");
+        ExitCode::FAILURE
+    })
+}
+
 pub fn run_engine(options: Result<Options, String>, paths: Vec<PathBuf>, mode: Mode) -> ExitCode {
     let options = match options {
         Ok(o) => o,
@@ -77,12 +85,9 @@ pub fn run_engine(options: Result<Options, String>, paths: Vec<PathBuf>, mode: M
             return ExitCode::from(WRONG_ARGUMENT);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "no async runtime");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let url = options.server.url.clone();
     let progress = progress::Progress::new();

@@ -199,18 +199,8 @@ impl Service {
             .thumbnail(id, GRID_THUMBNAIL)
             .await
             .map_err(|e| ServiceError::Thumbnail(e.to_string()))?;
-        let tmp = file.with_extension(format!("{:016x}.tmp", rand_u64()));
-        let written = async {
-            tokio::fs::create_dir_all(file.parent().unwrap_or(&self.inner.paths.thumbnails))
-                .await?;
-            tokio::fs::write(&tmp, &bytes).await?;
-            tokio::fs::rename(&tmp, &file).await
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            tracing::debug!(error = %e, "server thumbnail not cached");
-        }
+        let jpeg = bytes.clone();
+        let _ = tokio::task::spawn_blocking(move || photosync_thumbs::cache(&file, &jpeg)).await;
         Ok(bytes)
     }
 
@@ -436,15 +426,4 @@ impl Service {
             .await
             .map_err(photosync_engine::EngineError::from)?)
     }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish()
 }

@@ -42,22 +42,27 @@ impl Thumbs {
             return Ok(bytes);
         }
         let bytes = make(path)?;
-        // A cache that cannot be written still gives the thumbnail.
-        // Each writer has a temporary file of its own: two requests for one picture at once
-        // must not write into one file, or the rename could publish a torn JPEG.
-        static WRITERS: AtomicU64 = AtomicU64::new(0);
-        let written = std::fs::create_dir_all(file.parent().unwrap_or(&self.dir)).and_then(|()| {
-            let n = WRITERS.fetch_add(1, Ordering::Relaxed);
-            let tmp = file.with_extension(format!("{}-{n}.tmp", std::process::id()));
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &file).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-        });
-        if let Err(e) = written {
-            tracing::warn!(file = %file.display(), error = %e, "thumbnail not cached");
-        }
+        cache(&file, &bytes);
         Ok(bytes)
+    }
+}
+
+/// Writes a cached thumbnail at `file`; a cache that cannot be written is only logged. Each
+/// writer has a temporary file of its own: two requests for one picture at once must not write
+/// into one file, or the rename could publish a torn JPEG.
+pub fn cache(file: &Path, jpeg: &[u8]) {
+    static WRITERS: AtomicU64 = AtomicU64::new(0);
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let n = WRITERS.fetch_add(1, Ordering::Relaxed);
+        let tmp = file.with_extension(format!("{}-{n}.tmp", std::process::id()));
+        std::fs::write(&tmp, jpeg)?;
+        std::fs::rename(&tmp, file).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    });
+    if let Err(e) = written {
+        tracing::warn!(file = %file.display(), error = %e, "thumbnail not cached");
     }
 }
 
