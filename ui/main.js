@@ -547,7 +547,7 @@ $('viewer-close').addEventListener('click', () => $('viewer').close());
 // ---- Header actions.
 
 // The click does what the button says, whatever overview arrives meanwhile.
-$('pause').addEventListener('click', () => api.setPaused($('pause').textContent !== S.resume).then(refreshOverview));
+$('pause').addEventListener('click', () => api.setPaused($('pause').textContent !== S.resume).then(refreshOverview, (e) => showProblem(String(e))));
 $('sync-now').addEventListener('click', () => api.syncNow().catch((e) => showProblem(String(e))));
 $('hide').addEventListener('click', () => window.__TAURI__.window.getCurrentWindow().hide());
 

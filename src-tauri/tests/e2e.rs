@@ -37,13 +37,37 @@ async fn fill(c: &Client, id: &str, text: &str) {
     el.send_keys(text).await.unwrap();
 }
 
+/// Clicks the element with this id, and checks that the page received the click.
+///
+/// Seen once in CI: a WebDriver click reported success, yet no click event reached the page
+/// (the pause button never paused, and nothing else in the app had changed). A click the page
+/// never saw is tried once more, and said; a click the page saw is never repeated, so an app
+/// that ignores a click still fails the test.
 async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    for attempt in 0..2 {
+        js(
+            c,
+            "if (!window.__clicks) { window.__clicks = []; \
+             document.addEventListener('click', (e) => window.__clicks.push(e.target.closest('[id]')?.id || e.target.tagName), true); } \
+             window.__clicks.length = 0; return true;",
+        )
+        .await;
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let seen = format!("window.__clicks.includes('{id}')");
+        for _ in 0..25 {
+            if js(c, &format!("return {seen};")).await == json!(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("the click on #{id} did not reach the page (attempt {attempt})");
+    }
+    panic!("the page never received a click on #{id}");
 }
 
 async fn screenshot(c: &Client, name: &str) -> PathBuf {

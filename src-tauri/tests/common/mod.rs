@@ -154,7 +154,15 @@ pub async fn wait_js(c: &Client, what: &str, condition: &str) {
                 "return [...document.querySelectorAll('.row')].map(r => r.dataset.name + ' ' + r.dataset.status + ': ' + r.querySelector('.detail').textContent)",
             )
             .await;
-            panic!("timed out: {what}\nstatus: {status}\nrows: {rows:#}");
+            let page = js(
+                c,
+                "return { pause: document.getElementById('pause').textContent, \
+                 open_dialogs: [...document.querySelectorAll('dialog[open]')].map(d => d.id), \
+                 problem: document.getElementById('problem').textContent.trim(), \
+                 clicks: window.__clicks || [] }",
+            )
+            .await;
+            panic!("timed out: {what}\nstatus: {status}\nrows: {rows:#}\npage: {page:#}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
