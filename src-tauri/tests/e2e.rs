@@ -65,7 +65,10 @@ async fn click(c: &Client, id: &str) {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        eprintln!("the click on #{id} did not reach the page (attempt {attempt})");
+        #[allow(clippy::print_stderr)] // said in the test's output, beside a failure's
+        {
+            eprintln!("the click on #{id} did not reach the page (attempt {attempt})");
+        }
     }
     panic!("the page never received a click on #{id}");
 }
