@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use photosync_server::{new_token, token_hash, AppState, Config, StoreError};
+use photosync_server::{new_token, token_hash, AppState, BlobStore, Config, Database, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +17,13 @@ struct Cli {
     /// Where the database and the photos live [default: the platform's data directory]
     #[arg(long, global = true, env = "PHOTOSYNC_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The metadata store: `sqlite:PATH`, or `postgres://USER:PASSWORD@HOST/DATABASE` for
+    /// several instances [default: sqlite:DATA_DIR/photosync.db]
+    #[arg(long, global = true, env = "PHOTOSYNC_DATABASE")]
+    database: Option<Database>,
+    /// Where uploads and photos are kept: `file:DIR` [default: file:DATA_DIR]
+    #[arg(long, global = true, env = "PHOTOSYNC_BLOBS")]
+    blobs: Option<BlobStore>,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,8 +154,16 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 async fn main() -> ExitCode {
     photosync_cli::init_logging("info");
     let cli = Cli::parse();
-    let Some(dir) = data_dir(cli.data_dir) else {
-        tracing::error!("no data directory: pass --data-dir");
+    let dir = data_dir(cli.data_dir);
+    let database = cli.database.or_else(|| {
+        dir.as_ref()
+            .map(|d| Database::Sqlite(d.join("photosync.db")))
+    });
+    let blobs = cli
+        .blobs
+        .or_else(|| dir.as_ref().map(|d| BlobStore::File(d.clone())));
+    let (Some(database), Some(blobs)) = (database, blobs) else {
+        tracing::error!("no data directory: pass --data-dir, or --database and --blobs");
         return ExitCode::from(2);
     };
     let config = match &cli.command {
@@ -181,10 +196,10 @@ async fn main() -> ExitCode {
         },
         Command::User(_) => Config::default(),
     };
-    let state = match AppState::embedded(&dir, config) {
+    let state = match AppState::open(&database, &blobs, config).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot open the data directory");
+            tracing::error!(%database, %blobs, error = %e, "cannot open the server's storage");
             return ExitCode::FAILURE;
         }
     };

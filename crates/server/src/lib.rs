@@ -6,11 +6,13 @@
 
 mod api;
 mod auth;
+mod backend;
 pub mod blobs;
 mod cleanup;
 mod error;
 mod index;
 mod limits;
+pub mod postgres;
 mod reidentify;
 pub mod sqlite;
 pub mod store;
@@ -27,8 +29,10 @@ use axum::Router;
 use photosync_protocol::path;
 
 pub use auth::{new_token, token_hash};
+pub use backend::{BackendError, BlobStore, Database};
 pub use blobs::{Blobs, LocalBlobs};
 pub use cleanup::{collect_garbage, remove_user, spawn_sweeper, CleanupError};
+pub use postgres::PostgresStore;
 pub use reidentify::{reidentify, spawn_reidentifier};
 pub use sqlite::SqliteStore;
 pub use store::{ImageQuery, LimitError, Store, StoreError, UserSummary};
@@ -167,13 +171,46 @@ impl AppState {
     pub fn embedded(data_dir: &Path, config: Config) -> Result<Self, StartError> {
         std::fs::create_dir_all(data_dir)?;
         let store = SqliteStore::open(&data_dir.join("photosync.db"))?;
-        let blobs = LocalBlobs::open(data_dir)?;
+        Self::with_sqlite(store, data_dir, data_dir, config)
+    }
+
+    /// A SQLite store has one server: it claims the store's folder while it serves.
+    fn with_sqlite(
+        store: SqliteStore,
+        db_dir: &Path,
+        blob_dir: &Path,
+        config: Config,
+    ) -> Result<Self, StartError> {
+        let blobs = LocalBlobs::open(blob_dir)?;
         let mut state = AppState::new(Arc::new(store), Arc::new(blobs), config);
         state.claim = Arc::new(DataDirClaim {
-            path: Some(data_dir.join("server.lock")),
+            path: Some(db_dir.join("server.lock")),
             held: Default::default(),
         });
         Ok(state)
+    }
+
+    /// The store and blob store named, e.g. `postgres://...` and `file:DIR`. A PostgreSQL
+    /// store is shared: any number of instances may serve it, so none claims it.
+    pub async fn open(
+        database: &Database,
+        blobs: &BlobStore,
+        config: Config,
+    ) -> Result<Self, StartError> {
+        let BlobStore::File(blob_dir) = blobs;
+        match database {
+            Database::Sqlite(path) => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                std::fs::create_dir_all(dir)?;
+                let store = SqliteStore::open(path)?;
+                Self::with_sqlite(store, dir, blob_dir, config)
+            }
+            Database::Postgres(url) => {
+                let store = PostgresStore::open(url).await?;
+                let blobs = LocalBlobs::open(blob_dir)?;
+                Ok(AppState::new(Arc::new(store), Arc::new(blobs), config))
+            }
+        }
     }
 
     /// `embedded` with default settings and one user holding `token` (tests, local runs).

@@ -9,8 +9,8 @@ use photosync_protocol::{percent_encode_name, ImageInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    image_day, Creation, Identified, ImageQuery, LimitError, NewImage, RemovedUser, Result, Store,
-    StoreError, Unverified, Upload, UploadLimits, UserId, UserSummary,
+    contains_pattern, image_day, Creation, Identified, ImageQuery, LimitError, NewImage,
+    RemovedUser, Result, Store, StoreError, Unverified, Upload, UploadLimits, UserId, UserSummary,
 };
 
 #[derive(Debug, Clone)]
@@ -907,7 +907,7 @@ impl Store for SqliteStore {
             // `day` is `YYYY-MM-DDTHH:MM:SS`: a day's moments sort between `D` and `D` + "U".
             let since = q.since.as_deref().unwrap_or("");
             let until = q.until.map_or_else(|| "\u{10FFFF}".to_owned(), |d| d + "U");
-            let name = q.name.map(|n| like_pattern(&n));
+            let name = q.name.as_deref().map(contains_pattern);
             let mut s = c.prepare_cached(&format!(
                 "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND number > ?2
                    AND day >= ?4 AND day < ?5 AND (?6 IS NULL OR name LIKE ?6 ESCAPE '\\')
@@ -995,19 +995,4 @@ impl Store for SqliteStore {
         })
         .await
     }
-}
-
-/// A `LIKE` pattern matching names that contain `text` (ASCII case ignored, as `LIKE` does),
-/// with `%`, `_` and the escape itself taken literally.
-fn like_pattern(text: &str) -> String {
-    let mut p = String::with_capacity(text.len() + 2);
-    p.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
 }

@@ -140,6 +140,21 @@ pub fn image_day(taken: Option<&str>, mtime: Option<i64>, uploaded_at: i64) -> S
     }
 }
 
+/// A `LIKE` pattern (escape `\`, PostgreSQL's default) matching text that contains `text`,
+/// with `%`, `_` and the escape itself taken literally.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 /// Which of a user's images a list asks for, after `after` in id order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageQuery {

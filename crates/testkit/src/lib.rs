@@ -8,6 +8,7 @@
 //! visible in code.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod postgres;
 pub mod proxy;
 
 pub use proxy::CountingProxy;

@@ -1,0 +1,147 @@
+//! Which metadata store and blob store a server uses, as given on the command line:
+//! `--database sqlite:PATH | postgres://...` and `--blobs file:DIR`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Where users, uploads and image records live.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded default: one file, one server.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string, shared by any number of instances.
+    Postgres(String),
+}
+
+/// Where the bytes of uploads and photos live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobStore {
+    /// A local folder (`uploads/`, `blobs/`, `thumbs/` below it).
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0:?} names no database: use sqlite:PATH or postgres://USER@HOST/DATABASE")]
+    Database(String),
+    #[error("{0:?} names no blob store: use file:DIR")]
+    Blobs(String),
+}
+
+impl FromStr for Database {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<Self, BackendError> {
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(BackendError::Database(s.to_owned()));
+            }
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Database::Postgres(s.to_owned()));
+        }
+        Err(BackendError::Database(s.to_owned()))
+    }
+}
+
+impl FromStr for BlobStore {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<Self, BackendError> {
+        match s.strip_prefix("file:") {
+            Some(dir) if !dir.is_empty() => Ok(BlobStore::File(PathBuf::from(
+                dir.strip_prefix("//").unwrap_or(dir),
+            ))),
+            _ => Err(BackendError::Blobs(s.to_owned())),
+        }
+    }
+}
+
+/// Shown in logs without the password a connection string may hold.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Database::Postgres(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+impl fmt::Display for BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlobStore::File(dir) => write!(f, "file:{}", dir.display()),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_named_by_scheme_and_bad_names_say_what_is_expected() {
+        assert_eq!(
+            "sqlite:/var/lib/p/photosync.db".parse(),
+            Ok(Database::Sqlite("/var/lib/p/photosync.db".into()))
+        );
+        assert_eq!(
+            "sqlite://rel/p.db".parse(),
+            Ok(Database::Sqlite("rel/p.db".into()))
+        );
+        assert_eq!(
+            "postgresql://u@h/db".parse(),
+            Ok(Database::Postgres("postgresql://u@h/db".into()))
+        );
+        assert_eq!(
+            "file:/srv/blobs".parse(),
+            Ok(BlobStore::File("/srv/blobs".into()))
+        );
+        for bad in ["", "sqlite:", "mysql://x", "/plain/path"] {
+            let e = bad.parse::<Database>().unwrap_err();
+            assert!(e.to_string().contains("postgres://"), "{e}");
+        }
+        for bad in ["", "file:", "s4://b"] {
+            assert!(bad.parse::<BlobStore>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_connection_string_is_shown_without_its_password() {
+        let db: Database = "postgres://photos:s3cret@db.local:5432/photos?sslmode=disable"
+            .parse()
+            .unwrap();
+        let shown = format!("{db} {db:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://photos:***@db.local:5432/photos"),
+            "{shown}"
+        );
+        let plain: Database = "postgres://photos@db.local/photos".parse().unwrap();
+        assert_eq!(plain.to_string(), "postgres://photos@db.local/photos");
+    }
+}
