@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::s3::S3Config;
+
 /// Where users, uploads and image records live.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Database {
@@ -19,13 +21,15 @@ pub enum Database {
 pub enum BlobStore {
     /// A local folder (`uploads/`, `blobs/`, `thumbs/` below it).
     File(PathBuf),
+    /// An S3-compatible bucket, shared by any number of instances.
+    S3(S3Config),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     #[error("{0:?} names no database: use sqlite:PATH or postgres://USER@HOST/DATABASE")]
     Database(String),
-    #[error("{0:?} names no blob store: use file:DIR")]
+    #[error("{0:?} names no blob store: use file:DIR or s3://BUCKET/PREFIX")]
     Blobs(String),
 }
 
@@ -51,6 +55,13 @@ impl FromStr for BlobStore {
     type Err = BackendError;
 
     fn from_str(s: &str) -> Result<Self, BackendError> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(BackendError::Blobs(s.to_owned()));
+            }
+            return Ok(BlobStore::S3(S3Config::new(bucket, prefix)));
+        }
         match s.strip_prefix("file:") {
             Some(dir) if !dir.is_empty() => Ok(BlobStore::File(PathBuf::from(
                 dir.strip_prefix("//").unwrap_or(dir),
@@ -80,6 +91,7 @@ impl fmt::Display for BlobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlobStore::File(dir) => write!(f, "file:{}", dir.display()),
+            BlobStore::S3(c) => write!(f, "s3://{}/{}", c.bucket, c.prefix),
         }
     }
 }
@@ -125,7 +137,15 @@ mod tests {
             let e = bad.parse::<Database>().unwrap_err();
             assert!(e.to_string().contains("postgres://"), "{e}");
         }
-        for bad in ["", "file:", "s4://b"] {
+        assert_eq!(
+            "s3://photos/family/2024/".parse(),
+            Ok(BlobStore::S3(S3Config::new("photos", "family/2024")))
+        );
+        assert_eq!(
+            "s3://photos".parse(),
+            Ok(BlobStore::S3(S3Config::new("photos", "")))
+        );
+        for bad in ["", "file:", "s4://b", "s3://", "s3:///prefix"] {
             assert!(bad.parse::<BlobStore>().is_err(), "{bad}");
         }
     }

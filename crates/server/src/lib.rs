@@ -14,6 +14,7 @@ mod index;
 mod limits;
 pub mod postgres;
 mod reidentify;
+pub mod s3;
 pub mod sqlite;
 pub mod store;
 mod tus;
@@ -34,6 +35,7 @@ pub use blobs::{Blobs, LocalBlobs};
 pub use cleanup::{collect_garbage, remove_user, spawn_sweeper, CleanupError};
 pub use postgres::PostgresStore;
 pub use reidentify::{reidentify, spawn_reidentifier};
+pub use s3::{S3Blobs, S3Config};
 pub use sqlite::SqliteStore;
 pub use store::{ImageQuery, LimitError, Store, StoreError, UserSummary};
 
@@ -171,44 +173,46 @@ impl AppState {
     pub fn embedded(data_dir: &Path, config: Config) -> Result<Self, StartError> {
         std::fs::create_dir_all(data_dir)?;
         let store = SqliteStore::open(&data_dir.join("photosync.db"))?;
-        Self::with_sqlite(store, data_dir, data_dir, config)
+        let blobs = LocalBlobs::open(data_dir)?;
+        Ok(Self::with_sqlite(store, Arc::new(blobs), data_dir, config))
     }
 
     /// A SQLite store has one server: it claims the store's folder while it serves.
     fn with_sqlite(
         store: SqliteStore,
+        blobs: Arc<dyn Blobs>,
         db_dir: &Path,
-        blob_dir: &Path,
         config: Config,
-    ) -> Result<Self, StartError> {
-        let blobs = LocalBlobs::open(blob_dir)?;
-        let mut state = AppState::new(Arc::new(store), Arc::new(blobs), config);
+    ) -> Self {
+        let mut state = AppState::new(Arc::new(store), blobs, config);
         state.claim = Arc::new(DataDirClaim {
             path: Some(db_dir.join("server.lock")),
             held: Default::default(),
         });
-        Ok(state)
+        state
     }
 
-    /// The store and blob store named, e.g. `postgres://...` and `file:DIR`. A PostgreSQL
-    /// store is shared: any number of instances may serve it, so none claims it.
+    /// The store and blob store named, e.g. `postgres://...` and `s3://BUCKET/PREFIX`. A
+    /// PostgreSQL store is shared: any number of instances may serve it, so none claims it.
     pub async fn open(
         database: &Database,
         blobs: &BlobStore,
         config: Config,
     ) -> Result<Self, StartError> {
-        let BlobStore::File(blob_dir) = blobs;
+        let blobs: Arc<dyn Blobs> = match blobs {
+            BlobStore::File(dir) => Arc::new(LocalBlobs::open(dir)?),
+            BlobStore::S3(bucket) => Arc::new(S3Blobs::open(bucket)?),
+        };
         match database {
             Database::Sqlite(path) => {
                 let dir = path.parent().unwrap_or(Path::new("."));
                 std::fs::create_dir_all(dir)?;
                 let store = SqliteStore::open(path)?;
-                Self::with_sqlite(store, dir, blob_dir, config)
+                Ok(Self::with_sqlite(store, blobs, dir, config))
             }
             Database::Postgres(url) => {
                 let store = PostgresStore::open(url).await?;
-                let blobs = LocalBlobs::open(blob_dir)?;
-                Ok(AppState::new(Arc::new(store), Arc::new(blobs), config))
+                Ok(AppState::new(Arc::new(store), blobs, config))
             }
         }
     }
