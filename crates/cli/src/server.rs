@@ -21,9 +21,18 @@ struct Cli {
     /// several instances [default: sqlite:DATA_DIR/photosync.db]
     #[arg(long, global = true, env = "PHOTOSYNC_DATABASE")]
     database: Option<Database>,
-    /// Where uploads and photos are kept: `file:DIR` [default: file:DATA_DIR]
+    /// Where uploads and photos are kept: `file:DIR`, or `s3://BUCKET/PREFIX` for several
+    /// instances (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)
+    /// [default: file:DATA_DIR]
     #[arg(long, global = true, env = "PHOTOSYNC_BLOBS")]
     blobs: Option<BlobStore>,
+    /// The S3 endpoint, for stores other than AWS (MinIO, Garage, Ceph RGW, R2)
+    /// [default: AWS_ENDPOINT_URL, else AWS]
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    s3_endpoint: Option<String>,
+    /// The S3 region [default: AWS_REGION, else us-east-1]
+    #[arg(long, global = true, env = "AWS_REGION")]
+    s3_region: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +86,14 @@ enum Command {
     /// Manage the users who may back up here.
     #[command(subcommand)]
     User(UserCommand),
+    /// Move an embedded install (its data directory) into the stores given with --database
+    /// and --blobs: users, images and photos, each photo's BLAKE3 checked on the way. Run it
+    /// again to go on after an interruption; what was moved is skipped.
+    Migrate {
+        /// The embedded install's data directory (not being served meanwhile).
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +128,41 @@ impl std::str::FromStr for Quota {
         s.parse()
             .map(|q| Quota(Some(q)))
             .map_err(|_| format!("{s:?} is neither a number of bytes nor 'none'"))
+    }
+}
+
+/// `migrate`: opens the embedded install at `from` and moves it into `to`.
+async fn migrate(from: &std::path::Path, to: &AppState) -> Result<(), String> {
+    if !from.join("photosync.db").is_file() {
+        return Err(format!("{} holds no photosync.db", from.display()));
+    }
+    let source = AppState::embedded(from, Config::default()).map_err(|e| e.to_string())?;
+    let report = photosync_server::move_install(&source, to, |r| {
+        let done = r.moved + r.already + r.failed.len() as u64;
+        if done % 100 == 0 {
+            tracing::info!(done, moved = r.moved, bytes = r.bytes, "moving");
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    #[allow(clippy::print_stdout)] // the command's summary
+    {
+        println!(
+            "moved {} users; images: {} moved ({} bytes), {} there already, {} failed",
+            report.users,
+            report.moved,
+            report.bytes,
+            report.already,
+            report.failed.len()
+        );
+        for (image, why) in &report.failed {
+            println!("image {image}: {why}");
+        }
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} images were not moved", report.failed.len()))
     }
 }
 
@@ -154,6 +206,12 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 async fn main() -> ExitCode {
     photosync_cli::init_logging("info");
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Migrate { .. })
+        && (cli.database.is_none() || cli.blobs.is_none())
+    {
+        tracing::error!("migrate moves into the stores named by --database and --blobs: give both");
+        return ExitCode::from(2);
+    }
     let dir = data_dir(cli.data_dir);
     let database = cli.database.or_else(|| {
         dir.as_ref()
@@ -161,7 +219,15 @@ async fn main() -> ExitCode {
     });
     let blobs = cli
         .blobs
-        .or_else(|| dir.as_ref().map(|d| BlobStore::File(d.clone())));
+        .or_else(|| dir.as_ref().map(|d| BlobStore::File(d.clone())))
+        .map(|b| match b {
+            BlobStore::S3(mut bucket) => {
+                bucket.endpoint = cli.s3_endpoint.clone();
+                bucket.region = cli.s3_region.clone();
+                BlobStore::S3(bucket)
+            }
+            other => other,
+        });
     let (Some(database), Some(blobs)) = (database, blobs) else {
         tracing::error!("no data directory: pass --data-dir, or --database and --blobs");
         return ExitCode::from(2);
@@ -194,8 +260,9 @@ async fn main() -> ExitCode {
             cors_origins: cors_origins.clone(),
             ..Config::default()
         },
-        Command::User(_) => Config::default(),
+        Command::User(_) | Command::Migrate { .. } => Config::default(),
     };
+
     let state = match AppState::open(&database, &blobs, config).await {
         Ok(s) => s,
         Err(e) => {
@@ -258,6 +325,7 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e.to_string()),
             }
         }
+        Command::Migrate { from } => migrate(&from, &state).await,
         Command::User(UserCommand::SetQuota { name, quota }) => state
             .store
             .set_quota(&name, quota.0)

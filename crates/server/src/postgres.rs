@@ -20,8 +20,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use crate::store::{
-    contains_pattern, Creation, Identified, ImageQuery, LimitError, NewImage, RemovedUser, Result,
-    Store, StoreError, Unverified, Upload, UploadLimits, UserId, UserSummary,
+    contains_pattern, number_taken, Creation, Identified, ImageQuery, ImageRecord, LimitError,
+    NewImage, RemovedUser, Result, Store, StoreError, Unverified, Upload, UploadLimits, UserId,
+    UserRecord, UserSummary,
 };
 
 /// The schema this code reads and writes, kept in `photosync_schema`.
@@ -962,5 +963,159 @@ impl Store for PostgresStore {
             .await?;
         let rows = c.query(&stmt, &[&user, &after]).await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn export_users(&self) -> Result<Vec<(UserId, UserRecord)>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT id, name, token_hash, created_at, quota FROM users ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    UserRecord {
+                        name: r.get(1),
+                        token_hash: r.get(2),
+                        created_at: r.get(3),
+                        quota: r.get::<_, Option<i64>>(4).map(|q| q as u64),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn export_images(&self, after: i64, limit: u32) -> Result<Vec<ImageRecord>> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT * FROM images WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ImageRecord {
+                row: r.get("id"),
+                number: r.get("number"),
+                image: NewImage {
+                    user_id: r.get("user_id"),
+                    digest: r.get("digest"),
+                    identifier: r.get("identifier"),
+                    name: r.get("name"),
+                    name_bytes: r.get("name_bytes"),
+                    bytes: r.get::<_, i64>("bytes") as u64,
+                    width: u32_of(r.get("width")),
+                    height: u32_of(r.get("height")),
+                    format: r.get("format"),
+                    mtime: r.get("mtime"),
+                    uploaded_at: r.get("uploaded_at"),
+                    evidence: r.get("evidence"),
+                    folder: r.get("folder"),
+                    taken: r.get("taken"),
+                },
+            })
+            .collect())
+    }
+
+    async fn import_user(&self, user: &UserRecord) -> Result<UserId> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        // Serialises imports of one name; a plain insert would race two importers.
+        tx.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE", &[])
+            .await?;
+        let found = tx
+            .query_opt(
+                "SELECT id, token_hash FROM users WHERE name = $1",
+                &[&user.name],
+            )
+            .await?;
+        let id = match found {
+            Some(r) if r.get::<_, String>(1) == user.token_hash => r.get(0),
+            Some(_) => return Err(StoreError::UserExists(user.name.clone())),
+            None => tx
+                .query_one(
+                    "INSERT INTO users (name, token_hash, created_at, quota)
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                    &[
+                        &user.name,
+                        &user.token_hash,
+                        &user.created_at,
+                        &user.quota.map(|q| q as i64),
+                    ],
+                )
+                .await?
+                .get(0),
+        };
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn import_image(&self, number: i64, img: &NewImage) -> Result<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        lock_user(&tx, img.user_id).await?;
+        let held: Option<String> = tx
+            .query_opt(
+                "SELECT digest FROM images WHERE user_id = $1 AND number = $2",
+                &[&img.user_id, &number],
+            )
+            .await?
+            .map(|r| r.get(0));
+        match held {
+            Some(d) if d == img.digest => return Ok(false),
+            Some(d) => return Err(number_taken(number, &d)),
+            None => {}
+        }
+        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&BLOB_LOCK])
+            .await?;
+        tx.execute(
+            "INSERT INTO blobs (digest) VALUES ($1) ON CONFLICT (digest) DO NOTHING",
+            &[&img.digest],
+        )
+        .await?;
+        let doomed: bool = tx
+            .query_one("SELECT doomed FROM blobs WHERE digest = $1", &[&img.digest])
+            .await?
+            .get(0);
+        if doomed {
+            return Err(StoreError::BlobBusy);
+        }
+        tx.execute(
+            "INSERT INTO images (user_id, number, digest, identifier, name, name_bytes, bytes,
+                                 width, height, format, mtime, uploaded_at, evidence, folder,
+                                 taken, day)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &[
+                &img.user_id,
+                &number,
+                &img.digest,
+                &img.identifier,
+                &img.name,
+                &img.name_bytes,
+                &(img.bytes as i64),
+                &img.width.map(i64::from),
+                &img.height.map(i64::from),
+                &img.format,
+                &img.mtime,
+                &img.uploaded_at,
+                &img.evidence,
+                &img.folder,
+                &img.taken,
+                &img.day(),
+            ],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE users SET next_image = GREATEST(next_image, $2) WHERE id = $1",
+            &[&img.user_id, &number],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -9,8 +9,9 @@ use photosync_protocol::{percent_encode_name, ImageInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    contains_pattern, image_day, Creation, Identified, ImageQuery, LimitError, NewImage,
-    RemovedUser, Result, Store, StoreError, Unverified, Upload, UploadLimits, UserId, UserSummary,
+    contains_pattern, image_day, number_taken, Creation, Identified, ImageQuery, ImageRecord,
+    LimitError, NewImage, RemovedUser, Result, Store, StoreError, Unverified, Upload, UploadLimits,
+    UserId, UserRecord, UserSummary,
 };
 
 #[derive(Debug, Clone)]
@@ -992,6 +993,153 @@ impl Store for SqliteStore {
             )?;
             let rows = s.query_map(params![user, after], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn export_users(&self) -> Result<Vec<(UserId, UserRecord)>> {
+        self.run(|c| {
+            let mut s =
+                c.prepare("SELECT id, name, token_hash, created_at, quota FROM users ORDER BY id")?;
+            let rows = s.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    UserRecord {
+                        name: r.get(1)?,
+                        token_hash: r.get(2)?,
+                        created_at: r.get(3)?,
+                        quota: r.get::<_, Option<i64>>(4)?.map(|q| q as u64),
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn export_images(&self, after: i64, limit: u32) -> Result<Vec<ImageRecord>> {
+        self.run(move |c| {
+            let mut s =
+                c.prepare_cached("SELECT * FROM images WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            let rows = s.query_map(params![after, limit], |r| {
+                Ok(ImageRecord {
+                    row: r.get("id")?,
+                    number: r.get("number")?,
+                    image: NewImage {
+                        user_id: r.get("user_id")?,
+                        digest: r.get("digest")?,
+                        identifier: r.get("identifier")?,
+                        name: r.get("name")?,
+                        name_bytes: r.get("name_bytes")?,
+                        bytes: r.get::<_, i64>("bytes")? as u64,
+                        width: r.get("width")?,
+                        height: r.get("height")?,
+                        format: r.get("format")?,
+                        mtime: r.get("mtime")?,
+                        uploaded_at: r.get("uploaded_at")?,
+                        evidence: r.get("evidence")?,
+                        folder: r.get("folder")?,
+                        taken: r.get("taken")?,
+                    },
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn import_user(&self, user: &UserRecord) -> Result<UserId> {
+        let user = user.clone();
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let found: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT id, token_hash FROM users WHERE name = ?1",
+                    [&user.name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let id = match found {
+                Some((id, hash)) if hash == user.token_hash => id,
+                Some(_) => return Err(StoreError::UserExists(user.name)),
+                None => {
+                    tx.execute(
+                        "INSERT INTO users (name, token_hash, created_at, quota)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![
+                            user.name,
+                            user.token_hash,
+                            user.created_at,
+                            user.quota.map(|q| q as i64)
+                        ],
+                    )?;
+                    tx.last_insert_rowid()
+                }
+            };
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn import_image(&self, number: i64, img: &NewImage) -> Result<bool> {
+        let img = img.clone();
+        self.run(move |c| {
+            let tx = immediate(c)?;
+            let held: Option<String> = tx
+                .query_row(
+                    "SELECT digest FROM images WHERE user_id = ?1 AND number = ?2",
+                    params![img.user_id, number],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match held {
+                Some(d) if d == img.digest => return Ok(false),
+                Some(d) => return Err(number_taken(number, &d)),
+                None => {}
+            }
+            tx.execute(
+                "INSERT INTO blobs (digest) VALUES (?1) ON CONFLICT (digest) DO NOTHING",
+                [&img.digest],
+            )?;
+            let doomed: bool = tx.query_row(
+                "SELECT doomed FROM blobs WHERE digest = ?1",
+                [&img.digest],
+                |r| r.get(0),
+            )?;
+            if doomed {
+                return Err(StoreError::BlobBusy);
+            }
+            tx.execute(
+                "INSERT INTO images (user_id, number, digest, identifier, name, name_bytes, bytes,
+                                     width, height, format, mtime, uploaded_at, evidence, folder,
+                                     taken, day)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                params![
+                    img.user_id,
+                    number,
+                    img.digest,
+                    img.identifier,
+                    img.name,
+                    img.name_bytes,
+                    img.bytes as i64,
+                    img.width,
+                    img.height,
+                    img.format,
+                    img.mtime,
+                    img.uploaded_at,
+                    img.evidence,
+                    img.folder,
+                    img.taken,
+                    img.day()
+                ],
+            )?;
+            tx.execute(
+                "UPDATE users SET next_image = MAX(next_image, ?2) WHERE id = ?1",
+                params![img.user_id, number],
+            )?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }

@@ -205,6 +205,33 @@ pub struct Unverified {
     pub bytes: u64,
 }
 
+/// An import found another image under the number it was to keep.
+pub(crate) fn number_taken(number: i64, held: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "image number {number} is taken by another file ({held}) in the target store"
+    ))
+}
+
+/// A user as stored, for moving an install to another store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub token_hash: String,
+    pub created_at: i64,
+    pub quota: Option<u64>,
+}
+
+/// An image as stored, for moving an install to another store: its number stays, since
+/// clients' sync lists name images by it.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    /// The row's place in the store's order, to page on.
+    pub row: i64,
+    pub number: i64,
+    /// `user_id` is the source store's.
+    pub image: NewImage,
+}
+
 /// Times are milliseconds since the Unix epoch for leases, seconds elsewhere.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -301,4 +328,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_identity(&self, user: UserId, number: i64, identity: &Identified) -> Result<()>;
     /// (image id, identifier) of the user's images with an id above `after`, for the index.
     async fn identifiers_since(&self, user: UserId, after: i64) -> Result<Vec<(i64, String)>>;
+
+    /// Every user with their token hash, for moving the install.
+    async fn export_users(&self) -> Result<Vec<(UserId, UserRecord)>>;
+    /// Images of every user in store order after `after` (a `row`), for moving the install.
+    async fn export_images(&self, after: i64, limit: u32) -> Result<Vec<ImageRecord>>;
+    /// Adds a moved user, or finds them moved already (same name and token hash);
+    /// `UserExists` if the name is taken by someone else.
+    async fn import_user(&self, user: &UserRecord) -> Result<UserId>;
+    /// Records a moved image under its number, with its blob; false if it is there already.
+    /// Another image under that number is an error, never overwritten.
+    async fn import_image(&self, number: i64, image: &NewImage) -> Result<bool>;
 }

@@ -445,7 +445,7 @@ async fn forget(state: &AppState, id: &str) {
     }
 }
 
-fn random_hex<const N: usize>() -> String {
+pub(crate) fn random_hex<const N: usize>() -> String {
     rand::random::<[u8; N]>()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -632,12 +632,20 @@ impl ServerProcess {
     /// Starts `bin --data-dir dir serve --listen 127.0.0.1:0 extra...` and waits until it
     /// listens.
     pub fn start(bin: &Path, dir: &Path, extra: &[&str]) -> ServerProcess {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(bin)
+        let mut command = std::process::Command::new(bin);
+        command
             .arg("--data-dir")
             .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(extra);
+        ServerProcess::spawn(command)
+    }
+
+    /// Runs `command` (a `photosync-server ... serve --listen 127.0.0.1:0 ...`) and waits
+    /// until it listens.
+    pub fn spawn(mut command: std::process::Command) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = command
             .env("RUST_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()

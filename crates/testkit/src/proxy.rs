@@ -1,6 +1,8 @@
 //! A TCP proxy on loopback that forwards every connection to one upstream address and records
 //! when the client→server bytes went through, so tests and benchmarks can see the rate a
 //! client really puts on the wire (bandwidth limits) without trusting the client's own figures.
+//! Given several upstreams it is a round-robin load balancer: each new connection goes to the
+//! next one that accepts it, as a balancer with health checks would.
 //!
 //! Plain std threads and sockets: two threads per connection, one per direction.
 
@@ -26,7 +28,9 @@ pub struct CountingProxy {
 
 #[derive(Debug)]
 struct Shared {
-    upstream: SocketAddr,
+    upstreams: Vec<SocketAddr>,
+    /// The upstream the next connection tries first.
+    next: std::sync::atomic::AtomicUsize,
     stopped: AtomicBool,
     /// (when the proxy read it from the client, bytes), in the order recorded.
     chunks: Mutex<Vec<(Instant, u64)>>,
@@ -54,10 +58,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl CountingProxy {
     /// Listens on a free loopback port and forwards each connection to `upstream`.
     pub fn start(upstream: SocketAddr) -> CountingProxy {
+        CountingProxy::balance(vec![upstream])
+    }
+
+    /// Listens on a free loopback port and hands connections to `upstreams` in turn.
+    pub fn balance(upstreams: Vec<SocketAddr>) -> CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            upstream,
+            upstreams,
+            next: Default::default(),
             stopped: AtomicBool::new(false),
             chunks: Mutex::new(Vec::new()),
             connections: Mutex::new(Vec::new()),
@@ -154,8 +164,12 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             return;
         }
         let Ok(client) = conn else { continue };
-        let Ok(server) = TcpStream::connect(shared.upstream) else {
-            continue; // dropping `client` closes it: the upstream is not there
+        let first = shared.next.fetch_add(1, Ordering::SeqCst);
+        let n = shared.upstreams.len();
+        let Some(server) =
+            (0..n).find_map(|i| TcpStream::connect(shared.upstreams[(first + i) % n]).ok())
+        else {
+            continue; // dropping `client` closes it: no upstream is there
         };
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);

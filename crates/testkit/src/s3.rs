@@ -114,6 +114,11 @@ impl Moto {
 
     /// One plain HTTP request; returns the status code.
     fn request(&self, method: &str, path: &str) -> Result<u16, String> {
+        self.exchange(method, path).map(|(code, _)| code)
+    }
+
+    /// One plain HTTP request; returns the status code and the body.
+    fn exchange(&self, method: &str, path: &str) -> Result<(u16, String), String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;
@@ -125,11 +130,41 @@ impl Moto {
         .map_err(|e| e.to_string())?;
         let mut answer = String::new();
         s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-        answer
+        let code = answer
             .split_whitespace()
             .nth(1)
             .and_then(|code| code.parse().ok())
-            .ok_or_else(|| format!("not an HTTP answer: {answer:.80}"))
+            .ok_or_else(|| format!("not an HTTP answer: {answer:.80}"))?;
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        Ok((code, body))
+    }
+
+    /// The keys below `prefix` in `bucket`, with their sizes (the first 1000).
+    pub fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, String> {
+        let (code, body) =
+            self.exchange("GET", &format!("/{bucket}?list-type=2&prefix={prefix}"))?;
+        if code != 200 {
+            return Err(format!(
+                "listing {bucket}/{prefix}: HTTP {code}: {body:.200}"
+            ));
+        }
+        let field = |item: &str, tag: &str| -> Option<String> {
+            let start = item.find(&format!("<{tag}>"))? + tag.len() + 2;
+            let end = item[start..].find(&format!("</{tag}>"))? + start;
+            Some(item[start..end].to_owned())
+        };
+        Ok(body
+            .split("<Contents>")
+            .skip(1)
+            .filter_map(|item| {
+                let key = field(item, "Key")?;
+                let size = field(item, "Size")?.parse().ok()?;
+                Some((key, size))
+            })
+            .collect())
     }
 
     /// Creates a bucket (moto takes unsigned requests).
