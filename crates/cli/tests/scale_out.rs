@@ -417,6 +417,120 @@ async fn thirty_two_clients_on_two_instances_store_every_photo_exactly_once() {
     assert!(shared.objects("staging").is_empty());
 }
 
+#[tokio::test]
+async fn deleted_uploads_and_removed_users_leave_nothing_in_the_bucket() {
+    let shared = Shared::new();
+    let token = shared.add_user("alice");
+    let (a, b) = (shared.instance(), shared.instance());
+    let c = client();
+    // An unfinished upload with parts in the bucket, terminated through the other instance.
+    let bytes = photo("wood.jpg");
+    let path = create(&c, &a.url, &token, "wood.jpg", &bytes).await;
+    let r = patch(&c, &format!("{}{path}", a.url), &token, 0, bytes[..10_000].to_vec().into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(!shared.objects("uploads").is_empty());
+    let r = c
+        .delete(format!("{}{path}", b.url))
+        .bearer_auth(&token)
+        .header(tus::RESUMABLE, tus::VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(shared.objects("uploads").is_empty(), "{:?}", shared.objects("uploads"));
+
+    // Two users hold one photo; another photo is alice's alone. Removing alice deletes only
+    // the blob nobody else holds, from the bucket.
+    let bob = shared.add_user("bob");
+    for (who, name) in [(&token, "aqua.jpg"), (&bob, "aqua.jpg"), (&token, "dune.jpg")] {
+        let bytes = photo(name);
+        let path = create(&c, &a.url, who, name, &bytes).await;
+        finish(&c, &format!("{}{path}", b.url), who, &bytes).await;
+    }
+    assert_eq!(shared.objects("blobs").len(), 2);
+    let removed = shared.command(&["user", "remove", "alice"]).output().unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    let left = shared.objects("blobs");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].0.ends_with(&digest(&photo("aqua.jpg"))));
+    assert_eq!(images(&c, &b.url, &bob).await.len(), 1);
+}
+
+#[test]
+fn a_blob_that_no_longer_matches_its_digest_is_reported_and_not_moved() {
+    let data = tempfile::tempdir().unwrap();
+    let token = photosync_testkit::add_user(Path::new(SERVER), data.path(), "alice");
+    let local = tempfile::tempdir().unwrap();
+    let lib = library(local.path());
+    {
+        let embedded = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+        let state = local.path().join("state.db");
+        let first = photosync(&["sync", lib.to_str().unwrap()], &embedded.url, &token, &state);
+        assert!(first.status.success(), "{first:?}");
+    }
+    // One blob rots on the old disk.
+    let rotten = digest(&photo("dune.jpg"));
+    let path = data.path().join("blobs").join(&rotten[..2]).join(&rotten);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+
+    let shared = Shared::new();
+    let moved = shared
+        .command(&["migrate", "--from", data.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!moved.status.success(), "{moved:?}");
+    let out = stdout(&moved);
+    assert!(out.contains("images: 5 moved"), "{out}");
+    assert!(out.contains("1 failed") && out.contains("no longer hash"), "{out}");
+    // The rest is there; the rotten one is neither recorded nor in the bucket.
+    let blobs = shared.objects("blobs");
+    assert_eq!(blobs.len(), 5);
+    assert!(!blobs.iter().any(|(k, _)| k.ends_with(&rotten)));
+    assert!(shared.objects("uploads").is_empty());
+    // Without --database and --blobs there is nowhere to move to: said, nothing done.
+    let nowhere = Command::new(SERVER)
+        .args(["--data-dir", "/nonexistent", "migrate", "--from"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("--database and --blobs"));
+}
+
+#[test]
+fn bad_backends_are_refused_with_a_clear_message() {
+    let bad_db = Command::new(SERVER)
+        .args(["--database", "mysql://x/y", "user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_db.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_db.stderr).contains("postgres://"));
+    let bad_blobs = Command::new(SERVER)
+        .args(["--blobs", "ftp://x", "user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_blobs.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_blobs.stderr).contains("s3://BUCKET"));
+    // Nothing listens there: the server says so and exits.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let away = Command::new(SERVER)
+        .args(["--database", &format!("postgres://u@127.0.0.1:{port}/db")])
+        .args(["--blobs", "file:/nonexistent/blobs", "user", "list"])
+        .output()
+        .unwrap();
+    assert!(!away.status.success());
+    let said = String::from_utf8_lossy(&away.stderr);
+    assert!(said.contains("cannot open the server's storage"), "{said}");
+}
+
 fn photosync(args: &[&str], server: &str, token: &str, state: &Path) -> Output {
     Command::new(CLIENT)
         .args(args)
