@@ -426,9 +426,15 @@ async fn deleted_uploads_and_removed_users_leave_nothing_in_the_bucket() {
     // An unfinished upload with parts in the bucket, terminated through the other instance.
     let bytes = photo("wood.jpg");
     let path = create(&c, &a.url, &token, "wood.jpg", &bytes).await;
-    let r = patch(&c, &format!("{}{path}", a.url), &token, 0, bytes[..10_000].to_vec().into())
-        .await
-        .unwrap();
+    let r = patch(
+        &c,
+        &format!("{}{path}", a.url),
+        &token,
+        0,
+        bytes[..10_000].to_vec().into(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 204);
     assert!(!shared.objects("uploads").is_empty());
     let r = c
@@ -439,18 +445,29 @@ async fn deleted_uploads_and_removed_users_leave_nothing_in_the_bucket() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert!(shared.objects("uploads").is_empty(), "{:?}", shared.objects("uploads"));
+    assert!(
+        shared.objects("uploads").is_empty(),
+        "{:?}",
+        shared.objects("uploads")
+    );
 
     // Two users hold one photo; another photo is alice's alone. Removing alice deletes only
     // the blob nobody else holds, from the bucket.
     let bob = shared.add_user("bob");
-    for (who, name) in [(&token, "aqua.jpg"), (&bob, "aqua.jpg"), (&token, "dune.jpg")] {
+    for (who, name) in [
+        (&token, "aqua.jpg"),
+        (&bob, "aqua.jpg"),
+        (&token, "dune.jpg"),
+    ] {
         let bytes = photo(name);
         let path = create(&c, &a.url, who, name, &bytes).await;
         finish(&c, &format!("{}{path}", b.url), who, &bytes).await;
     }
     assert_eq!(shared.objects("blobs").len(), 2);
-    let removed = shared.command(&["user", "remove", "alice"]).output().unwrap();
+    let removed = shared
+        .command(&["user", "remove", "alice"])
+        .output()
+        .unwrap();
     assert!(removed.status.success(), "{removed:?}");
     let left = shared.objects("blobs");
     assert_eq!(left.len(), 1, "{left:?}");
@@ -467,7 +484,12 @@ fn a_blob_that_no_longer_matches_its_digest_is_reported_and_not_moved() {
     {
         let embedded = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
         let state = local.path().join("state.db");
-        let first = photosync(&["sync", lib.to_str().unwrap()], &embedded.url, &token, &state);
+        let first = photosync(
+            &["sync", lib.to_str().unwrap()],
+            &embedded.url,
+            &token,
+            &state,
+        );
         assert!(first.status.success(), "{first:?}");
     }
     // One blob rots on the old disk.
@@ -485,7 +507,10 @@ fn a_blob_that_no_longer_matches_its_digest_is_reported_and_not_moved() {
     assert!(!moved.status.success(), "{moved:?}");
     let out = stdout(&moved);
     assert!(out.contains("images: 5 moved"), "{out}");
-    assert!(out.contains("1 failed") && out.contains("no longer hash"), "{out}");
+    assert!(
+        out.contains("1 failed") && out.contains("no longer hash"),
+        "{out}"
+    );
     // The rest is there; the rotten one is neither recorded nor in the bucket.
     let blobs = shared.objects("blobs");
     assert_eq!(blobs.len(), 5);

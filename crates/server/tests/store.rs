@@ -928,6 +928,48 @@ async fn a_postgres_database_newer_than_this_server_is_refused_and_reopening_cha
     assert!(e.to_string().contains("newer than this server"), "{e}");
 }
 
+/// What a database made by today's schema holds (the fixtures), read and added to.
+async fn todays_data_is_kept(store: Arc<dyn Store>) {
+    let carol = "c474d84e50a9920232dbb1016bcfc3cc14be33cfb53127100627bc3e331fa77c";
+    let (id, _) = store.user_by_token_hash(carol).await.unwrap().unwrap();
+    let images = store.list_images(id, &ImageQuery::first(10)).await.unwrap();
+    let names: Vec<(&str, Option<&str>)> = images
+        .iter()
+        .map(|i| (i.name.as_str(), i.folder.as_deref()))
+        .collect();
+    assert_eq!(names, [("aqua.jpg", None), ("garden.jpg", Some("2024"))]);
+    assert!(images.iter().all(|i| i.identifier.is_some()));
+    let users = store.list_users().await.unwrap();
+    assert_eq!(users.len(), 3);
+    // Numbers and ids go on from where they were.
+    assert_eq!(stored(&store, id, "ab", &digest(1), 10).await, 3);
+    assert!(user(&store, "dave").await > 3);
+}
+
+#[tokio::test]
+async fn a_sqlite_database_of_todays_schema_opens_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photosync.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(include_str!("schema-sqlite-v4.sql"))
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    todays_data_is_kept(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_todays_schema_opens_with_its_data() {
+    let url = cluster().new_database().unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    cluster()
+        .sql(name, include_str!("schema-postgres-v1.sql"))
+        .unwrap();
+    let store = PostgresStore::open(&url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    todays_data_is_kept(Arc::new(store)).await;
+}
+
 #[tokio::test]
 async fn a_sqlite_database_newer_than_this_server_is_refused() {
     let dir = tempfile::tempdir().unwrap();
