@@ -139,7 +139,7 @@ async fn migrate(from: &std::path::Path, to: &AppState) -> Result<(), String> {
     let source = AppState::embedded(from, Config::default()).map_err(|e| e.to_string())?;
     let report = photosync_server::move_install(&source, to, |r| {
         let done = r.moved + r.already + r.failed.len() as u64;
-        if done % 100 == 0 {
+        if done.is_multiple_of(100) {
             tracing::info!(done, moved = r.moved, bytes = r.bytes, "moving");
         }
     })
