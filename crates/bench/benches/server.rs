@@ -1,6 +1,6 @@
 //! Server benchmark: prints figures, each beside what it is compared with.
 //!
-//! `cargo bench -p photosync-bench --bench server`
+//! `cargo bench -p photosync-bench --bench server [-- --backend embedded|scale-out|all]`
 //!
 //! 1. Detection latency: batches of 1,000 exact (digest) and near (identifier, a few bits off a
 //!    stored one) lookups against 100,000 and 1,000,000 stored images of one user, over HTTP on
@@ -8,6 +8,11 @@
 //! 2. Upload throughput on loopback: 1 and 16 concurrent uploads of a 20 MB JPEG in 4 MB tus
 //!    parts (every part fsynced), beside the disk's raw sequential write speed in the same run.
 //! 3. Server resident memory with 16 uploads in flight.
+//!
+//! `--backend embedded` (the default) measures SQLite and a local folder. `scale-out` measures
+//! detection on PostgreSQL (a throwaway cluster) and 16 concurrent uploads through one and two
+//! instances sharing PostgreSQL and an S3 bucket (moto on loopback); `all` runs both, so the
+//! embedded figures are the baseline of the same run.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -15,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use photosync_engine::{Client, ServerConfig};
 use photosync_protocol::{tus, Metadata};
+use photosync_testkit::postgres::Postgres;
+use photosync_testkit::s3::Moto;
 use photosync_testkit::{add_user, ServerProcess};
 
 struct Rng(u64);
@@ -64,27 +71,17 @@ fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
                  VALUES (1, ?4, ?1, ?2, ?3, 3000000, 4000, 3000, 'jpeg', 0, ?5)",
             )
             .unwrap();
-        // Real evidence (5.5 kB each) for the first EVIDENCE_ROWS images; `none` beyond, so
-        // that a million rows stay a few hundred MB.
-        let evidence = real_evidence();
-        let mut rng = Rng(0x5EED);
-        for i in 0..n {
-            let digest = blake3::hash(&i.to_le_bytes()).to_hex().to_string();
-            let id = identifier_text(&random_words(&mut rng));
+        each_image(n, |i, digest, id, evidence| {
             insert
                 .execute(rusqlite::params![
                     digest,
                     id,
                     format!("IMG_{i:07}.jpg"),
                     i as i64 + 1,
-                    if i < EVIDENCE_ROWS {
-                        evidence.as_str()
-                    } else {
-                        "none"
-                    }
+                    evidence
                 ])
                 .unwrap();
-        }
+        });
         // Image numbers are per user and come from this counter.
         tx.execute("UPDATE users SET next_image = ?1 WHERE id = 1", [n as i64])
             .unwrap();
@@ -95,6 +92,112 @@ fn populated(work: &Path, bin: &Path, n: u64) -> (PathBuf, String) {
 }
 
 const EVIDENCE_ROWS: u64 = 20_000;
+
+/// The benchmark's `n` stored images: (index, digest, identifier, evidence), the same on every
+/// backend. Real evidence (5.5 kB each) for the first EVIDENCE_ROWS images; `none` beyond, so
+/// that a million rows stay a few hundred MB.
+fn each_image(n: u64, mut f: impl FnMut(u64, &str, &str, &str)) {
+    let evidence = real_evidence();
+    let mut rng = Rng(0x5EED);
+    for i in 0..n {
+        let digest = blake3::hash(&i.to_le_bytes()).to_hex().to_string();
+        let id = identifier_text(&random_words(&mut rng));
+        let e = if i < EVIDENCE_ROWS {
+            evidence.as_str()
+        } else {
+            "none"
+        };
+        f(i, &digest, &id, e);
+    }
+}
+
+/// A scale-out deployment: a PostgreSQL database, an S3 prefix (or a folder), and the
+/// arguments every instance and admin command gets.
+struct ScaleOut {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl ScaleOut {
+    fn new(pg: &Postgres, blobs: Blobs) -> ScaleOut {
+        let database = pg.new_database().unwrap();
+        let (blobs, env) = match blobs {
+            Blobs::Folder(dir) => (format!("file:{}", dir.display()), Vec::new()),
+            Blobs::Bucket(moto, prefix) => (
+                format!("s3://bench/{prefix}"),
+                vec![
+                    ("AWS_ENDPOINT_URL".into(), moto.endpoint()),
+                    ("AWS_ACCESS_KEY_ID".into(), "bench".into()),
+                    ("AWS_SECRET_ACCESS_KEY".into(), "bench".into()),
+                    ("AWS_REGION".into(), "us-east-1".into()),
+                ],
+            ),
+        };
+        ScaleOut {
+            args: vec!["--database".into(), database, "--blobs".into(), blobs],
+            env,
+        }
+    }
+
+    fn command(&self, bin: &Path, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(bin);
+        c.args(&self.args).args(args).envs(self.env.iter().cloned());
+        c
+    }
+
+    fn add_user(&self, bin: &Path) -> String {
+        let out = self
+            .command(bin, &["user", "add", "bench"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn instance(&self, bin: &Path) -> ServerProcess {
+        ServerProcess::spawn(self.command(bin, &["serve", "--listen", "127.0.0.1:0"]))
+    }
+
+    fn database_name(&self) -> &str {
+        self.args[1].rsplit('/').next().unwrap()
+    }
+}
+
+enum Blobs<'a> {
+    Folder(PathBuf),
+    Bucket(&'a Moto, String),
+}
+
+/// A PostgreSQL deployment holding `n` images of user "bench", loaded with COPY.
+fn pg_populated(work: &Path, bin: &Path, pg: &Postgres, n: u64) -> (ScaleOut, String) {
+    let deploy = ScaleOut::new(pg, Blobs::Folder(work.join(format!("pg-blobs-{n}"))));
+    let token = deploy.add_user(bin);
+    let mut tsv = Vec::with_capacity(n as usize * 220);
+    each_image(n, |i, digest, id, evidence| {
+        use std::io::Write;
+        writeln!(
+            tsv,
+            "1\t{}\t{digest}\t{id}\tIMG_{i:07}.jpg\t3000000\t4000\t3000\tjpeg\t0\t{}\t1970-01-01T00:00:00",
+            i + 1,
+            evidence.replace('\\', "\\\\")
+        )
+        .unwrap();
+    });
+    let db = deploy.database_name().to_owned();
+    pg.copy_in(
+        &db,
+        "COPY images (user_id, number, digest, identifier, name, bytes, width, height, format, \
+         uploaded_at, evidence, day) FROM STDIN",
+        &tsv,
+    )
+    .unwrap();
+    pg.sql(
+        &db,
+        &format!("UPDATE users SET next_image = {n} WHERE id = 1; ANALYZE"),
+    )
+    .unwrap();
+    (deploy, token)
+}
 
 /// The evidence of a real photo, as the server stores it.
 fn real_evidence() -> String {
@@ -128,16 +231,30 @@ async fn detect(c: &reqwest::Client, url: &str, token: &str, body: &str) -> (Dur
     (start.elapsed(), text)
 }
 
-async fn detect_latency(work: &Path, bin: &Path) {
-    println!("\n## detection latency, batches of 1,000 lookups, one user");
+async fn detect_latency(work: &Path, bin: &Path, pg: Option<&Postgres>) {
+    let backend = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!("\n## detection latency on {backend}, batches of 1,000 lookups, one user");
     println!(
         "{:>10} {:>13} {:>14} {:>10} {:>10}",
         "stored", "kind", "first (index)", "median", "p99"
     );
     let c = reqwest::Client::new();
     for n in [100_000u64, 1_000_000] {
-        let (dir, token) = populated(work, bin, n);
-        let server = ServerProcess::start(bin, &dir, &[]);
+        let started = Instant::now();
+        let (server, token) = match pg {
+            None => {
+                let (dir, token) = populated(work, bin, n);
+                (ServerProcess::start(bin, &dir, &[]), token)
+            }
+            Some(pg) => {
+                let (deploy, token) = pg_populated(work, bin, pg, n);
+                (deploy.instance(bin), token)
+            }
+        };
+        println!(
+            "{n:>10} stored images ready in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         // Queries: stored digests (exact), and stored identifiers with 8 luma bits flipped under
         // digests the server does not hold (near).
         let mut rng = Rng(0x5EED);
@@ -389,6 +506,49 @@ async fn memory_in_flight(work: &Path, bin: &Path) {
     );
 }
 
+/// 16 concurrent uploads through one and through two instances sharing PostgreSQL and a
+/// bucket; each upload goes to one instance, in turn.
+async fn upload_throughput_scaled(work: &Path, bin: &Path, pg: &Postgres, moto: &Moto) {
+    let base = big_jpeg(work);
+    let mb = base.len() as f64 / 1e6;
+    println!("\n## upload throughput, PostgreSQL + S3 bucket (moto), {mb:.1} MB JPEG, 4 MB parts");
+    for instances in [1usize, 2] {
+        let deploy = ScaleOut::new(pg, Blobs::Bucket(moto, format!("upload-{instances}")));
+        let token = deploy.add_user(bin);
+        let servers: Vec<ServerProcess> = (0..instances).map(|_| deploy.instance(bin)).collect();
+        let clients: Vec<Client> = servers
+            .iter()
+            .map(|s| {
+                Client::new(ServerConfig {
+                    url: s.url.clone(),
+                    token: token.clone(),
+                })
+                .unwrap()
+            })
+            .collect();
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let c = clients[i % instances].clone();
+                let v = variant(&base, 300 + i);
+                tokio::spawn(async move { upload(&c, &format!("{i}.jpg"), &v).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rss: Vec<String> = servers
+            .iter()
+            .map(|s| format!("{} MB", s.status_kb("VmHWM") / 1024))
+            .collect();
+        println!(
+            "16 concurrent uploads, {instances} instance(s): {:.0} MB/s in all (peak RSS {})",
+            16.0 * mb / start.elapsed().as_secs_f64(),
+            rss.join(", ")
+        );
+    }
+}
+
 fn main() {
     let target = photosync_bench::target_dir();
     let work = target.join("bench-server");
@@ -402,9 +562,30 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let args: Vec<String> = std::env::args().collect();
+    let backend = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1))
+        .map_or("embedded", String::as_str);
+    let (embedded, scaled) = match backend {
+        "embedded" => (true, false),
+        "scale-out" => (false, true),
+        "all" => (true, true),
+        other => panic!("--backend {other}: embedded, scale-out or all"),
+    };
     rt.block_on(async {
-        memory_in_flight(&work, &bin).await;
-        upload_throughput(&work, &bin).await;
-        detect_latency(&work, &bin).await;
+        if embedded {
+            memory_in_flight(&work, &bin).await;
+            upload_throughput(&work, &bin).await;
+            detect_latency(&work, &bin, None).await;
+        }
+        if scaled {
+            let pg = Postgres::start().unwrap();
+            let moto = Moto::start().unwrap();
+            moto.create_bucket("bench").unwrap();
+            upload_throughput_scaled(&work, &bin, &pg, &moto).await;
+            detect_latency(&work, &bin, Some(&pg)).await;
+        }
     });
 }

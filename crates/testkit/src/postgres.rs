@@ -227,6 +227,29 @@ impl Postgres {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
+    /// Runs `copy` (`COPY table (columns) FROM STDIN`) in `database` with `data` (text
+    /// format: tab-separated, one row a line) as its input: the fast way to load many rows.
+    pub fn copy_in(&self, database: &str, copy: &str, data: &[u8]) -> Result<(), String> {
+        let mut child = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", database, "-c", copy])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut stdin = child.stdin.take().ok_or("no pipe to psql")?;
+        let written = stdin.write_all(data);
+        drop(stdin);
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        written.map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(())
+    }
+
     /// A new, empty database in the cluster; returns its URL.
     pub fn new_database(&self) -> Result<String, String> {
         let n = self.databases.fetch_add(1, Ordering::SeqCst);
