@@ -526,6 +526,24 @@ fn a_blob_that_no_longer_matches_its_digest_is_reported_and_not_moved() {
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("--database and --blobs"));
 }
 
+#[tokio::test]
+async fn health_answers_without_a_token_and_says_when_the_database_is_gone() {
+    let shared = Shared::new();
+    let server = shared.instance();
+    let c = client();
+    let health = format!("{}/api/v1/health", server.url);
+    let r = c.get(&health).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let name = shared.database.rsplit('/').next().unwrap();
+    postgres()
+        .sql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap();
+    let r = c.get(&health).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "store_unavailable", "{body}");
+}
+
 #[test]
 fn bad_backends_are_refused_with_a_clear_message() {
     let bad_db = Command::new(SERVER)

@@ -69,6 +69,8 @@ pub mod path {
     pub const DETECT: &str = "/api/v1/detect";
     pub const IMAGES: &str = "/api/v1/images";
     pub const ACCOUNT: &str = "/api/v1/account";
+    /// Unauthenticated: 200 while the server can reach its store (load balancers' checks).
+    pub const HEALTH: &str = "/api/v1/health";
 }
 
 /// Response header naming the stored image once an upload is complete (final PATCH, HEAD).

@@ -193,6 +193,23 @@ pub async fn list_images(
 }
 
 /// Whose token this is and what the account holds: what a client shows as "connected as".
+/// `GET /api/v1/health`, without a token: 200 while the store answers, 503 when it does not,
+/// so a load balancer sends no one to an instance that lost its database.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the store does not answer");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the server cannot reach its database",
+            )
+            .into_response()
+        }
+    }
+}
+
 pub async fn account(
     State(state): State<AppState>,
     User(user): User,

@@ -334,6 +334,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(path::IMAGES, get(api::list_images))
         .route(path::ACCOUNT, get(api::account))
+        .route(path::HEALTH, get(api::health))
         .route("/api/v1/images/{id}", get(api::image_info))
         .route("/api/v1/images/{id}/content", get(api::download))
         .route("/api/v1/images/{id}/thumbnail", get(api::thumbnail));

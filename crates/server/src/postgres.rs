@@ -965,6 +965,12 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    async fn ping(&self) -> Result<()> {
+        let c = self.pool.get().await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
     async fn export_users(&self) -> Result<Vec<(UserId, UserRecord)>> {
         let c = self.pool.get().await?;
         let rows = c

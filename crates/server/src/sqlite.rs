@@ -997,6 +997,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ping(&self) -> Result<()> {
+        self.run(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .map(drop)
+    }
+
     async fn export_users(&self) -> Result<Vec<(UserId, UserRecord)>> {
         self.run(|c| {
             let mut s =

@@ -329,6 +329,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (image id, identifier) of the user's images with an id above `after`, for the index.
     async fn identifiers_since(&self, user: UserId, after: i64) -> Result<Vec<(i64, String)>>;
 
+    /// Answers if the store can be reached (a health check).
+    async fn ping(&self) -> Result<()>;
     /// Every user with their token hash, for moving the install.
     async fn export_users(&self) -> Result<Vec<(UserId, UserRecord)>>;
     /// Images of every user in store order after `after` (a `row`), for moving the install.
