@@ -87,7 +87,14 @@ fn io_error(e: object_store::Error) -> io::Error {
 
 impl S3Blobs {
     pub fn open(config: &S3Config) -> io::Result<S3Blobs> {
+        // No limit on a whole request: a download streams from the bucket at the pace of the
+        // client reading it (a video restored over a slow link takes hours); connecting
+        // keeps its timeout.
+        let client = object_store::ClientOptions::new()
+            .with_timeout_disabled()
+            .with_connect_timeout(std::time::Duration::from_secs(10));
         let mut builder = AmazonS3Builder::from_env()
+            .with_client_options(client)
             .with_bucket_name(&config.bucket)
             // Native S3 (since 2024) honours If-None-Match on completing a multipart upload.
             .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
