@@ -27,7 +27,7 @@ pub enum BlobStore {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("{0:?} names no database: use sqlite:PATH or postgres://USER@HOST/DATABASE")]
+    #[error("{0} names no database: use sqlite:PATH or postgres://USER@HOST/DATABASE")]
     Database(String),
     #[error("{0:?} names no blob store: use file:DIR or s3://BUCKET/PREFIX")]
     Blobs(String),
@@ -40,14 +40,24 @@ impl FromStr for Database {
         if let Some(path) = s.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
-                return Err(BackendError::Database(s.to_owned()));
+                return Err(BackendError::Database(format!("{s:?}")));
             }
             return Ok(Database::Sqlite(PathBuf::from(path)));
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             return Ok(Database::Postgres(s.to_owned()));
         }
-        Err(BackendError::Database(s.to_owned()))
+        Err(BackendError::Database(what_it_names(s)))
+    }
+}
+
+/// How an unusable `--database` value is shown: by its scheme only, since it may hold a
+/// password.
+fn what_it_names(s: &str) -> String {
+    match s.split_once("://") {
+        Some((scheme, _)) => format!("a {scheme}:// address"),
+        None if s.contains(':') => format!("{:?}...", s.split(':').next().unwrap_or("")),
+        None => format!("{s:?}"),
     }
 }
 
@@ -96,19 +106,39 @@ impl fmt::Display for BlobStore {
     }
 }
 
-/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db?password=x` as `postgres://user:***@host/db?password=***`.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{name}:***@{host}{tail}")
+    // The user info ends at the last `@` (a password may hold `/`, `?` or `@`).
+    let (user, after) = match rest.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, rest),
+    };
+    let mut shown = format!("{scheme}://");
+    if let Some(user) = user {
+        match user.split_once(':') {
+            Some((name, _)) => shown.push_str(&format!("{name}:***@")),
+            None => shown.push_str(&format!("{user}@")),
         }
-        _ => url.to_owned(),
     }
+    let (place, query) = after
+        .split_once('?')
+        .map_or((after, None), |(p, q)| (p, Some(q)));
+    shown.push_str(place);
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
+    }
+    shown
 }
 
 #[cfg(test)]
@@ -163,5 +193,20 @@ mod tests {
         );
         let plain: Database = "postgres://photos@db.local/photos".parse().unwrap();
         assert_eq!(plain.to_string(), "postgres://photos@db.local/photos");
+        for secret in [
+            "postgres://u:s3/cr3t@h/db",
+            "postgres://u:s3@cr3t@h/db",
+            "postgres://u@h/db?sslmode=disable&password=s3cr3t",
+        ] {
+            let db: Database = secret.parse().unwrap();
+            let shown = db.to_string();
+            assert!(!shown.contains("cr3t"), "{shown}");
+            assert!(shown.contains("@h/db"), "{shown}");
+        }
+        // A value that names no database is not echoed: it may hold a password.
+        let e = "postgresql+asyncpg://u:hunter2@h/db"
+            .parse::<Database>()
+            .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

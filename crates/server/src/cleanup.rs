@@ -38,13 +38,25 @@ pub async fn sweep(state: &AppState) -> Result<(), CleanupError> {
     Ok(())
 }
 
+/// A collector's claim on a doomed blob lapses after this: it died between claiming and
+/// forgetting. Deleting one blob takes far less.
+const CLAIM_LAPSES_AFTER: i64 = 3600;
+
 /// Deletes blobs no image and no verified upload references. A blob is first marked doomed in
-/// the store, which stops new references to it; then its bytes go, then its row. A crash
-/// between the steps leaves it doomed, and the next run finishes the job.
+/// the store, which stops new references to it; then one collector claims it, deletes its
+/// bytes and forgets its row. Several collectors (instances, `user remove`) may run at once;
+/// each blob has one claimant. A crash between the steps leaves it doomed and claimed, and a
+/// run after the claim lapses finishes the job.
 pub async fn collect_garbage(state: &AppState) -> Result<(), CleanupError> {
-    for digest in state.store.doom_unreferenced_blobs().await? {
+    let collector = crate::tus::random_hex::<8>();
+    state.store.doom_unreferenced_blobs().await?;
+    while let Some(digest) = state
+        .store
+        .claim_doomed_blob(&collector, now(), now() - CLAIM_LAPSES_AFTER)
+        .await?
+    {
         state.blobs.delete_blob(&digest).await?;
-        state.store.forget_blob(&digest).await?;
+        state.store.forget_blob(&digest, &collector).await?;
         tracing::info!(blob = %digest, "unreferenced blob deleted");
     }
     Ok(())

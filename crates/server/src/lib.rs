@@ -203,7 +203,18 @@ impl AppState {
     ) -> Result<Self, StartError> {
         let blobs: Arc<dyn Blobs> = match blobs {
             BlobStore::File(dir) => Arc::new(LocalBlobs::open(dir)?),
-            BlobStore::S3(bucket) => Arc::new(S3Blobs::open(bucket)?),
+            BlobStore::S3(bucket) => {
+                if config.max_upload_size > s3::MAX_BLOB {
+                    return Err(StartError::Io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "an S3 blob store keeps files up to {} bytes: lower --max-upload-size",
+                            s3::MAX_BLOB
+                        ),
+                    )));
+                }
+                Arc::new(S3Blobs::open(bucket)?)
+            }
         };
         match database {
             Database::Sqlite(path) => {

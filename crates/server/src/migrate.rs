@@ -3,7 +3,8 @@
 //! stay, so clients go on without noticing. Every blob's bytes are hashed on the way and
 //! must match their digest; an image is recorded in the target only after its blob is there.
 //! Running it again goes on where it stopped: what the target holds already is skipped.
-//! Unfinished uploads are not moved: clients start them again.
+//! Unfinished uploads are not moved: clients start them again. The target's servers should
+//! not run meanwhile: their sweep would take a blob being copied for an abandoned upload.
 
 use std::collections::HashMap;
 use std::io;
@@ -133,26 +134,47 @@ async fn move_image(
     if held.first().and_then(Option::as_ref).map(|i| &i.digest) == Some(&image.digest) {
         return Ok(Moved::Already);
     }
-    let copied = match to.blobs.open(&image.digest, 0).await {
-        Ok(_) => 0, // published by an earlier run, after its bytes were verified
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let mut copied = 0;
+    let mut tries = 0;
+    let recorded = loop {
+        if !target_has(to, &image.digest).await? {
             match copy_blob(from, to, &image.digest).await? {
-                Ok(bytes) => bytes,
+                Ok(bytes) => copied += bytes,
                 Err(why) => return Ok(Moved::Failed(why)),
             }
         }
-        Err(e) => return Err(e.into()),
+        match to.store.import_image(record.number, &image).await {
+            Ok(recorded) => break recorded,
+            // A collector on the target is deleting these bytes this moment: once it is
+            // done, they are copied again.
+            Err(StoreError::BlobBusy) if tries < 30 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(MoveError::Target(e)),
+        }
     };
-    let recorded = to
-        .store
-        .import_image(record.number, &image)
-        .await
-        .map_err(MoveError::Target)?;
+    // Recorded, the image holds its blob; but a collector that claimed the blob before may
+    // have deleted it since. Then the bytes go again.
+    if !target_has(to, &image.digest).await? {
+        match copy_blob(from, to, &image.digest).await? {
+            Ok(bytes) => copied += bytes,
+            Err(why) => return Ok(Moved::Failed(why)),
+        }
+    }
     Ok(if recorded {
         Moved::New(copied)
     } else {
         Moved::Already
     })
+}
+
+async fn target_has(to: &AppState, digest: &str) -> io::Result<bool> {
+    match to.blobs.open(digest, 0).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Copies one blob through the target's own upload path, hashing the bytes as they go; the

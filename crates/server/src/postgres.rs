@@ -26,7 +26,7 @@ use crate::store::{
 };
 
 /// The schema this code reads and writes, kept in `photosync_schema`.
-const VERSION: i64 = 1;
+const VERSION: i64 = 2;
 
 /// Each step brings the schema one version up; step `i` makes version `i + 1`. Steps are
 /// only ever appended.
@@ -90,6 +90,10 @@ CREATE TABLE blobs (
     digest TEXT PRIMARY KEY,
     doomed BOOLEAN NOT NULL DEFAULT FALSE
 );
+",
+    // Version 2: one collector per doomed blob (SQLite's version 5).
+    "
+ALTER TABLE blobs ADD COLUMN collector TEXT, ADD COLUMN claimed_at BIGINT;
 ",
 ];
 
@@ -203,6 +207,20 @@ impl PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// Takes the blob lock's shared side for this transaction, or answers `BlobBusy` while the
+/// collector holds it: a request never waits on a pooled connection for a collection pass.
+async fn blob_lock_shared(tx: &impl GenericClient) -> Result<()> {
+    let got: bool = tx
+        .query_one("SELECT pg_try_advisory_xact_lock_shared($1)", &[&BLOB_LOCK])
+        .await?
+        .get(0);
+    if got {
+        Ok(())
+    } else {
+        Err(StoreError::BlobBusy)
     }
 }
 
@@ -440,7 +458,7 @@ impl Store for PostgresStore {
         let c = self.pool.get().await?;
         let rows = c
             .query(
-                &format!("{USER_SUMMARY} GROUP BY u.id ORDER BY u.name"),
+                &format!("{USER_SUMMARY} GROUP BY u.id ORDER BY u.name COLLATE \"C\""),
                 &[],
             )
             .await?;
@@ -655,8 +673,7 @@ impl Store for PostgresStore {
     async fn verify_upload(&self, id: &str, holder: &str, digest: &str) -> Result<()> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&BLOB_LOCK])
-            .await?;
+        blob_lock_shared(&tx).await?;
         tx.execute(
             "INSERT INTO blobs (digest) VALUES ($1) ON CONFLICT (digest) DO NOTHING",
             &[&digest],
@@ -686,9 +703,11 @@ impl Store for PostgresStore {
         let tx = c.transaction().await?;
         // The user's row first: two completions of the same bytes number one image.
         lock_user(&tx, img.user_id).await?;
+        // The upload row too: deleting it (expiry, DELETE) waits until the image that holds
+        // the blob is committed, so the collector never sees the blob held by neither.
         let verified: Option<String> = tx
             .query_opt(
-                "SELECT verified FROM uploads WHERE id = $1 AND user_id = $2",
+                "SELECT verified FROM uploads WHERE id = $1 AND user_id = $2 FOR UPDATE",
                 &[&id, &img.user_id],
             )
             .await?
@@ -779,32 +798,51 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn doom_unreferenced_blobs(&self) -> Result<Vec<String>> {
+    async fn doom_unreferenced_blobs(&self) -> Result<u64> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&BLOB_LOCK])
             .await?;
-        tx.execute(
-            "UPDATE blobs SET doomed = TRUE WHERE NOT doomed
-               AND NOT EXISTS (SELECT 1 FROM images i WHERE i.digest = blobs.digest)
-               AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.verified = blobs.digest)",
-            &[],
-        )
-        .await?;
         let doomed = tx
-            .query("SELECT digest FROM blobs WHERE doomed", &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .execute(
+                "UPDATE blobs SET doomed = TRUE WHERE NOT doomed
+                   AND NOT EXISTS (SELECT 1 FROM images i WHERE i.digest = blobs.digest)
+                   AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.verified = blobs.digest)",
+                &[],
+            )
+            .await?;
         tx.commit().await?;
         Ok(doomed)
     }
 
-    async fn forget_blob(&self, digest: &str) -> Result<()> {
+    async fn claim_doomed_blob(
+        &self,
+        collector: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<Option<String>> {
         let c = self.pool.get().await?;
-        c.execute("DELETE FROM blobs WHERE digest = $1 AND doomed", &[&digest])
+        // SKIP LOCKED: two collectors claiming at once take different blobs.
+        let row = c
+            .query_opt(
+                "UPDATE blobs SET collector = $1, claimed_at = $2
+                 WHERE digest = (SELECT digest FROM blobs WHERE doomed
+                                   AND (collector IS NULL OR claimed_at < $3)
+                                 LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING digest",
+                &[&collector, &now, &stale_before],
+            )
             .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn forget_blob(&self, digest: &str, collector: &str) -> Result<()> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "DELETE FROM blobs WHERE digest = $1 AND doomed AND collector = $2",
+            &[&digest, &collector],
+        )
+        .await?;
         Ok(())
     }
 
@@ -870,7 +908,7 @@ impl Store for PostgresStore {
             .prepare_cached(&format!(
                 "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = $1 AND number > $2
                    AND ($4::TEXT IS NULL OR day >= $4) AND ($5::TEXT IS NULL OR day < $5)
-                   AND ($6::TEXT IS NULL OR name ILIKE $6)
+                   AND ($6::TEXT IS NULL OR name COLLATE \"C\" ILIKE $6)
                  ORDER BY number LIMIT $3"
             ))
             .await?;
@@ -1077,8 +1115,7 @@ impl Store for PostgresStore {
             Some(d) => return Err(number_taken(number, &d)),
             None => {}
         }
-        tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&BLOB_LOCK])
-            .await?;
+        blob_lock_shared(&tx).await?;
         tx.execute(
             "INSERT INTO blobs (digest) VALUES ($1) ON CONFLICT (digest) DO NOTHING",
             &[&img.digest],

@@ -72,7 +72,12 @@ const PART_BUFFER: usize = 8 << 20;
 pub struct S3Blobs {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// Blobs composed in memory at once (each up to [`IN_MEMORY_MAX`]).
+    composing: Arc<tokio::sync::Semaphore>,
 }
+
+/// Largest object S3 copies in one step, so the largest blob this store can publish.
+pub const MAX_BLOB: u64 = 5 << 30;
 
 fn io_error(e: object_store::Error) -> io::Error {
     let kind = match &e {
@@ -117,6 +122,7 @@ impl S3Blobs {
         Ok(S3Blobs {
             store: Arc::new(store),
             prefix: Path::from(config.prefix.as_str()),
+            composing: Arc::new(tokio::sync::Semaphore::new(4)),
         })
     }
 
@@ -225,7 +231,7 @@ fn part_name(start: u64) -> String {
 }
 
 /// The parts that hold bytes `0..offset`, one after another; `UnexpectedEof` if they stop
-/// short, `InvalidData` if they overlap it or leave a gap.
+/// short, overlap it or leave a gap: the stored bytes are lost, and the upload starts again.
 fn chain(parts: &[(u64, u64, Path)], offset: u64) -> io::Result<Vec<(u64, u64, Path)>> {
     let mut end = 0;
     let mut kept = Vec::new();
@@ -235,7 +241,7 @@ fn chain(parts: &[(u64, u64, Path)], offset: u64) -> io::Result<Vec<(u64, u64, P
         }
         if *start != end || start + len > offset {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
+                io::ErrorKind::UnexpectedEof,
                 format!("the upload's stored parts do not run on at byte {end}"),
             ));
         }
@@ -270,11 +276,11 @@ impl PartWriter for S3Part {
                     .blobs
                     .upload_dir(&self.upload)
                     .child(part_name(self.start));
-                self.writer.insert(BufWriter::with_capacity(
-                    self.blobs.store.clone(),
-                    key,
-                    PART_BUFFER,
-                ))
+                // Two pieces in flight at most: a PATCH holds about 3 × 8 MiB, whatever its size.
+                self.writer.insert(
+                    BufWriter::with_capacity(self.blobs.store.clone(), key, PART_BUFFER)
+                        .with_max_concurrency(2),
+                )
             }
         };
         writer.write_all(bytes).await?;
@@ -326,11 +332,10 @@ impl PartWriter for S3Part {
                 .compose(&self.upload, self.start, digest, &target)
                 .await?;
         }
-        // Visible first, then the parts go: a crash between leaves parts to publish again.
-        let (_, parts) = self.blobs.listing(&self.upload).await?;
-        let mut keys: Vec<Path> = parts.into_iter().map(|(_, _, k)| k).collect();
-        keys.push(self.blobs.upload_dir(&self.upload).child("created"));
-        self.blobs.delete_all(keys).await
+        // Visible first, then the upload's storage goes, its marker first: a crash between
+        // leaves either everything to publish again, or no marker (the upload is then
+        // completed from the published blob) and parts the sweep removes.
+        self.blobs.discard(&self.upload).await
     }
 }
 
@@ -346,6 +351,7 @@ impl S3Blobs {
     ) -> io::Result<()> {
         let store = &self.store;
         if length <= IN_MEMORY_MAX {
+            let _permit = self.composing.acquire().await.map_err(io::Error::other)?;
             let mut bytes = Vec::with_capacity(length as usize);
             self.read_parts(upload, length, |chunk| {
                 bytes.extend_from_slice(chunk);
@@ -366,7 +372,8 @@ impl S3Blobs {
             );
         }
         let staging = self.key(&["staging", &format!("{upload}-{digest}")]);
-        let mut writer = BufWriter::with_capacity(store.clone(), staging.clone(), PART_BUFFER);
+        let mut writer = BufWriter::with_capacity(store.clone(), staging.clone(), PART_BUFFER)
+            .with_max_concurrency(2);
         let mut hasher = blake3::Hasher::new();
         for (_, _, key) in self.stored_parts(upload, length).await? {
             let mut stream = store.get(&key).await.map_err(io_error)?.into_stream();
@@ -454,10 +461,13 @@ impl Blobs for S3Blobs {
     }
 
     async fn discard(&self, upload: &str) -> io::Result<()> {
+        // The marker first: half a discard is an upload without storage, never one whose
+        // stored parts have holes.
+        self.delete_all(vec![self.upload_dir(upload).child("created")])
+            .await?;
         let (_, parts) = self.listing(upload).await?;
-        let mut keys: Vec<Path> = parts.into_iter().map(|(_, _, k)| k).collect();
-        keys.push(self.upload_dir(upload).child("created"));
-        self.delete_all(keys).await
+        self.delete_all(parts.into_iter().map(|(_, _, k)| k).collect())
+            .await
     }
 
     async fn part_ids(&self) -> io::Result<Vec<String>> {
@@ -562,14 +572,13 @@ mod tests {
             io::ErrorKind::UnexpectedEof
         );
         // A part across the offset, or a gap: the stored bytes cannot be trusted.
-        assert_eq!(
-            chain(&p, 20).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
+        let e = chain(&p, 20).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("do not run on"), "{e}");
         let gap = parts(&[(0, 10), (12, 5)]);
         assert_eq!(
             chain(&gap, 17).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
+            io::ErrorKind::UnexpectedEof
         );
         assert!(part_name(5) < part_name(40) && part_name(40) < part_name(1 << 40));
     }

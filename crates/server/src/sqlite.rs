@@ -31,7 +31,7 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// The schema this code reads and writes; `PRAGMA user_version` holds the database's.
-const VERSION: i64 = 4;
+const VERSION: i64 = 5;
 
 /// Version 3. Users and per-user image numbers are never reused (AUTOINCREMENT and a counter);
 /// `blobs` lists published blobs, for collecting those nothing references; `name_bytes` is a
@@ -39,7 +39,8 @@ const VERSION: i64 = 4;
 /// own verification data of an image (`e1;...`), `none` for a file that is not one, NULL until
 /// it has been computed (version 3); `folder` is where the file lay below the folder it was
 /// synced from, `taken` its capture time, and `day` what lists sort and filter by (the capture
-/// time, else the modification time, else the upload, in UTC; version 4).
+/// time, else the modification time, else the upload, in UTC; version 4); a doomed blob's
+/// `collector` and `claimed_at` say who is deleting it (version 5).
 const SCHEMA: &str = "
 CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -95,7 +96,9 @@ CREATE INDEX images_unverified ON images(id) WHERE evidence IS NULL;
 CREATE INDEX images_day ON images(user_id, day, number);
 CREATE TABLE blobs (
     digest TEXT PRIMARY KEY,
-    doomed INTEGER NOT NULL DEFAULT 0
+    doomed INTEGER NOT NULL DEFAULT 0,
+    collector TEXT,
+    claimed_at INTEGER
 );
 ";
 
@@ -147,6 +150,12 @@ ALTER TABLE images ADD COLUMN folder TEXT;
 ALTER TABLE images ADD COLUMN taken TEXT;
 ALTER TABLE images ADD COLUMN day TEXT NOT NULL DEFAULT '';
 CREATE INDEX images_day ON images(user_id, day, number);
+";
+
+/// Version 4 to 5: one collector per doomed blob.
+const MIGRATE_4_TO_5: &str = "
+ALTER TABLE blobs ADD COLUMN collector TEXT;
+ALTER TABLE blobs ADD COLUMN claimed_at INTEGER;
 ";
 
 impl SqliteStore {
@@ -228,8 +237,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             if version < 3 {
                 tx.execute_batch(MIGRATE_2_TO_3)?;
             }
-            tx.execute_batch(MIGRATE_3_TO_4)?;
-            fill_days(&tx)?;
+            if version < 4 {
+                tx.execute_batch(MIGRATE_3_TO_4)?;
+                fill_days(&tx)?;
+            }
+            tx.execute_batch(MIGRATE_4_TO_5)?;
         } else if has_tables {
             // Version 0 is rebuilt into the current tables at once.
             tx.execute_batch(MIGRATE_0_TO_1)?;
@@ -827,31 +839,45 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn doom_unreferenced_blobs(&self) -> Result<Vec<String>> {
+    async fn doom_unreferenced_blobs(&self) -> Result<u64> {
         self.run(move |c| {
-            let tx = immediate(c)?;
-            tx.execute(
+            Ok(c.execute(
                 "UPDATE blobs SET doomed = 1 WHERE doomed = 0
                    AND NOT EXISTS (SELECT 1 FROM images i WHERE i.digest = blobs.digest)
                    AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.verified = blobs.digest)",
                 [],
-            )?;
-            let doomed = tx
-                .prepare("SELECT digest FROM blobs WHERE doomed = 1")?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            tx.commit()?;
-            Ok(doomed)
+            )? as u64)
         })
         .await
     }
 
-    async fn forget_blob(&self, digest: &str) -> Result<()> {
-        let digest = digest.to_owned();
+    async fn claim_doomed_blob(
+        &self,
+        collector: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<Option<String>> {
+        let collector = collector.to_owned();
+        self.run(move |c| {
+            Ok(c.query_row(
+                "UPDATE blobs SET collector = ?1, claimed_at = ?2
+                 WHERE digest = (SELECT digest FROM blobs WHERE doomed = 1
+                                   AND (collector IS NULL OR claimed_at < ?3) LIMIT 1)
+                 RETURNING digest",
+                params![collector, now, stale_before],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn forget_blob(&self, digest: &str, collector: &str) -> Result<()> {
+        let (digest, collector) = (digest.to_owned(), collector.to_owned());
         self.run(move |c| {
             c.execute(
-                "DELETE FROM blobs WHERE digest = ?1 AND doomed = 1",
-                [digest],
+                "DELETE FROM blobs WHERE digest = ?1 AND doomed = 1 AND collector = ?2",
+                params![digest, collector],
             )?;
             Ok(())
         })

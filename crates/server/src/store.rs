@@ -305,11 +305,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Ids of all uploads, for finding part files whose upload is gone.
     async fn upload_ids(&self) -> Result<Vec<String>>;
 
-    /// Marks blobs no image and no verified upload references as doomed, and returns every
-    /// doomed blob. A doomed blob cannot be referenced again until `forget_blob`.
-    async fn doom_unreferenced_blobs(&self) -> Result<Vec<String>>;
-    /// Forgets a doomed blob once its bytes are deleted.
-    async fn forget_blob(&self, digest: &str) -> Result<()>;
+    /// Marks blobs no image and no verified upload references as doomed; returns how many it
+    /// marked. A doomed blob cannot be referenced again until `forget_blob`.
+    async fn doom_unreferenced_blobs(&self) -> Result<u64>;
+    /// Claims a doomed blob for `collector` to delete: one no one claimed, or whose claim was
+    /// made before `stale_before` (its collector died). One claimant at a time, so two
+    /// collectors never both delete a blob that one of them forgot and an upload then
+    /// published again. None when every doomed blob is claimed.
+    async fn claim_doomed_blob(
+        &self,
+        collector: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<Option<String>>;
+    /// Forgets a doomed blob once its claimant deleted its bytes.
+    async fn forget_blob(&self, digest: &str, collector: &str) -> Result<()>;
 
     async fn image(&self, user: UserId, id: i64) -> Result<Option<(ImageInfo, Option<String>)>>;
     async fn images_by_digest(

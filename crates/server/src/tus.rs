@@ -1012,7 +1012,12 @@ async fn resume_completion(
     match state.blobs.open_part(&upload.id, upload.length).await {
         Ok(part) => return finish(state, upload, holder, part).await.map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(busy()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // No stored bytes, or not all of them.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+            ) => {}
         Err(e) => return Err(e.into()),
     }
     // No part file: published just before a crash, if its digest was verified and recorded
@@ -1022,8 +1027,9 @@ async fn resume_completion(
             return record(state, upload, digest).await.map(Some);
         }
     }
-    tracing::warn!(upload = %upload.id, "all bytes acknowledged but none stored; upload reset");
+    tracing::warn!(upload = %upload.id, "all bytes acknowledged but not all stored; upload reset");
     state.store.reset_upload(&upload.id, holder).await?;
+    state.blobs.discard(&upload.id).await?;
     state.blobs.create_part(&upload.id).await?;
     Ok(None)
 }

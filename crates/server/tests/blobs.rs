@@ -79,6 +79,7 @@ contract!(
     bytes_past_the_offset_are_dropped_and_missing_ones_said,
     discarded_uploads_leave_nothing,
     the_same_bytes_published_twice_at_once_are_one_blob,
+    a_published_blob_is_never_replaced,
     a_large_blob_is_composed_from_small_parts,
     thumbnails_are_kept_beside_their_blob_and_go_with_it,
     reads_start_anywhere_and_missing_blobs_are_not_found,
@@ -211,6 +212,25 @@ async fn the_same_bytes_published_twice_at_once_are_one_blob(blobs: Arc<dyn Blob
         t.await.unwrap().unwrap();
     }
     assert_eq!(read(&blobs, &digest, 0).await.1, bytes);
+    assert!(blobs.part_ids().await.unwrap().is_empty());
+}
+
+/// Publishing is a write-once: bytes published under a name stay, whatever is published
+/// under it later. (Real callers only publish verified bytes; here the second publish lies,
+/// so a replacement would show.)
+async fn a_published_blob_is_never_replaced(blobs: Arc<dyn Blobs>) {
+    let real = noise(30_000, 10);
+    let digest = hex(&real);
+    blobs.create_part("20").await.unwrap();
+    send(&blobs, "20", &real, &[10_000]).await;
+    let w = blobs.open_part("20", 30_000).await.unwrap();
+    w.publish(&digest).await.unwrap();
+    let lie = noise(777, 11);
+    blobs.create_part("21").await.unwrap();
+    send(&blobs, "21", &lie, &[777]).await;
+    let w = blobs.open_part("21", 777).await.unwrap();
+    w.publish(&digest).await.unwrap();
+    assert_eq!(read(&blobs, &digest, 0).await, (30_000, real));
     assert!(blobs.part_ids().await.unwrap().is_empty());
 }
 

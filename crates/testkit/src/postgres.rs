@@ -127,13 +127,26 @@ impl Postgres {
             let port = free_port()?;
             match Self::run(&bin, &dir, &data, port) {
                 Ok(pg) => return Ok(pg),
-                Err(e) => last = e,
+                Err((failed, e)) => {
+                    // Its keeper must leave the cluster's files for the next try.
+                    let keep = dir.join(".keep");
+                    std::fs::write(&keep, b"").map_err(|e| e.to_string())?;
+                    drop(failed);
+                    let _ = std::fs::remove_file(&keep);
+                    last = e;
+                }
             }
         }
         Err(last)
     }
 
-    fn run(bin: &Path, dir: &Path, data: &Path, port: u16) -> Result<Postgres, String> {
+    /// Starts the server on `port`; on failure, the stopped attempt (to drop) and why.
+    fn run(
+        bin: &Path,
+        dir: &Path,
+        data: &Path,
+        port: u16,
+    ) -> Result<Postgres, (Option<Postgres>, String)> {
         // Durability is not what a throwaway cluster tests: fsync off keeps it fast.
         let script = format!(
             "{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
@@ -143,7 +156,7 @@ impl Postgres {
              cat > /dev/null
              kill -INT $pid 2>/dev/null
              wait $pid
-             rm -rf {dir}",
+             [ -e {dir}/.keep ] || rm -rf {dir}",
             postgres = quote(&bin.join("postgres")),
             data = quote(data),
             dir = quote(dir),
@@ -152,8 +165,11 @@ impl Postgres {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
-            .map_err(|e| e.to_string())?;
-        let stdin = child.stdin.take().ok_or("no pipe to the cluster")?;
+            .map_err(|e| (None, e.to_string()))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or((None, "no pipe to the cluster".to_owned()))?;
         let pg = Postgres {
             port,
             bin: bin.to_path_buf(),
@@ -179,7 +195,10 @@ impl Postgres {
                 .is_some();
             if exited || Instant::now() > deadline {
                 let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-                return Err(format!("PostgreSQL did not start on port {port}: {log}"));
+                return Err((
+                    Some(pg),
+                    format!("PostgreSQL did not start on port {port}: {log}"),
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
