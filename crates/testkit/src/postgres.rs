@@ -146,7 +146,7 @@ impl Postgres {
         dir: &Path,
         data: &Path,
         port: u16,
-    ) -> Result<Postgres, (Option<Postgres>, String)> {
+    ) -> Result<Postgres, (Option<Box<Postgres>>, String)> {
         // Durability is not what a throwaway cluster tests: fsync off keeps it fast.
         let script = format!(
             "{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
@@ -196,7 +196,7 @@ impl Postgres {
             if exited || Instant::now() > deadline {
                 let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
                 return Err((
-                    Some(pg),
+                    Some(Box::new(pg)),
                     format!("PostgreSQL did not start on port {port}: {log}"),
                 ));
             }
