@@ -48,7 +48,7 @@ async fn click(c: &Client, id: &str) {
         js(
             c,
             "if (!window.__clicks) { window.__clicks = []; \
-             document.addEventListener('click', (e) => window.__clicks.push(e.target.closest('[id]')?.id || e.target.tagName), true); } \
+             document.addEventListener('click', (e) => { for (const n of e.composedPath()) if (n.id) window.__clicks.push(n.id); }, true); } \
              window.__clicks.length = 0; return true;",
         )
         .await;
