@@ -895,6 +895,10 @@ async fn receive_part(
             ));
         }
     }
+    // The lease once more before the part is made durable: a writer that lost it (a stall
+    // longer than the lease) stores nothing, which matters where the blob store has no lock
+    // of its own (a bucket).
+    renew(state, upload, holder).await?;
     part.commit().await.map_err(write_error)?;
     let new_offset = upload.offset + received;
     let expires = expiry(state, now());
