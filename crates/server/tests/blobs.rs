@@ -8,8 +8,11 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use photosync_protocol::tus;
 use photosync_server::blobs::Blobs;
-use photosync_server::{LocalBlobs, S3Blobs, S3Config};
+use photosync_server::{
+    token_hash, AppState, BlobStore, Config, Database, LocalBlobs, S3Blobs, S3Config,
+};
 use photosync_testkit::s3::Moto;
 use tokio::io::AsyncReadExt;
 
@@ -35,17 +38,21 @@ async fn folder() -> Backend {
     }
 }
 
-async fn bucket() -> Backend {
+/// A fresh prefix in the test bucket.
+fn bucket_config() -> S3Config {
     static N: AtomicUsize = AtomicUsize::new(0);
     let prefix = format!("test-{}", N.fetch_add(1, Ordering::SeqCst));
-    let config = S3Config {
+    S3Config {
         endpoint: Some(moto().endpoint()),
         region: Some("us-east-1".into()),
         credentials: Some(("test".into(), "test".into())),
         ..S3Config::new("photos", &prefix)
-    };
+    }
+}
+
+async fn bucket() -> Backend {
     Backend {
-        blobs: Arc::new(S3Blobs::open(&config).unwrap()),
+        blobs: Arc::new(S3Blobs::open(&bucket_config()).unwrap()),
         _dir: None,
     }
 }
@@ -307,4 +314,71 @@ async fn reads_start_anywhere_and_missing_blobs_are_not_found(blobs: Arc<dyn Blo
     assert_eq!(w.digest().await.unwrap().to_hex().to_string(), empty);
     w.publish(&empty).await.unwrap();
     assert_eq!(read(&blobs, &empty, 0).await, (0, Vec::new()));
+}
+
+/// A server on the bucket, whose uploads expire after a second and whose sweeper runs every
+/// 100 ms: an abandoned upload's part objects leave the bucket with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_upload_leaves_no_part_objects_in_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bucket_config();
+    let prefix = config.prefix.clone();
+    let state = AppState::open(
+        &Database::Sqlite(dir.path().join("photosync.db")),
+        &BlobStore::S3(config),
+        Config {
+            upload_ttl: std::time::Duration::from_secs(1),
+            sweep_interval: std::time::Duration::from_millis(100),
+            ..Config::default()
+        },
+    )
+    .await
+    .unwrap();
+    state
+        .store
+        .create_user("alice", &token_hash("psk_alice"), 0, None)
+        .await
+        .unwrap();
+    let url = photosync_server::spawn_local(state).await.unwrap();
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{url}/files/"))
+        .bearer_auth("psk_alice")
+        .header(tus::RESUMABLE, tus::VERSION)
+        .header(tus::UPLOAD_LENGTH, 50_000)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let loc = format!("{url}{}", r.headers()["location"].to_str().unwrap());
+    let r = c
+        .patch(&loc)
+        .bearer_auth("psk_alice")
+        .header(tus::RESUMABLE, tus::VERSION)
+        .header("content-type", tus::OFFSET_CONTENT_TYPE)
+        .header(tus::UPLOAD_OFFSET, 0)
+        .body(noise(20_000, 12))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let objects = || {
+        moto()
+            .list("photos", &format!("{prefix}/uploads/"))
+            .unwrap()
+    };
+    assert_eq!(objects().len(), 2, "{:?}", objects()); // the marker and one part
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !objects().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{:?}", objects());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let r = c
+        .head(&loc)
+        .bearer_auth("psk_alice")
+        .header(tus::RESUMABLE, tus::VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
