@@ -68,10 +68,19 @@ pub fn app_paths() -> Result<Paths, String> {
 #[derive(Debug, Serialize)]
 pub struct ConnectionReport {
     pub ok: bool,
-    /// "ok", "unreachable", "bad_token", "not_photosync" or "error".
+    /// "ok", "unreachable", "bad_token", "not_photosync", "incompatible" or "error".
     pub kind: &'static str,
     pub message: String,
     pub detail: Option<String>,
+}
+
+/// "the server..." as "The server...".
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 impl From<Connection> for ConnectionReport {
@@ -98,6 +107,11 @@ impl From<Connection> for ConnectionReport {
                 "not_photosync",
                 "Something answers at this address, but it is not a Photosync server.".to_owned(),
                 Some(why),
+            ),
+            incompatible @ Connection::Incompatible(_) => (
+                "incompatible",
+                format!("{}.", capitalised(&incompatible.to_string())),
+                None,
             ),
         };
         ConnectionReport {

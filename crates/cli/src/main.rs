@@ -16,7 +16,7 @@ use photosync_identify::{identify_all, Limits};
 #[derive(Debug, Parser)]
 #[command(
     name = "photosync",
-    version,
+    version = photosync_cli::VERSION,
     about = "Back up photo folders to your own server"
 )]
 struct Cli {
@@ -191,7 +191,7 @@ fn run_status(target: Target) -> ExitCode {
             "the server could not be reached ({}); this is the local state only\n",
             output::escape_text(&why.to_string())
         )),
-        Connection::BadToken | Connection::NotPhotosync(_) => {
+        Connection::BadToken | Connection::NotPhotosync(_) | Connection::Incompatible(_) => {
             tracing::error!("{}: {connection}", options.server.url);
             return ExitCode::from(2);
         }

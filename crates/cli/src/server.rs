@@ -10,7 +10,7 @@ use photosync_server::{new_token, token_hash, AppState, BlobStore, Config, Datab
 #[derive(Debug, Parser)]
 #[command(
     name = "photosync-server",
-    version,
+    version = photosync_cli::VERSION,
     about = "The server your photos are backed up to"
 )]
 struct Cli {
@@ -258,6 +258,7 @@ async fn main() -> ExitCode {
             max_unfinished_bytes: *max_unfinished_bytes,
             min_free_space: *min_free_space,
             cors_origins: cors_origins.clone(),
+            commit: photosync_cli::COMMIT.into(),
             ..Config::default()
         },
         Command::User(_) | Command::Migrate { .. } => Config::default(),

@@ -810,3 +810,102 @@ fn watch_started_before_its_server_ends_on_ctrl_c_with_only_standing_failures() 
     assert!(text.starts_with("uploaded 2,"), "{text}");
     assert!(text.contains("failed 0"), "{text}");
 }
+
+/// A stand-in for a server of another protocol: it answers the image list as a Photosync
+/// server does, and `GET /api/v1/version` with `version`. Returns its URL.
+fn server_speaking(version: serde_json::Value) -> String {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let (status, body) = if first.contains("/api/v1/version") {
+                ("200 OK", version.to_string())
+            } else if first.contains("/api/v1/images") {
+                ("200 OK", r#"{"images":[]}"#.to_owned())
+            } else {
+                (
+                    "404 Not Found",
+                    r#"{"code":"not_found","message":"no"}"#.to_owned(),
+                )
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn versions_are_printed_and_a_server_of_another_protocol_is_named() {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_owned(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        });
+    let release = env!("CARGO_PKG_VERSION");
+    for (bin, name) in [(CLIENT, "photosync"), (SERVER, "photosync-server")] {
+        let out = Command::new(bin).arg("--version").output().unwrap();
+        assert_eq!(stdout(&out), format!("{name} {release} ({commit})\n"));
+    }
+
+    // The server says the same without a token, with the protocols it speaks.
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(Path::new(SERVER), data.path(), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let info: serde_json::Value = rt.block_on(async {
+        let r = reqwest::get(format!("{}/api/v1/version", server.url))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+    });
+    assert_eq!(info["version"], release);
+    assert_eq!(info["commit"], commit.as_str());
+    assert_eq!(info["protocol"], photosync_protocol::PROTOCOL);
+
+    // A server too new or too old for this client: said plainly, with which side to upgrade.
+    let local = tempfile::tempdir().unwrap();
+    let state = local.path().join("state.db");
+    for (protocol, upgrade) in [
+        (99, "upgrade Photosync on this computer"),
+        (0, "upgrade the server"),
+    ] {
+        let url = server_speaking(serde_json::json!({
+            "version": "9.9.9", "commit": "abc", "protocol": protocol, "oldest_protocol": protocol,
+        }));
+        let out = run(&mut photosync(&["status"], &url, "psk_any", &state));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("photosync-server 9.9.9 (protocol {protocol})"))
+                && err.contains(upgrade),
+            "{err}"
+        );
+    }
+    // One that speaks ours among others is fine.
+    let url = server_speaking(serde_json::json!({
+        "version": "1.5.0", "commit": "abc", "protocol": 7, "oldest_protocol": 1,
+    }));
+    let out = run(&mut photosync(&["status"], &url, "psk_any", &state));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -262,6 +262,8 @@ pub enum Connection {
     BadToken,
     /// Something answered, but not as a Photosync server does.
     NotPhotosync(String),
+    /// A Photosync server of protocols this build does not speak.
+    Incompatible(Box<photosync_protocol::VersionInfo>),
 }
 
 impl std::fmt::Display for Connection {
@@ -271,6 +273,21 @@ impl std::fmt::Display for Connection {
             Connection::Unreachable(why) => write!(f, "the server cannot be reached: {why}"),
             Connection::BadToken => write!(f, "the server refused the token"),
             Connection::NotPhotosync(why) => write!(f, "this is not a Photosync server ({why})"),
+            Connection::Incompatible(server) => {
+                let upgrade = if server.protocol < photosync_protocol::OLDEST_PROTOCOL {
+                    "upgrade the server"
+                } else {
+                    "upgrade Photosync on this computer"
+                };
+                write!(
+                    f,
+                    "the server runs photosync-server {} (protocol {}), which this Photosync \
+                     (protocol {}) cannot talk to: {upgrade}",
+                    server.version,
+                    server.protocol,
+                    photosync_protocol::PROTOCOL
+                )
+            }
         }
     }
 }
@@ -312,7 +329,7 @@ impl Client {
         let list = from_json::<photosync_protocol::ImageList>(&bytes);
         let api_error = from_json::<ApiError>(&bytes);
         match status {
-            200 if list.is_ok() => Connection::Ok,
+            200 if list.is_ok() => self.check_version().await,
             401 | 403 if api_error.is_ok() => Connection::BadToken,
             // A proxy in front answers for a server that is away.
             502..=504 => Connection::Unreachable(Unreachable {
@@ -320,6 +337,56 @@ impl Client {
                 detail: Some(format!("HTTP {status} from the address")),
             }),
             _ => Connection::NotPhotosync(format!("HTTP {status} without a Photosync answer")),
+        }
+    }
+
+    /// The server's version and protocols; None for a server from before the endpoint.
+    pub async fn version(&self) -> Result<Option<photosync_protocol::VersionInfo>, ClientError> {
+        let r = self
+            .http
+            .get(self.url(path::VERSION))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(network)?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(error_of(r).await);
+        }
+        let bytes = r.bytes().await.map_err(network)?;
+        from_json(&bytes)
+            .map(Some)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `Ok`, unless the server says it speaks no protocol of ours. A server from before the
+    /// version endpoint speaks protocol 1.
+    async fn check_version(&self) -> Connection {
+        match self.version().await {
+            Ok(Some(server))
+                if !server.speaks_with(
+                    photosync_protocol::OLDEST_PROTOCOL,
+                    photosync_protocol::PROTOCOL,
+                ) =>
+            {
+                Connection::Incompatible(Box::new(server))
+            }
+            Ok(None) if photosync_protocol::OLDEST_PROTOCOL > 1 => {
+                Connection::Incompatible(Box::new(photosync_protocol::VersionInfo {
+                    version: "older than 0.1".into(),
+                    commit: "unknown".into(),
+                    protocol: 1,
+                    oldest_protocol: 1,
+                }))
+            }
+            Ok(_) => Connection::Ok,
+            Err(e) => {
+                // The images answered: this is a Photosync server; the version is extra.
+                tracing::debug!(error = %e, "the server's version could not be read");
+                Connection::Ok
+            }
         }
     }
 

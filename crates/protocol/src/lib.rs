@@ -71,6 +71,33 @@ pub mod path {
     pub const ACCOUNT: &str = "/api/v1/account";
     /// Unauthenticated: 200 while the server can reach its store (load balancers' checks).
     pub const HEALTH: &str = "/api/v1/health";
+    /// Unauthenticated: the server's version and the protocols it speaks ([`VersionInfo`]).
+    pub const VERSION: &str = "/api/v1/version";
+}
+
+/// The protocol this build speaks. It changes only when clients and servers of different
+/// protocols could not work together; a server without the version endpoint speaks 1.
+pub const PROTOCOL: u32 = 1;
+/// The oldest protocol this build still speaks.
+pub const OLDEST_PROTOCOL: u32 = 1;
+
+/// `GET /api/v1/version`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// The server's release, e.g. `0.1.0`.
+    pub version: String,
+    /// The commit it was built from (`unknown` outside a git checkout).
+    pub commit: String,
+    pub protocol: u32,
+    pub oldest_protocol: u32,
+}
+
+impl VersionInfo {
+    /// Whether a peer speaking protocols `oldest..=newest` can talk to this one: the two
+    /// ranges meet.
+    pub fn speaks_with(&self, oldest: u32, newest: u32) -> bool {
+        self.oldest_protocol <= newest && oldest <= self.protocol
+    }
 }
 
 /// Response header naming the stored image once an upload is complete (final PATCH, HEAD).

@@ -193,6 +193,17 @@ pub async fn list_images(
 }
 
 /// Whose token this is and what the account holds: what a client shows as "connected as".
+/// `GET /api/v1/version`, without a token: which release this is and which protocols it
+/// speaks, so a client can say plainly when one side must be upgraded.
+pub async fn version(State(state): State<AppState>) -> Json<photosync_protocol::VersionInfo> {
+    Json(photosync_protocol::VersionInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        commit: state.config.commit.clone(),
+        protocol: photosync_protocol::PROTOCOL,
+        oldest_protocol: photosync_protocol::OLDEST_PROTOCOL,
+    })
+}
+
 /// `GET /api/v1/health`, without a token: 200 while the store answers, 503 when it does not,
 /// so a load balancer sends no one to an instance that lost its database.
 pub async fn health(State(state): State<AppState>) -> Response {

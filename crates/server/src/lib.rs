@@ -75,6 +75,8 @@ pub struct Config {
     /// How often unreferenced blobs are collected (a query over every blob, so less often);
     /// `user remove` collects at once.
     pub gc_interval: Duration,
+    /// The commit the binary was built from, for `GET /api/v1/version`.
+    pub commit: String,
 }
 
 impl Default for Config {
@@ -93,6 +95,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             sweep_interval: Duration::from_secs(60),
             gc_interval: Duration::from_secs(3600),
+            commit: "unknown".into(),
         }
     }
 }
@@ -346,6 +349,7 @@ pub fn router(state: AppState) -> Router {
         .route(path::IMAGES, get(api::list_images))
         .route(path::ACCOUNT, get(api::account))
         .route(path::HEALTH, get(api::health))
+        .route(path::VERSION, get(api::version))
         .route("/api/v1/images/{id}", get(api::image_info))
         .route("/api/v1/images/{id}/content", get(api::download))
         .route("/api/v1/images/{id}/thumbnail", get(api::thumbnail));
