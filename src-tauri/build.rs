@@ -1,4 +1,6 @@
 fn main() {
+    // The commit, for the About line.
+    photosync_build_info::emit();
     // The config lives at the workspace root, beside ui/ and icons/.
     println!("cargo:rerun-if-changed=../icons");
     println!("cargo:rerun-if-changed=../tauri.conf.json");

@@ -35,6 +35,7 @@ export const remotePage = (offset, limit) => invoke('remote_page', { offset, lim
 export const remoteThumbnail = (id) => invoke('remote_thumbnail', { id });
 export const remoteFull = (id) => invoke('remote_full', { id });
 export const account = () => invoke('account');
+export const about = () => invoke('about');
 export const restore = (to, ids, watch) => invoke('restore', { to, ids, watch });
 export const restorePause = (paused) => invoke('restore_pause', { paused });
 export const restoreCancel = () => invoke('restore_cancel');

@@ -329,6 +329,7 @@ $('open-settings').addEventListener('click', async () => {
   fillSettings(await api.getSettings());
   $('settings-server').textContent = current ? S.connectedTo(S.connectedAs(current.user, current.server_url)) : '';
   $('settings-message').textContent = '';
+  api.about().then((a) => { $('about').textContent = S.about(a.version, a.commit); }, () => {});
   $('settings').showModal();
 });
 $('close-settings').addEventListener('click', () => $('settings').close());

@@ -107,6 +107,7 @@ export const S = {
   restoreProblems: (n) => ` · ${plural(n, 'file', 'files')} not restored`,
   openFailed: (why) => `This picture cannot be shown here: ${why}`,
   noPicture: 'the server has no picture of this file (a video, or a file it cannot read)',
+  about: (version, commit) => `Photosync ${version} (${commit})`,
   // The page itself (index.html): elements name their words with data-s (text),
   // data-s-placeholder, data-s-title and data-s-label (aria-label): a key of `page`, or of
   // the words above where the scripts use the same. `code` in backticks.

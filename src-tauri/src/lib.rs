@@ -281,6 +281,21 @@ async fn remote_full<R: Runtime>(
 }
 
 /// What the account holds: the first run offers a restore when it holds anything.
+/// This build: the release and the commit, for the About line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct About {
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
+#[tauri::command]
+fn about() -> About {
+    About {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("PHOTOSYNC_COMMIT"),
+    }
+}
+
 #[tauri::command]
 async fn account<R: Runtime>(
     app: tauri::AppHandle<R>,
@@ -477,6 +492,7 @@ fn forward_board<R: Runtime>(app: tauri::AppHandle<R>, dirty: Arc<tokio::sync::N
 pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     builder
         .invoke_handler(tauri::generate_handler![
+            about,
             overview,
             list,
             test_connection,

@@ -620,6 +620,18 @@ async fn the_app_syncs_a_folder_shows_why_and_survives_pause_drops_and_a_lost_se
         "document.getElementById('settings').open",
     )
     .await;
+    // The About line names this build: the release and the commit.
+    let about = format!(
+        "Photosync {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        env!("PHOTOSYNC_COMMIT")
+    );
+    wait_js(
+        &c,
+        "the About line",
+        &format!("document.getElementById('about').textContent === '{about}'"),
+    )
+    .await;
     click(&c, "change-server").await;
     wait_js(
         &c,
