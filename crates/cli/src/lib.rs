@@ -1,6 +1,5 @@
 //! What the `photosync` and `photosync-server` binaries share.
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: `default`).
 /// The commit these binaries were built from (see `build.rs`).
 pub const COMMIT: &str = env!("PHOTOSYNC_COMMIT");
 /// What `--version` prints after the program's name: the release and the commit.
@@ -11,6 +10,7 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// Logs to stderr, filtered by `RUST_LOG` (default: `default`).
 pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -19,8 +19,14 @@ struct Cli {
     data_dir: Option<PathBuf>,
     /// The metadata store: `sqlite:PATH`, or `postgres://USER:PASSWORD@HOST/DATABASE` for
     /// several instances [default: sqlite:DATA_DIR/photosync.db]
-    #[arg(long, global = true, env = "PHOTOSYNC_DATABASE")]
-    database: Option<Database>,
+    // A String, parsed after clap: clap's own message would echo the value, password and all.
+    #[arg(
+        long,
+        global = true,
+        env = "PHOTOSYNC_DATABASE",
+        hide_env_values = true
+    )]
+    database: Option<String>,
     /// Where uploads and photos are kept: `file:DIR`, or `s3://BUCKET/PREFIX` for several
     /// instances (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)
     /// [default: file:DATA_DIR]
@@ -206,14 +212,22 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 async fn main() -> ExitCode {
     photosync_cli::init_logging("info");
     let cli = Cli::parse();
+    let given_database = match cli.database.as_deref().map(str::parse::<Database>) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            tracing::error!("--database: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if matches!(cli.command, Command::Migrate { .. })
-        && (cli.database.is_none() || cli.blobs.is_none())
+        && (given_database.is_none() || cli.blobs.is_none())
     {
         tracing::error!("migrate moves into the stores named by --database and --blobs: give both");
         return ExitCode::from(2);
     }
     let dir = data_dir(cli.data_dir);
-    let database = cli.database.or_else(|| {
+    let database = given_database.or_else(|| {
         dir.as_ref()
             .map(|d| Database::Sqlite(d.join("photosync.db")))
     });

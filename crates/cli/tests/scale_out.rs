@@ -562,6 +562,22 @@ fn bad_backends_are_refused_with_a_clear_message() {
         .unwrap();
     assert_eq!(bad_db.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_db.stderr).contains("postgres://"));
+    // A mistyped address is not echoed: it may hold a password.
+    let typo = Command::new(SERVER)
+        .args([
+            "--database",
+            "postgresql+asyncpg://u:hunter2@h/db",
+            "user",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        said.contains("names no database") && !said.contains("hunter2"),
+        "{said}"
+    );
     let bad_blobs = Command::new(SERVER)
         .args(["--blobs", "ftp://x", "user", "list"])
         .output()

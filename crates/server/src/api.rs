@@ -192,7 +192,6 @@ pub async fn list_images(
     Ok(Json(ImageList { images, next }))
 }
 
-/// Whose token this is and what the account holds: what a client shows as "connected as".
 /// `GET /api/v1/version`, without a token: which release this is and which protocols it
 /// speaks, so a client can say plainly when one side must be upgraded.
 pub async fn version(State(state): State<AppState>) -> Json<photosync_protocol::VersionInfo> {
@@ -221,6 +220,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Whose token this is and what the account holds: what a client shows as "connected as".
 pub async fn account(
     State(state): State<AppState>,
     User(user): User,

@@ -57,7 +57,7 @@ fn what_it_names(s: &str) -> String {
     match s.split_once("://") {
         Some((scheme, _)) => format!("a {scheme}:// address"),
         None if s.contains(':') => format!("{:?}...", s.split(':').next().unwrap_or("")),
-        None => format!("{s:?}"),
+        None => "a value without a scheme".to_owned(),
     }
 }
 
@@ -109,12 +109,21 @@ impl fmt::Display for BlobStore {
 /// `postgres://user:secret@host/db?password=x` as `postgres://user:***@host/db?password=***`.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        // key=value settings: every password= value is masked.
+        return url
+            .split(' ')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
     };
-    // The user info ends at the last `@` (a password may hold `/`, `?` or `@`).
+    // The user info ends at the last `@` (a password may hold `/` or `@`), unless that `@`
+    // is in the query.
     let (user, after) = match rest.rsplit_once('@') {
-        Some((user, host)) => (Some(user), host),
-        None => (None, rest),
+        Some((user, host)) if !user.contains('?') => (Some(user), host),
+        _ => (None, rest),
     };
     let mut shown = format!("{scheme}://");
     if let Some(user) = user {
@@ -203,6 +212,14 @@ mod tests {
             assert!(!shown.contains("cr3t"), "{shown}");
             assert!(shown.contains("@h/db"), "{shown}");
         }
+        assert_eq!(
+            without_password("postgres://h/db?password=a@b"),
+            "postgres://h/db?password=***"
+        );
+        assert_eq!(
+            without_password("host=db password=hunter2 user=u"),
+            "host=db password=*** user=u"
+        );
         // A value that names no database is not echoed: it may hold a password.
         let e = "postgresql+asyncpg://u:hunter2@h/db"
             .parse::<Database>()

@@ -50,6 +50,10 @@ pub trait Blobs: Send + Sync + std::fmt::Debug {
     async fn put_thumbnail(&self, digest: &str, size: u32, jpeg: Vec<u8>) -> io::Result<()>;
     /// Bytes free for new data, if the storage can tell.
     async fn available_space(&self) -> io::Result<Option<u64>>;
+    /// The largest blob this storage can publish, if it has a limit.
+    fn max_blob_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Blobs in a local folder: `uploads/<id>.part` while receiving, `blobs/<ab>/<digest>` after.

@@ -41,6 +41,9 @@ pub async fn sweep(state: &AppState) -> Result<(), CleanupError> {
 /// A collector's claim on a doomed blob lapses after this: it died between claiming and
 /// forgetting. Deleting one blob takes far less.
 const CLAIM_LAPSES_AFTER: i64 = 3600;
+/// The longest one blob's deletion may take: far within the lapse, so a claim never lapses
+/// while its collector still deletes.
+const DELETE_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Deletes blobs no image and no verified upload references. A blob is first marked doomed in
 /// the store, which stops new references to it; then one collector claims it, deletes its
@@ -50,16 +53,35 @@ const CLAIM_LAPSES_AFTER: i64 = 3600;
 pub async fn collect_garbage(state: &AppState) -> Result<(), CleanupError> {
     let collector = crate::tus::random_hex::<8>();
     state.store.doom_unreferenced_blobs().await?;
+    let mut failed = None;
     while let Some(digest) = state
         .store
         .claim_doomed_blob(&collector, now(), now() - CLAIM_LAPSES_AFTER)
         .await?
     {
-        state.blobs.delete_blob(&digest).await?;
-        state.store.forget_blob(&digest, &collector).await?;
-        tracing::info!(blob = %digest, "unreferenced blob deleted");
+        // Still ours right now (this collector may have stalled past the lapse), and the
+        // delete bounded well within it.
+        if !state.store.renew_claim(&digest, &collector, now()).await? {
+            continue;
+        }
+        let deleted = tokio::time::timeout(DELETE_WITHIN, state.blobs.delete_blob(&digest)).await;
+        match deleted {
+            Ok(Ok(())) => {
+                state.store.forget_blob(&digest, &collector).await?;
+                tracing::info!(blob = %digest, "unreferenced blob deleted");
+            }
+            // Left claimed; another pass takes it once the claim lapses. The others go on.
+            Ok(Err(e)) => {
+                tracing::warn!(blob = %digest, error = %e, "deleting an unreferenced blob failed");
+                failed = Some(CleanupError::Io(e));
+            }
+            Err(_) => {
+                tracing::warn!(blob = %digest, "deleting an unreferenced blob timed out");
+                failed = Some(CleanupError::Io(std::io::ErrorKind::TimedOut.into()));
+            }
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Removes a user with their images and unfinished uploads, then their blobs that no other

@@ -126,6 +126,12 @@ async fn move_image(
         user_id: user,
         ..record.image
     };
+    if let Some(max) = to.blobs.max_blob_size().filter(|max| image.bytes > *max) {
+        return Ok(Moved::Failed(format!(
+            "its {} bytes are more than the target storage keeps in one file ({max})",
+            image.bytes
+        )));
+    }
     let held = to
         .store
         .images_by_id(user, &[record.number])
@@ -145,10 +151,16 @@ async fn move_image(
         }
         match to.store.import_image(record.number, &image).await {
             Ok(recorded) => break recorded,
-            // A collector on the target is deleting these bytes this moment: once it is
-            // done, they are copied again.
+            // Doomed on the target: a collector is deleting these bytes, or one was cut
+            // short. Collecting finishes the job (the target's servers are not running);
+            // then the bytes are copied again.
             Err(StoreError::BlobBusy) if tries < 30 => {
                 tries += 1;
+                if tries == 1 {
+                    if let Err(e) = crate::cleanup::collect_garbage(to).await {
+                        tracing::warn!(error = %e, "collecting the target's doomed blobs failed");
+                    }
+                }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             Err(e) => return Err(MoveError::Target(e)),

@@ -224,6 +224,20 @@ async fn blob_lock_shared(tx: &impl GenericClient) -> Result<()> {
     }
 }
 
+/// Registers a blob (or finds it registered) and says whether it is doomed. The upsert locks
+/// the row until the transaction ends, so a collector cannot forget it in between.
+async fn register_blob(tx: &impl GenericClient, digest: &str) -> Result<bool> {
+    Ok(tx
+        .query_one(
+            "INSERT INTO blobs (digest) VALUES ($1)
+             ON CONFLICT (digest) DO UPDATE SET digest = EXCLUDED.digest
+             RETURNING doomed",
+            &[&digest],
+        )
+        .await?
+        .get(0))
+}
+
 async fn schema_version(c: &impl GenericClient) -> Result<i64> {
     let exists: bool = c
         .query_one("SELECT to_regclass('photosync_schema') IS NOT NULL", &[])
@@ -674,15 +688,7 @@ impl Store for PostgresStore {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         blob_lock_shared(&tx).await?;
-        tx.execute(
-            "INSERT INTO blobs (digest) VALUES ($1) ON CONFLICT (digest) DO NOTHING",
-            &[&digest],
-        )
-        .await?;
-        let doomed: bool = tx
-            .query_one("SELECT doomed FROM blobs WHERE digest = $1", &[&digest])
-            .await?
-            .get(0);
+        let doomed = register_blob(&tx, digest).await?;
         if doomed {
             return Err(StoreError::BlobBusy);
         }
@@ -834,6 +840,16 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn renew_claim(&self, digest: &str, collector: &str, now: i64) -> Result<bool> {
+        let c = self.pool.get().await?;
+        Ok(c.execute(
+            "UPDATE blobs SET claimed_at = $3 WHERE digest = $1 AND doomed AND collector = $2",
+            &[&digest, &collector, &now],
+        )
+        .await?
+            == 1)
     }
 
     async fn forget_blob(&self, digest: &str, collector: &str) -> Result<()> {
@@ -1116,15 +1132,7 @@ impl Store for PostgresStore {
             None => {}
         }
         blob_lock_shared(&tx).await?;
-        tx.execute(
-            "INSERT INTO blobs (digest) VALUES ($1) ON CONFLICT (digest) DO NOTHING",
-            &[&img.digest],
-        )
-        .await?;
-        let doomed: bool = tx
-            .query_one("SELECT doomed FROM blobs WHERE digest = $1", &[&img.digest])
-            .await?
-            .get(0);
+        let doomed = register_blob(&tx, &img.digest).await?;
         if doomed {
             return Err(StoreError::BlobBusy);
         }

@@ -548,6 +548,10 @@ impl Blobs for S3Blobs {
         // A bucket does not say; quotas and the provider's limits apply.
         Ok(None)
     }
+
+    fn max_blob_size(&self) -> Option<u64> {
+        Some(MAX_BLOB)
+    }
 }
 
 #[cfg(test)]

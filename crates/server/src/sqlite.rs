@@ -872,6 +872,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn renew_claim(&self, digest: &str, collector: &str, now: i64) -> Result<bool> {
+        let (digest, collector) = (digest.to_owned(), collector.to_owned());
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE blobs SET claimed_at = ?3
+                 WHERE digest = ?1 AND doomed = 1 AND collector = ?2",
+                params![digest, collector, now],
+            )? == 1)
+        })
+        .await
+    }
+
     async fn forget_blob(&self, digest: &str, collector: &str) -> Result<()> {
         let (digest, collector) = (digest.to_owned(), collector.to_owned());
         self.run(move |c| {

@@ -318,6 +318,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         stale_before: i64,
     ) -> Result<Option<String>>;
+    /// Renews `collector`'s claim on a doomed blob just before it deletes the bytes; false if
+    /// the claim lapsed and was taken over (then it must not delete them).
+    async fn renew_claim(&self, digest: &str, collector: &str, now: i64) -> Result<bool>;
     /// Forgets a doomed blob once its claimant deleted its bytes.
     async fn forget_blob(&self, digest: &str, collector: &str) -> Result<()>;
 

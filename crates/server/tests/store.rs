@@ -673,8 +673,15 @@ async fn blobs_nothing_references_are_doomed_and_held_until_forgotten(store: Arc
     assert!(claim_all(&store, "gc2", T0 + 10).await.is_empty());
     store.forget_blob(&digest(2), "gc2").await.unwrap();
     assert!(busy().await);
-    // A claim whose collector died lapses, and another takes it over.
-    assert_eq!(claim_all(&store, "gc2", T0 + 3601).await, [digest(2)]);
+    assert!(store.renew_claim(&digest(2), "gc1", T0 + 5).await.unwrap());
+    assert!(!store.renew_claim(&digest(2), "gc2", T0 + 5).await.unwrap());
+    // A claim whose collector stalled lapses, and another takes it over: the first, awake
+    // again, learns it before it deletes anything.
+    assert_eq!(claim_all(&store, "gc2", T0 + 3606).await, [digest(2)]);
+    assert!(!store
+        .renew_claim(&digest(2), "gc1", T0 + 3607)
+        .await
+        .unwrap());
     store.forget_blob(&digest(2), "gc1").await.unwrap();
     assert!(busy().await);
     store.forget_blob(&digest(2), "gc2").await.unwrap();
@@ -995,6 +1002,9 @@ async fn todays_data_is_kept(store: Arc<dyn Store>) {
     assert!(images.iter().all(|i| i.identifier.is_some()));
     let users = store.list_users().await.unwrap();
     assert_eq!(users.len(), 3);
+    // Nothing is garbage: every blob is an image's.
+    assert_eq!(store.doom_unreferenced_blobs().await.unwrap(), 0);
+    assert!(claim_all(&store, "gc", T0).await.is_empty());
     // Numbers and ids go on from where they were.
     assert_eq!(stored(&store, id, "ab", &digest(1), 10).await, 3);
     assert!(user(&store, "dave").await > 3);
