@@ -20,9 +20,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use crate::store::{
-    contains_pattern, number_taken, Creation, Identified, ImageQuery, ImageRecord, LimitError,
-    NewImage, RemovedUser, Result, Store, StoreError, Unverified, Upload, UploadLimits, UserId,
-    UserRecord, UserSummary,
+    check_limits, check_quota, contains_pattern, number_taken, Creation, Identified, ImageQuery,
+    ImageRecord, NewImage, RemovedUser, Result, Store, StoreError, Unverified, Upload,
+    UploadLimits, UserId, UserRecord, UserSummary,
 };
 
 /// The schema this code reads and writes, kept in `photosync_schema`.
@@ -330,21 +330,7 @@ async fn insert_upload(
         )
         .await?;
     let (held, pending) = (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64);
-    if held >= limits.max_unfinished {
-        return Err(LimitError::TooManyUploads {
-            held,
-            max: limits.max_unfinished,
-        }
-        .into());
-    }
-    let would = pending.saturating_add(u.length);
-    if would > limits.max_unfinished_bytes {
-        return Err(LimitError::UnfinishedBytes {
-            would,
-            max: limits.max_unfinished_bytes,
-        }
-        .into());
-    }
+    check_limits(held, pending, u.length, limits)?;
     if let Some(quota) = quota.map(|q| q as u64) {
         let stored: i64 = tx
             .query_one(
@@ -353,17 +339,43 @@ async fn insert_upload(
             )
             .await?
             .get(0);
-        let used = (stored as u64).saturating_add(pending);
-        if used.saturating_add(u.length) > quota {
-            return Err(LimitError::Quota {
-                quota,
-                used,
-                wanted: u.length,
-            }
-            .into());
-        }
+        check_quota(quota, stored as u64, pending, u.length)?;
     }
     insert_upload_row(tx, u).await
+}
+
+/// Records an image under `number`; returns it as stored.
+async fn insert_image(tx: &impl GenericClient, number: i64, img: &NewImage) -> Result<ImageInfo> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO images (user_id, number, digest, identifier, name, name_bytes, bytes,
+                                     width, height, format, mtime, uploaded_at, evidence, folder,
+                                     taken, day)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 RETURNING {IMAGE_COLUMNS}"
+            ),
+            &[
+                &img.user_id,
+                &number,
+                &img.digest,
+                &img.identifier,
+                &img.name,
+                &img.name_bytes,
+                &(img.bytes as i64),
+                &img.width.map(i64::from),
+                &img.height.map(i64::from),
+                &img.format,
+                &img.mtime,
+                &img.uploaded_at,
+                &img.evidence,
+                &img.folder,
+                &img.taken,
+                &img.day(),
+            ],
+        )
+        .await?;
+    Ok(image_row(&row))
 }
 
 async fn insert_upload_row(tx: &impl GenericClient, u: &Upload) -> Result<()> {
@@ -740,38 +752,7 @@ impl Store for PostgresStore {
                     )
                     .await?
                     .get(0);
-                let row = tx
-                    .query_one(
-                        &format!(
-                            "INSERT INTO images (user_id, number, digest, identifier, name,
-                                                 name_bytes, bytes, width, height, format,
-                                                 mtime, uploaded_at, evidence, folder, taken,
-                                                 day)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                                     $14, $15, $16)
-                             RETURNING {IMAGE_COLUMNS}"
-                        ),
-                        &[
-                            &img.user_id,
-                            &number,
-                            &img.digest,
-                            &img.identifier,
-                            &img.name,
-                            &img.name_bytes,
-                            &(img.bytes as i64),
-                            &img.width.map(i64::from),
-                            &img.height.map(i64::from),
-                            &img.format,
-                            &img.mtime,
-                            &img.uploaded_at,
-                            &img.evidence,
-                            &img.folder,
-                            &img.taken,
-                            &img.day(),
-                        ],
-                    )
-                    .await?;
-                image_row(&row)
+                insert_image(&tx, number, img).await?
             }
         };
         tx.execute(
@@ -1136,31 +1117,7 @@ impl Store for PostgresStore {
         if doomed {
             return Err(StoreError::BlobBusy);
         }
-        tx.execute(
-            "INSERT INTO images (user_id, number, digest, identifier, name, name_bytes, bytes,
-                                 width, height, format, mtime, uploaded_at, evidence, folder,
-                                 taken, day)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            &[
-                &img.user_id,
-                &number,
-                &img.digest,
-                &img.identifier,
-                &img.name,
-                &img.name_bytes,
-                &(img.bytes as i64),
-                &img.width.map(i64::from),
-                &img.height.map(i64::from),
-                &img.format,
-                &img.mtime,
-                &img.uploaded_at,
-                &img.evidence,
-                &img.folder,
-                &img.taken,
-                &img.day(),
-            ],
-        )
-        .await?;
+        insert_image(&tx, number, img).await?;
         tx.execute(
             "UPDATE users SET next_image = GREATEST(next_image, $2) WHERE id = $1",
             &[&img.user_id, &number],

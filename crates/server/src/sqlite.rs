@@ -9,9 +9,9 @@ use photosync_protocol::{percent_encode_name, ImageInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    contains_pattern, image_day, number_taken, Creation, Identified, ImageQuery, ImageRecord,
-    LimitError, NewImage, RemovedUser, Result, Store, StoreError, Unverified, Upload, UploadLimits,
-    UserId, UserRecord, UserSummary,
+    check_limits, check_quota, contains_pattern, image_day, number_taken, Creation, Identified,
+    ImageQuery, ImageRecord, NewImage, RemovedUser, Result, Store, StoreError, Unverified, Upload,
+    UploadLimits, UserId, UserRecord, UserSummary,
 };
 
 #[derive(Debug, Clone)]
@@ -352,38 +352,57 @@ fn insert_upload(tx: &rusqlite::Transaction<'_>, u: &Upload, limits: &UploadLimi
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let (held, pending) = (held as u64, pending as u64);
-    if held >= limits.max_unfinished {
-        return Err(LimitError::TooManyUploads {
-            held,
-            max: limits.max_unfinished,
-        }
-        .into());
-    }
-    let would = pending.saturating_add(u.length);
-    if would > limits.max_unfinished_bytes {
-        return Err(LimitError::UnfinishedBytes {
-            would,
-            max: limits.max_unfinished_bytes,
-        }
-        .into());
-    }
+    check_limits(held, pending, u.length, limits)?;
     if let Some(quota) = quota.map(|q| q as u64) {
         let stored: i64 = tx.query_row(
             "SELECT COALESCE(SUM(bytes), 0) FROM images WHERE user_id = ?1",
             [u.user_id],
             |r| r.get(0),
         )?;
-        let used = (stored as u64).saturating_add(pending);
-        if used.saturating_add(u.length) > quota {
-            return Err(LimitError::Quota {
-                quota,
-                used,
-                wanted: u.length,
-            }
-            .into());
-        }
+        check_quota(quota, stored as u64, pending, u.length)?;
     }
     insert_upload_row(tx, u)
+}
+
+/// Records an image under `number`.
+fn insert_image(tx: &rusqlite::Transaction<'_>, number: i64, img: &NewImage) -> Result<()> {
+    tx.execute(
+        "INSERT INTO images (user_id, number, digest, identifier, name, name_bytes, bytes, width,
+                             height, format, mtime, uploaded_at, evidence, folder, taken, day)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            img.user_id,
+            number,
+            img.digest,
+            img.identifier,
+            img.name,
+            img.name_bytes,
+            img.bytes as i64,
+            img.width,
+            img.height,
+            img.format,
+            img.mtime,
+            img.uploaded_at,
+            img.evidence,
+            img.folder,
+            img.taken,
+            img.day()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Registers a blob (or finds it registered) and says whether it is doomed.
+fn register_blob(tx: &rusqlite::Transaction<'_>, digest: &str) -> Result<bool> {
+    tx.execute(
+        "INSERT INTO blobs (digest) VALUES (?1) ON CONFLICT (digest) DO NOTHING",
+        [digest],
+    )?;
+    Ok(tx.query_row(
+        "SELECT doomed FROM blobs WHERE digest = ?1",
+        [digest],
+        |r| r.get(0),
+    )?)
 }
 
 fn insert_upload_row(tx: &rusqlite::Transaction<'_>, u: &Upload) -> Result<()> {
@@ -713,16 +732,7 @@ impl Store for SqliteStore {
         let (id, holder, digest) = (id.to_owned(), holder.to_owned(), digest.to_owned());
         self.run(move |c| {
             let tx = immediate(c)?;
-            tx.execute(
-                "INSERT INTO blobs (digest) VALUES (?1) ON CONFLICT (digest) DO NOTHING",
-                [&digest],
-            )?;
-            let doomed: bool = tx.query_row(
-                "SELECT doomed FROM blobs WHERE digest = ?1",
-                [&digest],
-                |r| r.get(0),
-            )?;
-            if doomed {
+            if register_blob(&tx, &digest)? {
                 return Err(StoreError::BlobBusy);
             }
             gone_unless_one(tx.execute(
@@ -768,31 +778,7 @@ impl Store for SqliteStore {
                         [img.user_id],
                         |r| r.get(0),
                     )?;
-                    tx.execute(
-                        "INSERT INTO images (user_id, number, digest, identifier, name,
-                                             name_bytes, bytes, width, height, format, mtime,
-                                             uploaded_at, evidence, folder, taken, day)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                                 ?14, ?15, ?16)",
-                        params![
-                            img.user_id,
-                            number,
-                            img.digest,
-                            img.identifier,
-                            img.name,
-                            img.name_bytes,
-                            img.bytes as i64,
-                            img.width,
-                            img.height,
-                            img.format,
-                            img.mtime,
-                            img.uploaded_at,
-                            img.evidence,
-                            img.folder,
-                            img.taken,
-                            img.day()
-                        ],
-                    )?;
+                    insert_image(&tx, number, &img)?;
                     tx.query_row(
                         &format!(
                             "SELECT {IMAGE_COLUMNS} FROM images WHERE user_id = ?1 AND number = ?2"
@@ -1142,42 +1128,10 @@ impl Store for SqliteStore {
                 Some(d) => return Err(number_taken(number, &d)),
                 None => {}
             }
-            tx.execute(
-                "INSERT INTO blobs (digest) VALUES (?1) ON CONFLICT (digest) DO NOTHING",
-                [&img.digest],
-            )?;
-            let doomed: bool = tx.query_row(
-                "SELECT doomed FROM blobs WHERE digest = ?1",
-                [&img.digest],
-                |r| r.get(0),
-            )?;
-            if doomed {
+            if register_blob(&tx, &img.digest)? {
                 return Err(StoreError::BlobBusy);
             }
-            tx.execute(
-                "INSERT INTO images (user_id, number, digest, identifier, name, name_bytes, bytes,
-                                     width, height, format, mtime, uploaded_at, evidence, folder,
-                                     taken, day)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                params![
-                    img.user_id,
-                    number,
-                    img.digest,
-                    img.identifier,
-                    img.name,
-                    img.name_bytes,
-                    img.bytes as i64,
-                    img.width,
-                    img.height,
-                    img.format,
-                    img.mtime,
-                    img.uploaded_at,
-                    img.evidence,
-                    img.folder,
-                    img.taken,
-                    img.day()
-                ],
-            )?;
+            insert_image(&tx, number, &img)?;
             tx.execute(
                 "UPDATE users SET next_image = MAX(next_image, ?2) WHERE id = ?1",
                 params![img.user_id, number],

@@ -205,6 +205,47 @@ pub struct Unverified {
     pub bytes: u64,
 }
 
+/// Whether one more unfinished upload of `length` bytes fits the per-user bounds, beside the
+/// `held` unfinished ones declaring `pending` bytes.
+pub(crate) fn check_limits(
+    held: u64,
+    pending: u64,
+    length: u64,
+    limits: &UploadLimits,
+) -> Result<()> {
+    if held >= limits.max_unfinished {
+        return Err(LimitError::TooManyUploads {
+            held,
+            max: limits.max_unfinished,
+        }
+        .into());
+    }
+    let would = pending.saturating_add(length);
+    if would > limits.max_unfinished_bytes {
+        return Err(LimitError::UnfinishedBytes {
+            would,
+            max: limits.max_unfinished_bytes,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Whether `length` more bytes fit the quota, beside the `stored` images and the `pending`
+/// unfinished uploads.
+pub(crate) fn check_quota(quota: u64, stored: u64, pending: u64, length: u64) -> Result<()> {
+    let used = stored.saturating_add(pending);
+    if used.saturating_add(length) > quota {
+        return Err(LimitError::Quota {
+            quota,
+            used,
+            wanted: length,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// An import found another image under the number it was to keep.
 pub(crate) fn number_taken(number: i64, held: &str) -> StoreError {
     StoreError::Backend(format!(
