@@ -574,6 +574,13 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
                 service: service.clone(),
                 quitting: AtomicBool::new(false),
             });
+            // An entry written by another copy of the app (a build since moved, the one run
+            // before a package was installed) would start that copy: point it at this one.
+            if service.settings().start_at_login {
+                if let Err(e) = set_autostart(&handle, true) {
+                    tracing::warn!(error = %e, "start at login not renewed");
+                }
+            }
             forward_board(handle.clone(), dirty);
             listen_for_clicks(&handle);
             tauri::async_runtime::spawn(async move {

@@ -37,8 +37,7 @@ fn main() -> std::process::ExitCode {
         ))
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_dialog::init());
-    let app =
-        photosync_desktop::run_app(builder).build(tauri::generate_context!("../tauri.conf.json"));
+    let app = photosync_desktop::run_app(builder).build(tauri::generate_context!());
     let app = match app {
         Ok(app) => app,
         Err(e) => {

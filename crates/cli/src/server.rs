@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use photosync_server::{new_token, token_hash, AppState, BlobStore, Config, Database, StoreError};
+
+mod server_config;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,6 +16,11 @@ use photosync_server::{new_token, token_hash, AppState, BlobStore, Config, Datab
     about = "The server your photos are backed up to"
 )]
 struct Cli {
+    /// A TOML file of settings, keyed by the options' long names with `_` (`data_dir`,
+    /// `listen`, `max_upload_size`, `cors_origins = [...]`, ...). The command line and the
+    /// environment win over it [default: /etc/photosync/server.toml when it exists]
+    #[arg(long, global = true, env = "PHOTOSYNC_CONFIG")]
+    config: Option<PathBuf>,
     /// Where the database and the photos live [default: the platform's data directory]
     #[arg(long, global = true, env = "PHOTOSYNC_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -89,6 +96,9 @@ enum Command {
         )]
         cors_origins: Vec<String>,
     },
+    /// Open the stores, upgrading their schema when it is older (as a package upgrade does),
+    /// and say what they hold.
+    Check,
     /// Manage the users who may back up here.
     #[command(subcommand)]
     User(UserCommand),
@@ -172,6 +182,21 @@ async fn migrate(from: &std::path::Path, to: &AppState) -> Result<(), String> {
     }
 }
 
+/// `check`: the stores are open (and their schema current); says what they hold.
+async fn check(state: &AppState, database: &Database, blobs: &BlobStore) -> Result<(), String> {
+    let users = state.store.list_users().await.map_err(|e| e.to_string())?;
+    let images: u64 = users.iter().map(|u| u.images).sum();
+    let bytes: u64 = users.iter().map(|u| u.bytes).sum();
+    #[allow(clippy::print_stdout)] // the command's report
+    {
+        println!(
+            "ok: {database} and {blobs}: {} users, {images} images, {bytes} bytes",
+            users.len()
+        );
+    }
+    Ok(())
+}
+
 fn data_dir(given: Option<PathBuf>) -> Option<PathBuf> {
     given.or_else(|| {
         directories::ProjectDirs::from("", "", "photosync-server")
@@ -208,10 +233,82 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Reads the settings file into the environment variables of the options it sets, where
+/// the environment does not set them already. Runs before any thread is started.
+fn load_settings_file() -> Result<(), String> {
+    let command = Cli::command();
+    // Only --config is wanted here; the real parse below reports any error in the arguments.
+    let given = command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os())
+        .ok()
+        .and_then(|m| m.get_one::<PathBuf>("config").cloned());
+    let Some(path) = server_config::path(given) else {
+        return Ok(());
+    };
+    for (env, value) in server_config::read(&command, &path)? {
+        if std::env::var_os(&env).is_none() {
+            std::env::set_var(env, value);
+        }
+    }
+    tracing::debug!(path = %path.display(), "settings read");
+    Ok(())
+}
+
+/// Run by root on a data directory that another user owns (the package's `photosync`), the
+/// command runs again as that user: a database or photo created by root could not be written
+/// by the service afterwards. Returns only when it cannot.
+#[cfg(target_os = "linux")]
+fn run_as_owner_of(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    // /proc/self belongs to the process's effective user.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let Ok(owner) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if !root || owner.uid() == 0 {
+        return Ok(());
+    }
+    tracing::debug!(uid = owner.uid(), dir = %dir.display(), "running as the data directory's owner");
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .uid(owner.uid())
+        .gid(owner.gid())
+        .exec();
+    Err(format!(
+        "cannot run as the owner (uid {}) of {}: {error}",
+        owner.uid(),
+        dir.display()
+    ))
+}
+
+fn main() -> ExitCode {
     photosync_cli::init_logging("info");
+    if let Err(e) = load_settings_file() {
+        tracing::error!("{e}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
+    #[cfg(target_os = "linux")]
+    if let Some(dir) = data_dir(cli.data_dir.clone()) {
+        if let Err(e) = run_as_owner_of(&dir) {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let given_database = match cli.database.as_deref().map(str::parse::<Database>) {
         None => None,
         Some(Ok(d)) => Some(d),
@@ -275,7 +372,7 @@ async fn main() -> ExitCode {
             commit: photosync_cli::COMMIT.into(),
             ..Config::default()
         },
-        Command::User(_) | Command::Migrate { .. } => Config::default(),
+        Command::User(_) | Command::Migrate { .. } | Command::Check => Config::default(),
     };
 
     let state = match AppState::open(&database, &blobs, config).await {
@@ -341,6 +438,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Migrate { from } => migrate(&from, &state).await,
+        Command::Check => check(&state, &database, &blobs).await,
         Command::User(UserCommand::SetQuota { name, quota }) => state
             .store
             .set_quota(&name, quota.0)

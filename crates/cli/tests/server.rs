@@ -667,3 +667,168 @@ fn sigterm_stops_the_server_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `Tus-Max-Size` of a running server: which `max_upload_size` it took.
+async fn max_size(server: &ServerProcess) -> String {
+    let r = client()
+        .request(reqwest::Method::OPTIONS, format!("{}/files/", server.url))
+        .send()
+        .await
+        .unwrap();
+    r.headers()[tus::MAX_SIZE].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_settings_file_sets_the_options_and_the_command_line_and_environment_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("server.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "# as the package writes it\ndata_dir = {:?}\nlisten = \"127.0.0.1:0\"\n\
+             max_upload_size = 1000\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(&file).arg("serve").args(extra);
+        c.env_remove("PHOTOSYNC_MAX_UPLOAD_SIZE")
+            .envs(env.iter().copied());
+        ServerProcess::spawn(c)
+    };
+
+    // The admin's commands find the same data through the same file.
+    let out = Command::new(BIN)
+        .args(["user", "add", "alice"])
+        .env("PHOTOSYNC_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        data.join("photosync.db").is_file(),
+        "data_dir comes from the file"
+    );
+
+    let s = server(&[], &[]);
+    assert_eq!(max_size(&s).await, "1000");
+    // A list: both origins are allowed.
+    for origin in ["https://a.example", "https://b.example"] {
+        let r = client()
+            .get(format!("{}/api/v1/version", s.url))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], origin);
+    }
+    drop(s);
+    let s = server(&["--max-upload-size", "2000"], &[]);
+    assert_eq!(max_size(&s).await, "2000", "the command line wins");
+    drop(s);
+    let s = server(&[], &[("PHOTOSYNC_MAX_UPLOAD_SIZE", "3000")]);
+    assert_eq!(max_size(&s).await, "3000", "the environment wins");
+}
+
+#[test]
+fn a_bad_settings_file_is_refused_with_where_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("server.toml");
+    // `serve` reads every key; a bad value must stop it before it listens.
+    let run = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("PHOTOSYNC_MAX_UPLOAD_SIZE")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("lisen = \"127.0.0.1:8080\"\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("unknown setting \"lisen\"") && err.contains("listen"),
+        "{err}"
+    );
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+    let (code, err) = run("listen = \n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not valid TOML"), "{err}");
+    let (code, err) = run("[listen]\nport = 1\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("listen takes a string or a number"), "{err}");
+    let (code, err) = run("max_upload_size = \"lots\"\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("lots"), "{err}");
+    let (code, err) = run("database = \"mysql://root:hunter2@db/x\"\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        !err.contains("hunter2"),
+        "a password is never echoed: {err}"
+    );
+    // Nothing was created anywhere by a refused start.
+    assert!(!dir.path().join("photosync.db").exists());
+
+    let missing = Command::new(BIN)
+        .args(["--config", "/nonexistent/server.toml", "user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the settings file"));
+}
+
+/// Root running an admin command on the service's data (owned by its own user) runs it as
+/// that user: nothing it creates is root's, which the service could not write.
+#[test]
+fn root_runs_admin_commands_as_the_owner_of_the_data() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("skipped: needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let nobody = 65534;
+    std::os::unix::fs::chown(&data, Some(nobody), Some(nobody)).unwrap();
+    let token = add_user(&data, "alice");
+    assert!(token.starts_with("psk_"));
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (nobody, nobody),
+            "{} is not the owner's",
+            entry.path().display()
+        );
+    }
+    let list = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("alice\t0 images"));
+    // And the check a package upgrade runs says what the stores hold.
+    let check = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains(": 1 users, 0 images, 0 bytes"),
+        "{check:?}"
+    );
+}

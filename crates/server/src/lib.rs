@@ -353,7 +353,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/images/{id}", get(api::image_info))
         .route("/api/v1/images/{id}/content", get(api::download))
         .route("/api/v1/images/{id}/thumbnail", get(api::thumbnail));
-    let mut app = uploads
+    let app = uploads
         .merge(api)
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
@@ -371,10 +371,25 @@ pub fn router(state: AppState) -> Router {
                     tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
                 ),
         );
-    if let Some(cors) = limits::cors(&state.config.cors_origins) {
-        app = app.layer(cors);
+    let cors = limits::cors(&state.config.cors_origins);
+    let app = app.with_state(state);
+    match cors {
+        None => app,
+        Some(cors) => {
+            // tower-http answers every OPTIONS as a CORS preflight; one without
+            // Access-Control-Request-Method is a tus client asking for the server's
+            // capabilities (Tus-Version, Tus-Max-Size), which only the tus handler gives.
+            let with_cors = app.clone().layer(cors);
+            Router::new().fallback_service(tower::service_fn(move |req: axum::extract::Request| {
+                let preflight = req.method() != axum::http::Method::OPTIONS
+                    || req
+                        .headers()
+                        .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
+                let target = if preflight { &with_cors } else { &app };
+                tower::ServiceExt::oneshot(target.clone(), req)
+            }))
+        }
     }
-    app.with_state(state)
 }
 
 /// Serves until `shutdown` resolves; in-flight requests then get `grace` to finish. Parts that

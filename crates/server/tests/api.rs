@@ -1694,6 +1694,18 @@ async fn cors_only_for_configured_origins() {
         exposed.contains("location") && exposed.contains("upload-offset"),
         "{exposed}"
     );
+    // A tus client's OPTIONS is no preflight: it still learns the server's capabilities.
+    let r = on
+        .send(
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/files/")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(header(&r, tus::VERSION_HEADER), Some("1.0.0"));
+    assert!(header(&r, tus::MAX_SIZE).is_some());
 }
 
 /// Reads until the server closes the connection; the answer, or None if it stayed open for
