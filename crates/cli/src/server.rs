@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use photosync_server::{new_token, token_hash, AppState, BlobStore, Config, Database, StoreError};
 
@@ -182,8 +183,52 @@ async fn migrate(from: &std::path::Path, to: &AppState) -> Result<(), String> {
     }
 }
 
+/// The server's limits, from `serve`'s options; the defaults for the other commands.
+fn serve_config(command: &Command) -> Config {
+    match command {
+        Command::Serve {
+            max_upload_size,
+            idle_timeout,
+            min_upload_rate,
+            upload_ttl_hours,
+            header_timeout,
+            request_timeout,
+            max_connections,
+            max_unfinished_uploads,
+            max_unfinished_bytes,
+            min_free_space,
+            cors_origins,
+            ..
+        } => Config {
+            max_upload_size: *max_upload_size,
+            idle_timeout: Duration::from_secs(*idle_timeout),
+            min_upload_rate: *min_upload_rate,
+            upload_ttl: Duration::from_secs(upload_ttl_hours * 3600),
+            header_timeout: Duration::from_secs(*header_timeout),
+            request_timeout: Duration::from_secs(*request_timeout),
+            max_connections: *max_connections,
+            max_unfinished_uploads: *max_unfinished_uploads,
+            max_unfinished_bytes: *max_unfinished_bytes,
+            min_free_space: *min_free_space,
+            cors_origins: cors_origins.clone(),
+            commit: photosync_cli::COMMIT.into(),
+            ..Config::default()
+        },
+        Command::User(_) | Command::Migrate { .. } | Command::Check => Config::default(),
+    }
+}
+
 /// `check`: the stores are open (and their schema current); says what they hold.
-async fn check(state: &AppState, database: &Database, blobs: &BlobStore) -> Result<(), String> {
+async fn check(
+    state: &AppState,
+    database: &Database,
+    blobs: &BlobStore,
+    serve: Option<&Command>,
+) -> Result<(), String> {
+    if let Some(Command::Serve { listen, .. }) = serve {
+        std::net::ToSocketAddrs::to_socket_addrs(listen.as_str())
+            .map_err(|e| format!("listen = {listen:?}: {e}"))?;
+    }
     let users = state.store.list_users().await.map_err(|e| e.to_string())?;
     let images: u64 = users.iter().map(|u| u.images).sum();
     let bytes: u64 = users.iter().map(|u| u.bytes).sum();
@@ -236,29 +281,40 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 /// Reads the settings file into the environment variables of the options it sets, where
 /// the environment does not set them already. Runs before any thread is started.
 fn load_settings_file() -> Result<(), String> {
+    if std::env::var_os(server_config::READ_MARK).is_some() {
+        return Ok(());
+    }
     let command = Cli::command();
     // Only --config is wanted here; the real parse below reports any error in the arguments.
-    let given = command
+    let given = match command
         .clone()
         .ignore_errors(true)
         .try_get_matches_from(std::env::args_os())
-        .ok()
-        .and_then(|m| m.get_one::<PathBuf>("config").cloned());
-    let Some(path) = server_config::path(given) else {
+    {
+        Ok(m) => m.get_one::<PathBuf>("config").cloned(),
+        // --help and --version need no settings, and must work when the file is broken.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            return Ok(())
+        }
+        Err(_) => None,
+    };
+    let Some(source) = server_config::Source::find(given) else {
         return Ok(());
     };
-    for (env, value) in server_config::read(&command, &path)? {
+    for (env, value) in server_config::read(&command, &source)? {
         if std::env::var_os(&env).is_none() {
             std::env::set_var(env, value);
         }
     }
-    tracing::debug!(path = %path.display(), "settings read");
+    std::env::set_var(server_config::READ_MARK, "1");
+    tracing::debug!(path = %source.path().display(), "settings read");
     Ok(())
 }
 
-/// Run by root on a data directory that another user owns (the package's `photosync`), the
-/// command runs again as that user: a database or photo created by root could not be written
-/// by the service afterwards. Returns only when it cannot.
+/// Run by root on a data directory that a system account owns (the package's `photosync`),
+/// the command runs again as that account, with its own group: a database or photo created by
+/// root could not be written by the service afterwards. Root on another user's data is
+/// refused. Returns only when it does not run again.
 #[cfg(target_os = "linux")]
 fn run_as_owner_of(dir: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
@@ -271,18 +327,35 @@ fn run_as_owner_of(dir: &std::path::Path) -> Result<(), String> {
     if !root || owner.uid() == 0 {
         return Ok(());
     }
-    tracing::debug!(uid = owner.uid(), dir = %dir.display(), "running as the data directory's owner");
+    let account = system_account(owner.uid()).ok_or_else(|| {
+        format!(
+            "{} belongs to uid {}, which is not a system account: run this as its owner",
+            dir.display(),
+            owner.uid()
+        )
+    })?;
+    tracing::debug!(user = %account.0, dir = %dir.display(), "running as the data's owner");
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let error = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .uid(owner.uid())
-        .gid(owner.gid())
+        .gid(account.1)
         .exec();
-    Err(format!(
-        "cannot run as the owner (uid {}) of {}: {error}",
-        owner.uid(),
-        dir.display()
-    ))
+    Err(format!("cannot run as {}: {error}", account.0))
+}
+
+/// The name and primary group of a local system account (uid 1–999 in /etc/passwd, not in
+/// group 0): only such an account is switched to.
+#[cfg(target_os = "linux")]
+fn system_account(uid: u32) -> Option<(String, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let entry_uid: u32 = fields.nth(1)?.parse().ok()?;
+        let gid: u32 = fields.next()?.parse().ok()?;
+        (entry_uid == uid && (1..1000).contains(&uid) && gid != 0).then(|| (name.to_owned(), gid))
+    })
 }
 
 fn main() -> ExitCode {
@@ -343,37 +416,19 @@ async fn run(cli: Cli) -> ExitCode {
         tracing::error!("no data directory: pass --data-dir, or --database and --blobs");
         return ExitCode::from(2);
     };
-    let config = match &cli.command {
-        Command::Serve {
-            max_upload_size,
-            idle_timeout,
-            min_upload_rate,
-            upload_ttl_hours,
-            header_timeout,
-            request_timeout,
-            max_connections,
-            max_unfinished_uploads,
-            max_unfinished_bytes,
-            min_free_space,
-            cors_origins,
-            ..
-        } => Config {
-            max_upload_size: *max_upload_size,
-            idle_timeout: Duration::from_secs(*idle_timeout),
-            min_upload_rate: *min_upload_rate,
-            upload_ttl: Duration::from_secs(upload_ttl_hours * 3600),
-            header_timeout: Duration::from_secs(*header_timeout),
-            request_timeout: Duration::from_secs(*request_timeout),
-            max_connections: *max_connections,
-            max_unfinished_uploads: *max_unfinished_uploads,
-            max_unfinished_bytes: *max_unfinished_bytes,
-            min_free_space: *min_free_space,
-            cors_origins: cors_origins.clone(),
-            commit: photosync_cli::COMMIT.into(),
-            ..Config::default()
+    // `check` also checks what `serve` would start with: a package upgrade runs it before
+    // starting the service again.
+    let serve_settings = match &cli.command {
+        Command::Check => match Cli::try_parse_from(["photosync-server", "serve"]) {
+            Ok(parsed) => Some(parsed.command),
+            Err(e) => {
+                tracing::error!("the settings for serve: {e}");
+                return ExitCode::from(2);
+            }
         },
-        Command::User(_) | Command::Migrate { .. } | Command::Check => Config::default(),
+        _ => None,
     };
+    let config = serve_config(serve_settings.as_ref().unwrap_or(&cli.command));
 
     let state = match AppState::open(&database, &blobs, config).await {
         Ok(s) => s,
@@ -438,7 +493,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Migrate { from } => migrate(&from, &state).await,
-        Command::Check => check(&state, &database, &blobs).await,
+        Command::Check => check(&state, &database, &blobs, serve_settings.as_ref()).await,
         Command::User(UserCommand::SetQuota { name, quota }) => state
             .store
             .set_quota(&name, quota.0)

@@ -730,6 +730,24 @@ async fn a_settings_file_sets_the_options_and_the_command_line_and_environment_w
     drop(s);
     let s = server(&[], &[("PHOTOSYNC_MAX_UPLOAD_SIZE", "3000")]);
     assert_eq!(max_size(&s).await, "3000", "the environment wins");
+    drop(s);
+
+    // server.env beside the file sets variables (a bucket's keys) the file does not.
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("server.env"),
+        "# as the admin writes it\nPHOTOSYNC_MAX_UPLOAD_SIZE=\"5000\"\n",
+    )
+    .unwrap();
+    let s = server(&[], &[]);
+    assert_eq!(max_size(&s).await, "5000");
 }
 
 #[test]
@@ -774,6 +792,23 @@ fn a_bad_settings_file_is_refused_with_where_and_why() {
         !err.contains("hunter2"),
         "a password is never echoed: {err}"
     );
+    // Nor when the line around it is broken (toml's own message quotes the line).
+    let (code, err) = run("listen = \"127.0.0.1:0\"\ndatabase = \"postgres://u:hunter2@db/x\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("at line 2"), "{err}");
+    assert!(
+        !err.contains("hunter2"),
+        "a password is never echoed: {err}"
+    );
+
+    // The keys of a bucket (no options) come from server.env beside the file.
+    let env_file = dir.path().join("server.env");
+    std::fs::write(&env_file, "# keys\nAWS_REGION=x\nnot a line with hunter2\n").unwrap();
+    let (code, err) = run("listen = \"127.0.0.1:0\"\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("server.env: line 3 is not KEY=VALUE"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    std::fs::remove_file(&env_file).unwrap();
     // Nothing was created anywhere by a refused start.
     assert!(!dir.path().join("photosync.db").exists());
 
@@ -798,8 +833,10 @@ fn root_runs_admin_commands_as_the_owner_of_the_data() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let nobody = 65534;
-    std::os::unix::fs::chown(&data, Some(nobody), Some(nobody)).unwrap();
+    // Debian's `daemon` system account (uid 1, group 1); the directory's group is root's, and
+    // the command must take the account's own group, not that one.
+    let daemon = 1;
+    std::os::unix::fs::chown(&data, Some(daemon), Some(0)).unwrap();
     let token = add_user(&data, "alice");
     assert!(token.starts_with("psk_"));
     for entry in std::fs::read_dir(&data).unwrap() {
@@ -807,7 +844,7 @@ fn root_runs_admin_commands_as_the_owner_of_the_data() {
         let meta = entry.metadata().unwrap();
         assert_eq!(
             (meta.uid(), meta.gid()),
-            (nobody, nobody),
+            (daemon, daemon),
             "{} is not the owner's",
             entry.path().display()
         );
@@ -831,4 +868,39 @@ fn root_runs_admin_commands_as_the_owner_of_the_data() {
         String::from_utf8_lossy(&check.stdout).contains(": 1 users, 0 images, 0 bytes"),
         "{check:?}"
     );
+    // `check` also refuses what `serve` would refuse (a package upgrade relies on it).
+    let check_with = |setting: &str| {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, setting).unwrap();
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("check")
+            .env_remove("PHOTOSYNC_MAX_UPLOAD_SIZE")
+            .env_remove("PHOTOSYNC_LISTEN")
+            .output()
+            .unwrap()
+    };
+    let bad = check_with("max_upload_size = \"lots\"\n");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("the settings for serve"));
+    let bad = check_with("listen = \"nowhere\"\n");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("listen = \"nowhere\""));
+
+    // Data of a user who is no system account: root is refused, not switched to them.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+    let refused = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&theirs)
+        .args(["user", "add", "mallory"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a system account"));
+    assert!(!theirs.join("photosync.db").exists());
 }

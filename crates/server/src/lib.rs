@@ -376,16 +376,16 @@ pub fn router(state: AppState) -> Router {
     match cors {
         None => app,
         Some(cors) => {
-            // tower-http answers every OPTIONS as a CORS preflight; one without
-            // Access-Control-Request-Method is a tus client asking for the server's
-            // capabilities (Tus-Version, Tus-Max-Size), which only the tus handler gives.
+            // tower-http answers every OPTIONS as a CORS preflight; one from outside a browser
+            // (no Origin) is a tus client asking for the server's capabilities (Tus-Version,
+            // Tus-Max-Size), which only the tus handler gives.
             let with_cors = app.clone().layer(cors);
             Router::new().fallback_service(tower::service_fn(move |req: axum::extract::Request| {
-                let preflight = req.method() != axum::http::Method::OPTIONS
-                    || req
-                        .headers()
-                        .contains_key(axum::http::header::ACCESS_CONTROL_REQUEST_METHOD);
-                let target = if preflight { &with_cors } else { &app };
+                use axum::http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+                let cors = req.method() != axum::http::Method::OPTIONS
+                    || req.headers().contains_key(ORIGIN)
+                    || req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+                let target = if cors { &with_cors } else { &app };
                 tower::ServiceExt::oneshot(target.clone(), req)
             }))
         }

@@ -223,18 +223,19 @@ impl Server {
     }
 }
 
+/// A tus client's `OPTIONS /files/`: no token, no CORS headers.
+fn tus_options() -> Request<Body> {
+    Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/files/")
+        .body(Body::empty())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn options_advertises_the_protocol() {
     let s = server().await;
-    let r = s
-        .send(
-            Request::builder()
-                .method(Method::OPTIONS)
-                .uri("/files/")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let r = s.send(tus_options()).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, tus::VERSION_HEADER), Some("1.0.0"));
     assert_eq!(header(&r, tus::MAX_SIZE), Some("4294967296"));
@@ -1695,15 +1696,7 @@ async fn cors_only_for_configured_origins() {
         "{exposed}"
     );
     // A tus client's OPTIONS is no preflight: it still learns the server's capabilities.
-    let r = on
-        .send(
-            Request::builder()
-                .method(Method::OPTIONS)
-                .uri("/files/")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let r = on.send(tus_options()).await;
     assert_eq!(header(&r, tus::VERSION_HEADER), Some("1.0.0"));
     assert!(header(&r, tus::MAX_SIZE).is_some());
 }
