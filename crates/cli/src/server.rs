@@ -282,6 +282,8 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 /// the environment does not set them already. Runs before any thread is started.
 fn load_settings_file() -> Result<(), String> {
     if std::env::var_os(server_config::READ_MARK).is_some() {
+        // For this one program only: whatever it starts reads the settings as usual.
+        std::env::remove_var(server_config::READ_MARK);
         return Ok(());
     }
     let command = Cli::command();

@@ -108,6 +108,11 @@ pub fn read(command: &clap::Command, source: &Source) -> Result<Vec<(String, Str
     match std::fs::read_to_string(&env_file) {
         Ok(text) => pairs.extend(environment(&env_file, &text)?),
         Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e)
+            if matches!(source, Source::System(_)) && e.kind() == ErrorKind::PermissionDenied =>
+        {
+            tracing::warn!("not reading {} ({e})", env_file.display());
+        }
         Err(e) => return Err(format!("cannot read {}: {e}", env_file.display())),
     }
     Ok(pairs)
@@ -179,6 +184,10 @@ fn settings(
                 names.join(", ")
             ));
         };
+        // An empty list sets nothing (as an empty variable would set one empty value).
+        if matches!(value, toml::Value::Array(items) if items.is_empty()) {
+            continue;
+        }
         let text = match (value, setting.delimiter) {
             (toml::Value::Array(items), Some(delimiter)) => items
                 .iter()

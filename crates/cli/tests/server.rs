@@ -870,8 +870,10 @@ fn root_runs_admin_commands_as_the_owner_of_the_data() {
     );
     // `check` also refuses what `serve` would refuse (a package upgrade relies on it).
     let check_with = |setting: &str| {
+        // Root's alone: the command run again as the data's owner must not need to read it.
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, setting).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         Command::new(BIN)
             .arg("--config")
             .arg(&file)
