@@ -280,7 +280,6 @@ async fn remote_full<R: Runtime>(
     )?))
 }
 
-/// What the account holds: the first run offers a restore when it holds anything.
 /// This build: the release and the commit, for the About line.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct About {
@@ -296,6 +295,7 @@ fn about() -> About {
     }
 }
 
+/// What the account holds: the first run offers a restore when it holds anything.
 #[tauri::command]
 async fn account<R: Runtime>(
     app: tauri::AppHandle<R>,

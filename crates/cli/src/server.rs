@@ -367,15 +367,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    let dir = data_dir(cli.data_dir.clone());
     #[cfg(target_os = "linux")]
-    if let Some(dir) = data_dir(cli.data_dir.clone()) {
-        if let Err(e) = run_as_owner_of(&dir) {
+    if let Some(dir) = &dir {
+        if let Err(e) = run_as_owner_of(dir) {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     }
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(run(cli)),
+        Ok(runtime) => runtime.block_on(run(cli, dir)),
         Err(e) => {
             tracing::error!("cannot start: {e}");
             ExitCode::FAILURE
@@ -383,7 +384,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> ExitCode {
+/// The command, with the data directory (given, or the platform's) resolved.
+async fn run(cli: Cli, dir: Option<PathBuf>) -> ExitCode {
     let given_database = match cli.database.as_deref().map(str::parse::<Database>) {
         None => None,
         Some(Ok(d)) => Some(d),
@@ -398,7 +400,6 @@ async fn run(cli: Cli) -> ExitCode {
         tracing::error!("migrate moves into the stores named by --database and --blobs: give both");
         return ExitCode::from(2);
     }
-    let dir = data_dir(cli.data_dir);
     let database = given_database.or_else(|| {
         dir.as_ref()
             .map(|d| Database::Sqlite(d.join("photosync.db")))

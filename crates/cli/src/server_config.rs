@@ -118,11 +118,16 @@ pub fn read(command: &clap::Command, source: &Source) -> Result<Vec<(String, Str
     Ok(pairs)
 }
 
-/// Line and column (from 1) of a byte offset.
+/// Line and column (from 1, in bytes) of a byte offset; bytes, so no offset can panic.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+        + 1;
     (line, column)
 }
 

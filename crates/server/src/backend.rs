@@ -110,14 +110,7 @@ impl fmt::Display for BlobStore {
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         // key=value settings: every password= value is masked.
-        return url
-            .split(' ')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        return url.split(' ').map(masked).collect::<Vec<_>>().join(" ");
     };
     // The user info ends at the last `@` (a password may hold `/` or `@`), unless that `@`
     // is in the query.
@@ -137,17 +130,19 @@ fn without_password(url: &str) -> String {
         .map_or((after, None), |(p, q)| (p, Some(q)));
     shown.push_str(place);
     if let Some(query) = query {
-        let params: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_owned(),
-            })
-            .collect();
+        let params: Vec<String> = query.split('&').map(masked).collect();
         shown.push('?');
         shown.push_str(&params.join("&"));
     }
     shown
+}
+
+/// `password=x` as `password=***`; any other `key=value` as it is.
+fn masked(kv: &str) -> String {
+    match kv.split_once('=') {
+        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+        _ => kv.to_owned(),
+    }
 }
 
 #[cfg(test)]
